@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# Provisions the selfheal VM (Debian 12): Docker Engine with the Compose v2 plugin from Docker's
+# apt repository, the images built through the online Dockerfile path, the stack started and
+# checked healthy, the URLs printed. Idempotent: a second run installs nothing, rewrites no file
+# and fails on nothing. docs/vm.md explains the choices.
+#
+# Sourcing the file defines the functions without running anything (tests/vagrant/check.sh does
+# that); every path it writes is under $SELFHEAL_PROVISION_ROOT so tests run it in a temp dir.
+set -euo pipefail
+
+ROOT="${SELFHEAL_PROVISION_ROOT:-}"
+SELFHEAL_DIR="${SELFHEAL_DIR:-/opt/selfheal}"
+ENV_FILE="${SELFHEAL_ENV_FILE:-/etc/selfheal/selfheal.env}"
+HEALTH_TIMEOUT="${SELFHEAL_HEALTH_TIMEOUT:-300}"
+POLL_INTERVAL="${SELFHEAL_POLL_INTERVAL:-2}"
+VM_USER="${SELFHEAL_VM_USER:-vagrant}"
+
+DOCKER_APT_URL="https://download.docker.com/linux/debian"
+# Docker's release signing key; a download with any other fingerprint is refused.
+DOCKER_KEY_FPR="9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+DOCKER_KEYRING="/etc/apt/keyrings/docker.asc"
+DOCKER_SOURCES="/etc/apt/sources.list.d/docker.list"
+BASE_PACKAGES=(ca-certificates curl gnupg jq)
+DOCKER_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin)
+
+# name|URL checked from inside the VM once the service's port is published.
+ENDPOINTS=(
+  "app|http://127.0.0.1:8080/health"
+  "watchdog|http://127.0.0.1:9100/healthz"
+  "prometheus|http://127.0.0.1:9090/-/ready"
+  "alertmanager|http://127.0.0.1:9093/-/ready"
+  "grafana|http://127.0.0.1:3000/api/health"
+)
+
+APT_UPDATED=0
+
+log() { printf '==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() {
+  printf 'provision: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- pure helpers (no side effects; unit-tested by tests/vagrant/check.sh) -----------------------
+
+# Prints the codename of a Debian os-release file; fails on anything that is not Debian.
+os_codename() {
+  local file="$1" id codename
+  [[ -r "$file" ]] || { echo "cannot read $file" >&2; return 1; }
+  id="$(sed -n 's/^ID=//p' "$file" | tr -d '"')"
+  codename="$(sed -n 's/^VERSION_CODENAME=//p' "$file" | tr -d '"')"
+  if [[ "$id" != "debian" || -z "$codename" ]]; then
+    echo "this script provisions Debian (the debian/bookworm64 box); found ID=${id:-?} VERSION_CODENAME=${codename:-?}" >&2
+    return 1
+  fi
+  printf '%s\n' "$codename"
+}
+
+docker_repo_line() {
+  local arch="$1" codename="$2"
+  printf 'deb [arch=%s signed-by=%s] %s %s stable\n' "$arch" "$DOCKER_KEYRING" "$DOCKER_APT_URL" "$codename"
+}
+
+# Letters and digits only, so the value is safe in an env file and in a URL.
+generate_password() {
+  local pw=""
+  while ((${#pw} < 24)); do
+    pw+="$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+  done
+  printf '%s\n' "${pw:0:24}"
+}
+
+env_file_content() {
+  local password="$1"
+  printf '%s\n' \
+    "# Written by deploy/vagrant/provision.sh; passed to docker compose with --env-file." \
+    "# Published ports bind to every VM interface; Vagrant forwards them to the host's 127.0.0.1 only." \
+    "SELFHEAL_BIND=0.0.0.0" \
+    "GRAFANA_ADMIN_PASSWORD=${password}"
+}
+
+# Reads one KEY=value from an env file without executing it.
+env_file_value() {
+  local file="$1" key="$2"
+  [[ -r "$file" ]] || return 0
+  sed -n "s/^${key}=//p" "$file" | tail -n 1
+}
+
+# Verdict for one service's container: prints the problem, or nothing when it is ready.
+container_verdict() {
+  local service="$1" status="$2" health="$3"
+  if [[ "$status" != "running" ]]; then
+    printf '%s: container is %s\n' "$service" "${status:-missing}"
+  elif [[ "$health" != "healthy" && "$health" != "none" ]]; then
+    printf '%s: health is %s\n' "$service" "$health"
+  fi
+}
+
+# Prometheus /api/v1/targets JSON on stdin -> one line per active target that is not up.
+prometheus_targets_down() {
+  jq -r '
+    (.data.activeTargets // []) as $t
+    | if ($t | length) == 0 then "prometheus: no scrape targets yet"
+      else $t[] | select(.health != "up")
+        | "prometheus target \(.labels.job) (\(.labels.instance)) is \(.health): \(.lastError // "")"
+      end'
+}
+
+# Compose's JSON config on stdin + the Dockerfile's stage names as args -> the build plan, one
+# line per selfheal image: "compose SERVICE" (compose builds it), "target STAGE IMAGE" (built
+# from docker/Dockerfile) or "missing IMAGE". Images of others are pulled by `up`.
+build_plan() {
+  jq -r --args '
+    ($ARGS.positional) as $stages
+    | .services | to_entries[]
+    | if .value.build then "compose \(.key)"
+      elif ((.value.image // "") | startswith("selfheal/")) then
+        (.value.image | sub(":.*$"; "")) as $image
+        | ($image | ltrimstr("selfheal/")) as $name
+        | if ($stages | index($name)) then "target \($name) \(.value.image)"
+          else "missing \(.value.image)" end
+      else empty end' "$@"
+}
+
+# Stage names declared in a Dockerfile (FROM ... AS name).
+dockerfile_stages() {
+  sed -n 's/^[[:space:]]*[Ff][Rr][Oo][Mm][[:space:]].*[[:space:]][Aa][Ss][[:space:]]\{1,\}\([A-Za-z0-9._-]\{1,\}\).*$/\1/p' "$1"
+}
+
+# --- steps that change the machine --------------------------------------------------------------
+
+# Installs CONTENT at DEST with MODE only when it differs; sets WROTE to 1 when it wrote, else 0.
+# (A status flag, not a return code: errexit is off inside functions tested with `if` or `&&`.)
+WROTE=0
+write_if_changed() {
+  local dest="$1" mode="$2" content="$3" tmp
+  WROTE=0
+  tmp="$(mktemp)"
+  printf '%s\n' "$content" >"$tmp"
+  if [[ -f "$dest" ]] && cmp -s "$tmp" "$dest"; then
+    rm -f "$tmp"
+    note "unchanged: ${dest#"$ROOT"}"
+    return 0
+  fi
+  mkdir -p "$(dirname "$dest")"
+  install -m "$mode" "$tmp" "$dest"
+  rm -f "$tmp"
+  note "wrote: ${dest#"$ROOT"}"
+  WROTE=1
+}
+
+missing_packages() {
+  local pkg status
+  for pkg in "$@"; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)"
+    [[ "$status" == "installed" ]] || printf '%s\n' "$pkg"
+  done
+}
+
+apt_update() {
+  log "apt-get update"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  APT_UPDATED=1
+}
+
+apt_install() {
+  local missing
+  mapfile -t missing < <(missing_packages "$@")
+  if ((${#missing[@]} == 0)); then
+    note "already installed: $*"
+    return 0
+  fi
+  ((APT_UPDATED)) || apt_update
+  log "installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_docker_key() {
+  local dest="$ROOT$DOCKER_KEYRING" tmp fprs
+  WROTE=0
+  if [[ -s "$dest" ]]; then
+    note "unchanged: $DOCKER_KEYRING"
+    return 0
+  fi
+  log "fetching Docker's apt signing key"
+  tmp="$(mktemp)"
+  curl -fsSL --retry 3 -o "$tmp" "$DOCKER_APT_URL/gpg" || { rm -f "$tmp"; die "could not download $DOCKER_APT_URL/gpg"; }
+  fprs="$(gpg --show-keys --with-colons "$tmp" 2>/dev/null | awk -F: '$1 == "fpr" { print $10 }')"
+  if ! grep -qx "$DOCKER_KEY_FPR" <<<"$fprs"; then
+    rm -f "$tmp"
+    die "the downloaded key is not Docker's (expected fingerprint $DOCKER_KEY_FPR, got: ${fprs:-none})"
+  fi
+  mkdir -p "$(dirname "$dest")"
+  install -m 0644 "$tmp" "$dest"
+  rm -f "$tmp"
+  note "wrote: $DOCKER_KEYRING"
+  WROTE=1
+}
+
+install_docker() {
+  local codename="$1" arch changed=0
+  log "Docker Engine and the Compose v2 plugin (Docker's apt repository, $codename)"
+  apt_install "${BASE_PACKAGES[@]}"
+  install_docker_key
+  changed=$WROTE
+  arch="$(dpkg --print-architecture)"
+  write_if_changed "$ROOT$DOCKER_SOURCES" 0644 "$(docker_repo_line "$arch" "$codename")"
+  changed=$((changed | WROTE))
+  # A new or changed source needs fresh lists even when this run already updated them.
+  if ((changed)); then
+    APT_UPDATED=0
+  fi
+  apt_install "${DOCKER_PACKAGES[@]}"
+}
+
+ensure_docker_running() {
+  log "Docker daemon"
+  if systemctl is-enabled --quiet docker; then
+    note "already enabled"
+  else
+    systemctl enable docker
+  fi
+  if systemctl is-active --quiet docker; then
+    note "already running"
+  else
+    systemctl start docker
+  fi
+  wait_for "the Docker daemon to answer" 60 docker info
+  docker compose version >/dev/null || die "docker compose (v2 plugin) is not usable"
+}
+
+# So `vagrant ssh` can run docker without sudo (the docker group is root-equivalent: fine in a
+# throwaway dev VM, not something to copy to a shared server).
+ensure_user_in_docker_group() {
+  if ! id "$VM_USER" >/dev/null 2>&1; then
+    note "no user $VM_USER; skipping docker group"
+    return 0
+  fi
+  if id -nG "$VM_USER" | tr ' ' '\n' | grep -qx docker; then
+    note "$VM_USER already in group docker"
+  else
+    usermod -aG docker "$VM_USER"
+    note "added $VM_USER to group docker"
+  fi
+}
+
+GRAFANA_PASSWORD=""
+write_env_file() {
+  local dest="$ROOT$ENV_FILE" existing
+  log "stack settings in $ENV_FILE"
+  existing="$(env_file_value "$dest" GRAFANA_ADMIN_PASSWORD)"
+  if [[ -n "${GRAFANA_ADMIN_PASSWORD:-}" ]]; then
+    GRAFANA_PASSWORD="$GRAFANA_ADMIN_PASSWORD"
+    note "Grafana admin password: from GRAFANA_ADMIN_PASSWORD"
+  elif [[ -n "$existing" ]]; then
+    GRAFANA_PASSWORD="$existing"
+    note "Grafana admin password: kept from $ENV_FILE"
+  else
+    GRAFANA_PASSWORD="$(generate_password)"
+    note "Grafana admin password: generated"
+  fi
+  write_if_changed "$dest" 0600 "$(env_file_content "$GRAFANA_PASSWORD")"
+}
+
+compose() {
+  docker compose --project-directory "$SELFHEAL_DIR" -f "$SELFHEAL_DIR/compose.yaml" \
+    --env-file "$ROOT$ENV_FILE" "$@"
+}
+
+build_images() {
+  local dockerfile="$SELFHEAL_DIR/docker/Dockerfile" line kind a b
+  local -a stages=() plan=()
+  log "building images (online path)"
+  [[ -f "$SELFHEAL_DIR/compose.yaml" ]] || die "$SELFHEAL_DIR/compose.yaml not found: is the project synced into the VM?"
+  [[ -f "$dockerfile" ]] && mapfile -t stages < <(dockerfile_stages "$dockerfile")
+  mapfile -t plan < <(compose config --format json | build_plan "${stages[@]}")
+  local compose_build=0
+  for line in "${plan[@]}"; do
+    read -r kind a b <<<"$line"
+    case "$kind" in
+      compose) compose_build=1 ;;
+      target)
+        note "docker build --target $a -t $b"
+        DOCKER_BUILDKIT=1 docker build -f "$dockerfile" --target "$a" -t "$b" "$SELFHEAL_DIR"
+        ;;
+      missing) die "no way to build $a: no build section in compose.yaml and no stage '${a#selfheal/}' in docker/Dockerfile" ;;
+    esac
+  done
+  if ((compose_build)); then
+    note "docker compose build"
+    compose build
+  fi
+}
+
+start_stack() {
+  log "starting the stack (docker compose up -d)"
+  compose up -d --remove-orphans
+}
+
+# Polls COMMAND until it succeeds or SECONDS pass.
+wait_for() {
+  local what="$1" seconds="$2" deadline
+  shift 2
+  deadline=$(($(date +%s) + seconds))
+  until "$@" >/dev/null 2>&1; do
+    (($(date +%s) < deadline)) || die "timed out after ${seconds}s waiting for $what"
+    sleep "$POLL_INTERVAL"
+  done
+}
+
+# Prints every reason the stack is not ready yet; prints nothing when it is.
+stack_problems() {
+  local service cid status health entry name url
+  local -a services
+  mapfile -t services < <(compose config --services 2>/dev/null)
+  if ((${#services[@]} == 0)); then
+    echo "compose: docker compose config --services listed no services"
+    return 0
+  fi
+  for service in "${services[@]}"; do
+    cid="$(compose ps -q "$service" 2>/dev/null | head -n 1)"
+    if [[ -z "$cid" ]]; then
+      printf '%s: no container\n' "$service"
+      continue
+    fi
+    read -r status health < <(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$cid" 2>/dev/null || echo "missing none")
+    container_verdict "$service" "$status" "$health"
+  done
+  for entry in "${ENDPOINTS[@]}"; do
+    name="${entry%%|*}"
+    url="${entry#*|}"
+    printf '%s\n' "${services[@]}" | grep -qx "$name" || continue
+    curl -fsS -o /dev/null --max-time 3 "$url" 2>/dev/null || printf '%s: %s does not answer\n' "$name" "$url"
+  done
+  # Every scrape target up covers node-exporter, which publishes no port.
+  if printf '%s\n' "${services[@]}" | grep -qx prometheus; then
+    curl -fsS --max-time 3 http://127.0.0.1:9090/api/v1/targets 2>/dev/null | prometheus_targets_down ||
+      echo "prometheus: targets API does not answer"
+  fi
+}
+
+wait_healthy() {
+  local deadline problems
+  log "waiting up to ${HEALTH_TIMEOUT}s for every service to be healthy"
+  deadline=$(($(date +%s) + HEALTH_TIMEOUT))
+  while true; do
+    problems="$(stack_problems)"
+    [[ -z "$problems" ]] && break
+    if (($(date +%s) >= deadline)); then
+      printf '%s\n' "$problems" | sed 's/^/    not ready: /' >&2
+      compose ps >&2 || true
+      compose logs --tail 20 >&2 || true
+      die "the stack was not healthy within ${HEALTH_TIMEOUT}s"
+    fi
+    sleep "$POLL_INTERVAL"
+  done
+  note "all services healthy, all Prometheus targets up"
+}
+
+print_urls() {
+  cat <<EOF
+
+selfheal is up. From the host (forwarded to 127.0.0.1 only):
+  Grafana        http://localhost:3000   (user admin, password: $GRAFANA_PASSWORD)
+  Prometheus     http://localhost:9090
+  Alertmanager   http://localhost:9093
+  app            http://localhost:8080
+  watchdog       http://localhost:9100   (/metrics, /healthz, /api/v1/containers, /api/v1/incidents)
+The Grafana password is kept in $ENV_FILE inside the VM (root only).
+EOF
+}
+
+main() {
+  local codename
+  [[ "$(id -u)" == 0 ]] || die "run as root (Vagrant's shell provisioner does)"
+  codename="$(os_codename "$ROOT/etc/os-release")" || die "unsupported system"
+  install_docker "$codename"
+  ensure_docker_running
+  ensure_user_in_docker_group
+  write_env_file
+  build_images
+  start_stack
+  wait_healthy
+  print_urls
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

@@ -1,0 +1,484 @@
+//! The `selfheal.*` label contract: what a container asks of the watchdog.
+
+use crate::duration::{format_duration, parse_duration};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const ENABLE: &str = "selfheal.enable";
+pub const PROBE_HTTP: &str = "selfheal.probe.http";
+pub const PROBE_TCP: &str = "selfheal.probe.tcp";
+pub const PROBE_EXPECT: &str = "selfheal.probe.expect";
+pub const PROBE_INTERVAL: &str = "selfheal.probe.interval";
+pub const PROBE_TIMEOUT: &str = "selfheal.probe.timeout";
+pub const PROBE_FAILURES: &str = "selfheal.probe.failures";
+pub const START_PERIOD: &str = "selfheal.start-period";
+pub const STOP_TIMEOUT: &str = "selfheal.stop-timeout";
+pub const RESTART_MAX: &str = "selfheal.restart.max";
+pub const RESTART_WINDOW: &str = "selfheal.restart.window";
+
+const KNOWN: [&str; 11] = [
+    ENABLE,
+    PROBE_HTTP,
+    PROBE_TCP,
+    PROBE_EXPECT,
+    PROBE_INTERVAL,
+    PROBE_TIMEOUT,
+    PROBE_FAILURES,
+    START_PERIOD,
+    STOP_TIMEOUT,
+    RESTART_MAX,
+    RESTART_WINDOW,
+];
+
+/// A label whose value the watchdog cannot use. The container carrying it is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("label {label}={value:?}: {reason}")]
+pub struct LabelError {
+    pub label: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl LabelError {
+    fn new(label: &str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    Http,
+    Tcp,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Http => "http",
+            ProbeKind::Tcp => "tcp",
+        }
+    }
+}
+
+/// Where a probe connects. `host: None` means "the container's own address", resolved by the
+/// daemon at probe time (it changes when the container restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeTarget {
+    pub kind: ProbeKind,
+    pub host: Option<String>,
+    pub port: u16,
+    /// HTTP only: the request path, starting with `/`.
+    pub path: String,
+    /// HTTP only: text the body must contain.
+    pub expect_body: Option<String>,
+}
+
+/// Settings that apply when a label does not say otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchDefaults {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failures: u32,
+    pub start_period: Duration,
+    pub restart_max: u32,
+    pub restart_window: Duration,
+}
+
+impl Default for WatchDefaults {
+    /// Probe every 1 s with a 500 ms timeout and act on the 2nd consecutive failure: a hung
+    /// service is detected in about 2 s. 10 restarts per hour before quarantine.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            failures: 2,
+            start_period: Duration::from_secs(10),
+            restart_max: 10,
+            restart_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What the labels of one opted-in container ask for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchSpec {
+    pub probe: Option<ProbeTarget>,
+    #[serde(with = "secs")]
+    pub interval: Duration,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub failures: u32,
+    #[serde(with = "secs")]
+    pub start_period: Duration,
+    /// Whole seconds for Docker's `t` parameter; `None` = the container's own StopTimeout.
+    pub stop_timeout: Option<u32>,
+    pub restart_max: u32,
+    #[serde(with = "secs")]
+    pub restart_window: Duration,
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::format_duration(*d))
+    }
+}
+
+impl WatchSpec {
+    pub fn describe(&self) -> String {
+        let probe = match &self.probe {
+            Some(p) => format!(
+                "{} {}:{}{}",
+                p.kind.as_str(),
+                p.host.as_deref().unwrap_or("<container>"),
+                p.port,
+                p.path
+            ),
+            None => "docker health only".into(),
+        };
+        format!(
+            "{probe} every {} (timeout {}, {} failures), start period {}, budget {}/{}",
+            format_duration(self.interval),
+            format_duration(self.timeout),
+            self.failures,
+            format_duration(self.start_period),
+            self.restart_max,
+            format_duration(self.restart_window),
+        )
+    }
+}
+
+/// Reads the `selfheal.*` labels. `Ok(None)`: not opted in. `Err`: opted in, but at least one
+/// label is unusable (all of them are listed, so one fix round is enough).
+pub fn parse_labels(
+    labels: &HashMap<String, String>,
+    defaults: &WatchDefaults,
+    watch_all: bool,
+) -> Result<Option<WatchSpec>, Vec<LabelError>> {
+    let mut errors = Vec::new();
+    let enabled = match labels.get(ENABLE).map(|v| v.trim()) {
+        None => watch_all,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            errors.push(LabelError::new(ENABLE, v, "expected true or false"));
+            true
+        }
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    for key in labels.keys() {
+        if key.starts_with("selfheal.") && !KNOWN.contains(&key.as_str()) {
+            errors.push(LabelError::new(key, &labels[key], "unknown selfheal label"));
+        }
+    }
+
+    let duration =
+        |errors: &mut Vec<LabelError>, key: &str, default: Duration, min: Duration| match labels
+            .get(key)
+        {
+            None => default,
+            Some(v) => match parse_duration(v) {
+                Ok(d) if d >= min => d,
+                Ok(_) => {
+                    errors.push(LabelError::new(
+                        key,
+                        v,
+                        format!("must be at least {}", format_duration(min)),
+                    ));
+                    default
+                }
+                Err(e) => {
+                    errors.push(LabelError::new(key, v, e.to_string()));
+                    default
+                }
+            },
+        };
+    let count =
+        |errors: &mut Vec<LabelError>, key: &str, default: u32, min: u32| match labels.get(key) {
+            None => default,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if n >= min => n,
+                _ => {
+                    errors.push(LabelError::new(
+                        key,
+                        v,
+                        format!("expected a whole number >= {min}"),
+                    ));
+                    default
+                }
+            },
+        };
+
+    let ms = Duration::from_millis;
+    let interval = duration(&mut errors, PROBE_INTERVAL, defaults.interval, ms(100));
+    let timeout = duration(&mut errors, PROBE_TIMEOUT, defaults.timeout, ms(10));
+    let failures = count(&mut errors, PROBE_FAILURES, defaults.failures, 1);
+    let start_period = duration(&mut errors, START_PERIOD, defaults.start_period, ms(0));
+    let restart_max = count(&mut errors, RESTART_MAX, defaults.restart_max, 0);
+    let restart_window = duration(
+        &mut errors,
+        RESTART_WINDOW,
+        defaults.restart_window,
+        ms(1000),
+    );
+    let stop_timeout = labels
+        .get(STOP_TIMEOUT)
+        .and_then(|v| match parse_duration(v) {
+            // Docker takes whole seconds; round up so the service gets at least what it asked for.
+            Ok(d) if d <= Duration::from_secs(3600) => {
+                Some(u32::try_from(d.as_millis().div_ceil(1000)).unwrap_or(3600))
+            }
+            _ => {
+                errors.push(LabelError::new(
+                    STOP_TIMEOUT,
+                    v,
+                    "expected seconds between 0 and 3600",
+                ));
+                None
+            }
+        });
+
+    let http = labels.get(PROBE_HTTP);
+    let tcp = labels.get(PROBE_TCP);
+    let probe = match (http, tcp) {
+        (Some(_), Some(t)) => {
+            errors.push(LabelError::new(
+                PROBE_TCP,
+                t,
+                "set either probe.http or probe.tcp, not both",
+            ));
+            None
+        }
+        (Some(v), None) => parse_http(v)
+            .map_err(|r| errors.push(LabelError::new(PROBE_HTTP, v, r)))
+            .ok(),
+        (None, Some(v)) => parse_tcp(v)
+            .map_err(|r| errors.push(LabelError::new(PROBE_TCP, v, r)))
+            .ok(),
+        (None, None) => None,
+    };
+    let probe = probe.map(|mut p| {
+        p.expect_body = labels.get(PROBE_EXPECT).cloned();
+        p
+    });
+    if let (
+        Some(v),
+        None
+        | Some(ProbeTarget {
+            kind: ProbeKind::Tcp,
+            ..
+        }),
+    ) = (labels.get(PROBE_EXPECT), &probe)
+    {
+        if errors.is_empty() {
+            errors.push(LabelError::new(
+                PROBE_EXPECT,
+                v,
+                "needs an HTTP probe (selfheal.probe.http)",
+            ));
+        }
+    }
+
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| a.label.cmp(&b.label));
+        return Err(errors);
+    }
+    Ok(Some(WatchSpec {
+        probe,
+        interval,
+        timeout,
+        failures,
+        start_period,
+        stop_timeout,
+        restart_max,
+        restart_window,
+    }))
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("port {s:?} is not a number between 1 and 65535")),
+    }
+}
+
+/// `host:port` or `:port` (the container's own address).
+fn parse_host_port(s: &str) -> Result<(Option<String>, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| "expected :PORT or HOST:PORT".to_string())?;
+    let port = parse_port(port)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(((!host.is_empty()).then(|| host.to_string()), port))
+}
+
+fn parse_http(v: &str) -> Result<ProbeTarget, String> {
+    let v = v.trim();
+    let rest = if let Some(rest) = v.strip_prefix("http://") {
+        if rest.starts_with(':') || rest.is_empty() {
+            return Err("http:// URL needs a host".into());
+        }
+        rest
+    } else if v.starts_with("https://") {
+        return Err("https probes are not supported; probe the plain HTTP port".into());
+    } else if v.starts_with(':') {
+        v
+    } else {
+        return Err("expected :PORT/PATH or http://HOST:PORT/PATH".into());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = if authority.contains(':') {
+        parse_host_port(authority)?
+    } else {
+        (Some(authority.to_string()), 80)
+    };
+    Ok(ProbeTarget {
+        kind: ProbeKind::Http,
+        host,
+        port,
+        path: path.to_string(),
+        expect_body: None,
+    })
+}
+
+fn parse_tcp(v: &str) -> Result<ProbeTarget, String> {
+    let v = v.trim().trim_start_matches("tcp://");
+    let (host, port) = parse_host_port(v)?;
+    Ok(ProbeTarget {
+        kind: ProbeKind::Tcp,
+        host,
+        port,
+        path: String::new(),
+        expect_body: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Option<WatchSpec>, Vec<LabelError>> {
+        parse_labels(&labels(pairs), &WatchDefaults::default(), false)
+    }
+
+    #[test]
+    fn opt_in_and_out() {
+        assert_eq!(parse(&[]), Ok(None));
+        assert_eq!(
+            parse(&[(ENABLE, "false"), (PROBE_INTERVAL, "junk")]),
+            Ok(None)
+        );
+        let spec = parse(&[(ENABLE, "true")]).unwrap().unwrap();
+        assert_eq!(spec.probe, None);
+        assert_eq!(spec.failures, 2);
+        let all = parse_labels(&labels(&[]), &WatchDefaults::default(), true);
+        assert!(matches!(all, Ok(Some(_))));
+        let out = parse_labels(
+            &labels(&[(ENABLE, "false")]),
+            &WatchDefaults::default(),
+            true,
+        );
+        assert_eq!(out, Ok(None));
+    }
+
+    #[test]
+    fn full_http_spec() {
+        let spec = parse(&[
+            (ENABLE, "true"),
+            (PROBE_HTTP, ":8080/health"),
+            (PROBE_EXPECT, "ok"),
+            (PROBE_INTERVAL, "500ms"),
+            (PROBE_TIMEOUT, "2s"),
+            (PROBE_FAILURES, "3"),
+            (START_PERIOD, "5m"),
+            (STOP_TIMEOUT, "1.2s"),
+            (RESTART_MAX, "4"),
+            (RESTART_WINDOW, "1h"),
+        ])
+        .unwrap()
+        .unwrap();
+        let probe = spec.probe.unwrap();
+        assert_eq!(probe.kind, ProbeKind::Http);
+        assert_eq!(probe.host, None);
+        assert_eq!(probe.port, 8080);
+        assert_eq!(probe.path, "/health");
+        assert_eq!(probe.expect_body.as_deref(), Some("ok"));
+        assert_eq!(spec.interval, Duration::from_millis(500));
+        assert_eq!(spec.timeout, Duration::from_secs(2));
+        assert_eq!(spec.failures, 3);
+        assert_eq!(spec.start_period, Duration::from_secs(300));
+        assert_eq!(spec.stop_timeout, Some(2));
+        assert_eq!(spec.restart_max, 4);
+        assert_eq!(spec.restart_window, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn probe_addresses() {
+        let p = parse_http("http://db.internal:9000/x?y=1").unwrap();
+        assert_eq!(
+            (p.host.as_deref(), p.port, p.path.as_str()),
+            (Some("db.internal"), 9000, "/x?y=1")
+        );
+        let p = parse_http("http://example").unwrap();
+        assert_eq!((p.port, p.path.as_str()), (80, "/"));
+        let p = parse_http(":81").unwrap();
+        assert_eq!((p.host, p.port, p.path.as_str()), (None, 81, "/"));
+        let t = parse_tcp(":6379").unwrap();
+        assert_eq!((t.host, t.port), (None, 6379));
+        let t = parse_tcp("[::1]:6379").unwrap();
+        assert_eq!(t.host.as_deref(), Some("::1"));
+        for bad in ["8080/health", "https://x/", ":0/", ":99999/", "http://:80/"] {
+            assert!(parse_http(bad).is_err(), "{bad}");
+        }
+        for bad in ["6379", ":x", ""] {
+            assert!(parse_tcp(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_bad_label_is_named() {
+        let errs = parse(&[
+            (ENABLE, "true"),
+            (PROBE_INTERVAL, "soon"),
+            (PROBE_FAILURES, "0"),
+            (PROBE_HTTP, "localhost/health"),
+            ("selfheal.probe.intervall", "1s"),
+        ])
+        .unwrap_err();
+        let names: Vec<&str> = errs.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                PROBE_FAILURES,
+                PROBE_HTTP,
+                PROBE_INTERVAL,
+                "selfheal.probe.intervall"
+            ]
+        );
+        assert!(errs[2].to_string().contains("soon"), "{}", errs[2]);
+        assert_eq!(parse(&[(ENABLE, "yes")]).unwrap_err()[0].label, ENABLE);
+        let both = parse(&[(ENABLE, "true"), (PROBE_HTTP, ":1/"), (PROBE_TCP, ":2")]);
+        assert_eq!(both.unwrap_err()[0].label, PROBE_TCP);
+        let expect = parse(&[(ENABLE, "true"), (PROBE_EXPECT, "ok")]);
+        assert_eq!(expect.unwrap_err()[0].label, PROBE_EXPECT);
+    }
+}

@@ -206,9 +206,9 @@ install_docker() {
   arch="$(dpkg --print-architecture)"
   write_if_changed "$ROOT$DOCKER_SOURCES" 0644 "$(docker_repo_line "$arch" "$codename")"
   changed=$((changed | WROTE))
-  # A new or changed source needs fresh lists even when this run already updated them.
+  # A new or changed source needs fresh lists, even when every package is already installed.
   if ((changed)); then
-    APT_UPDATED=0
+    apt_update
   fi
   apt_install "${DOCKER_PACKAGES[@]}"
 }
@@ -318,7 +318,7 @@ stack_problems() {
     return 0
   fi
   for service in "${services[@]}"; do
-    cid="$(compose ps -q "$service" 2>/dev/null | head -n 1)"
+    cid="$(compose ps -q "$service" 2>/dev/null | head -n 1 || true)"
     if [[ -z "$cid" ]]; then
       printf '%s: no container\n' "$service"
       continue

@@ -34,8 +34,13 @@ TIMEOUT = 10
 def get(url: str, params: dict[str, str] | None = None):
     if params:
         url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
-        return json.load(r)
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        # Prometheus explains a bad query in the body; show that, not just "400".
+        detail = e.read().decode("utf-8", "replace").strip()
+        raise RuntimeError(f"{e.code} from {url.split('?')[0]}: {detail[:500]}") from None
 
 
 def prom(path: str, params: dict[str, str]):

@@ -318,7 +318,7 @@ stack_problems() {
     return 0
   fi
   for service in "${services[@]}"; do
-    cid="$(compose ps -q "$service" 2>/dev/null | head -n 1 || true)"
+    cid="$(compose ps -a -q "$service" 2>/dev/null | head -n 1 || true)"
     if [[ -z "$cid" ]]; then
       printf '%s: no container\n' "$service"
       continue

@@ -1,0 +1,141 @@
+//! The admin HTTP server (read-only): `/metrics`, `/healthz`, `/api/v1/containers`,
+//! `/api/v1/incidents`.
+
+use crate::shared::Shared;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The event loop beats at least every few seconds; this much silence means it is stuck.
+const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/containers", get(containers))
+        .route("/api/v1/incidents", get(incidents))
+        .with_state(shared)
+}
+
+async fn index() -> &'static str {
+    "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n"
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let docker = shared.docker_up.load(Ordering::Relaxed);
+    let silent = shared.since_heartbeat();
+    let loop_alive = silent < HEARTBEAT_STALE;
+    let body = serde_json::json!({
+        "docker_up": docker,
+        "event_loop_alive": loop_alive,
+        "seconds_since_heartbeat": silent.as_secs_f64(),
+    });
+    let status = if docker && loop_alive {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn containers(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.views()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct IncidentQuery {
+    since: Option<String>,
+    container: Option<String>,
+}
+
+/// `since` is RFC 3339 or a duration back from now (`30m`, `24h`).
+pub fn parse_since(s: &str) -> Result<SystemTime, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    selfheal_core::parse_duration(s)
+        .map(|d| SystemTime::now() - d)
+        .map_err(|_| format!("since={s:?}: expected RFC 3339 time or a duration like 30m"))
+}
+
+async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<IncidentQuery>) -> Response {
+    let since = match q.since.as_deref().map(parse_since).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": e })),
+            )
+                .into_response()
+        }
+    };
+    Json(shared.journal.list(since, q.container.as_deref())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::IncidentJournal;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(app: Router, uri: &str) -> (StatusCode, String, String) {
+        let r = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = r.status();
+        let ct = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, ct, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = IncidentJournal::open(dir.path()).unwrap();
+        let shared = Shared::new(Arc::new(journal), false);
+        shared.metrics.add_container("web", None);
+        let app = router(shared.clone());
+        let (s, ct, body) = get(app.clone(), "/metrics").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(ct.starts_with("application/openmetrics-text"));
+        assert!(body.contains("app_recovery_events_total{container=\"web\",trigger=\"unhealthy\",result=\"success\"} 0"), "{body}");
+        assert!(body.contains("selfheal_build_info{version="));
+        assert!(body.ends_with("# EOF\n"));
+        // Docker not connected yet: not healthy.
+        let (s, _, body) = get(app.clone(), "/healthz").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        shared.set_docker_up(true);
+        shared.beat();
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        let (s, _, body) = get(app.clone(), "/api/v1/incidents?since=bogus").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(body.contains("bogus"));
+        let (s, _, body) = get(app.clone(), "/api/v1/incidents?since=1h").await;
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "[]"));
+        assert_eq!(get(app, "/api/v1/containers").await.2, "[]");
+    }
+}

@@ -1,0 +1,331 @@
+//! The command line: `watch`, `check`, `incidents`, `healthcheck`.
+
+use crate::config::{WatchArgs, WatchConfig};
+use crate::docker::{self, bounded, ContainerInfo};
+use crate::journal::{self, Incident, IncidentJournal};
+use crate::shared::Shared;
+use crate::watch::Watcher;
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use clap::{Parser, Subcommand, ValueEnum};
+use selfheal_core::labels::parse_labels;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "selfheal",
+    version,
+    about = "Self-healing for Docker containers: detect, restart, record, prove."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "SELFHEAL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch opted-in containers and heal them.
+    Watch(WatchArgs),
+    /// Validate the configuration and the labels of the current containers, then exit.
+    Check(WatchArgs),
+    /// Show recorded incidents, newest first.
+    Incidents(IncidentsArgs),
+    /// Exit 0 if the watchdog at --url is healthy (for Docker's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IncidentsArgs {
+    /// Read the journal in this directory.
+    #[arg(long, env = "SELFHEAL_STATE_DIR", default_value = "selfheal-state")]
+    pub state_dir: PathBuf,
+    /// Ask a running watchdog instead (e.g. http://127.0.0.1:9100).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Only incidents detected since (RFC 3339 or a duration like 24h).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this container (name or id prefix).
+    #[arg(long)]
+    pub container: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The watchdog's health endpoint.
+    #[arg(
+        long,
+        env = "SELFHEAL_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:9100/healthz"
+    )]
+    pub url: String,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Watch(args) => {
+            init_logging(cli.log_format);
+            watch(args).await
+        }
+        Command::Check(args) => check(args).await,
+        Command::Incidents(args) => incidents(args).await,
+        Command::Healthcheck(args) => return healthcheck(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("selfheal: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.resolve()?;
+    let (journal, recovery) = IncidentJournal::open(&cfg.state_dir)?;
+    if recovery.torn_tail_bytes > 0 {
+        tracing::warn!(bytes = recovery.torn_tail_bytes, path = %journal.path().display(),
+            "incident journal ended in a torn record (crash while writing); it was cut off");
+    }
+    for line in recovery
+        .skipped
+        .iter()
+        .skip(usize::from(recovery.torn_tail_bytes > 0))
+    {
+        tracing::warn!(record = %line, "skipped an unreadable incident record");
+    }
+    tracing::info!(records = recovery.records, open = journal.open_incidents().len(), path = %journal.path().display(), "incident journal loaded");
+    let shared = Shared::new(Arc::new(journal), cfg.dry_run);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, watch_all = cfg.watch_all, "selfheal watchdog starting");
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    let server = {
+        let cancel = cancel.clone();
+        let app = crate::admin::router(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await;
+        })
+    };
+    Watcher::new(cfg, shared)?.run(cancel.clone()).await;
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("selfheal watchdog stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+}
+
+async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let cfg: WatchConfig = args.resolve()?;
+    println!(
+        "configuration ok: listen {}, state dir {}, watch-all {}, dry-run {}",
+        cfg.listen,
+        cfg.state_dir.display(),
+        cfg.watch_all,
+        cfg.dry_run
+    );
+    let docker = docker::connect(cfg.docker_host.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;
+    let list = bounded(docker.list_containers(Some(
+        ListContainersOptionsBuilder::default().all(true).build(),
+    )))
+    .await?;
+    let mut bad = 0;
+    let mut watched = 0;
+    for s in list {
+        let Some(id) = s.id else { continue };
+        let Ok(c) = bounded(docker.inspect_container(&id, None::<InspectContainerOptions>)).await
+        else {
+            continue;
+        };
+        let info = ContainerInfo::from_inspect(c);
+        match parse_labels(&info.labels, &cfg.defaults, cfg.watch_all) {
+            Ok(None) => {}
+            Ok(Some(spec)) => {
+                watched += 1;
+                println!("ok     {:<32} {}", info.name, spec.describe());
+            }
+            Err(errors) => {
+                bad += 1;
+                for e in errors {
+                    println!("ERROR  {:<32} {e}", info.name);
+                }
+            }
+        }
+    }
+    println!("{watched} container(s) watched, {bad} with label errors");
+    Ok(if bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
+    let since = args
+        .since
+        .as_deref()
+        .map(crate::admin::parse_since)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let list: Vec<Incident> = match &args.api {
+        Some(api) => {
+            let mut url =
+                reqwest::Url::parse(&format!("{}/api/v1/incidents", api.trim_end_matches('/')))?;
+            if let Some(s) = &args.since {
+                url.query_pairs_mut().append_pair("since", s);
+            }
+            if let Some(c) = &args.container {
+                url.query_pairs_mut().append_pair("container", c);
+            }
+            reqwest::Client::new()
+                .get(url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?
+        }
+        None => {
+            let (all, skipped) = journal::read_only(&args.state_dir)?;
+            if !skipped.is_empty() {
+                eprintln!(
+                    "selfheal: skipped {} unreadable record(s) in the journal",
+                    skipped.len()
+                );
+            }
+            all.into_iter()
+                .filter(|i| {
+                    args.container
+                        .as_deref()
+                        .is_none_or(|c| i.container == c || i.container_id.starts_with(c))
+                })
+                .filter(|i| {
+                    since.is_none_or(|s| {
+                        humantime::parse_rfc3339_weak(&i.detected).is_ok_and(|d| d >= s)
+                    })
+                })
+                .collect()
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5}  {:<24}  {:<24}  {:<12}  {:<11}  {:>8}  {:>8}  {:>4}",
+        "ID", "DETECTED", "CONTAINER", "TRIGGER", "OUTCOME", "DETECT", "RECOVER", "TRY"
+    );
+    for i in &list {
+        let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.2}s"));
+        println!(
+            "{:>5}  {:<24}  {:<24}  {:<12}  {:<11}  {:>8}  {:>8}  {:>4}",
+            i.id,
+            i.detected,
+            truncate(&i.container, 24),
+            i.trigger,
+            i.outcome,
+            secs(i.time_to_detect_seconds),
+            secs(i.time_to_recover_seconds),
+            i.attempts
+        );
+    }
+    if list.is_empty() {
+        println!("(no incidents)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+async fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return ExitCode::from(1),
+    };
+    match client.get(&args.url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!(
+                "unhealthy: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

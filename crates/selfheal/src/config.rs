@@ -1,0 +1,359 @@
+//! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
+//! file, merged in that order of precedence and validated before anything runs.
+
+use clap::Args;
+use selfheal_core::{parse_duration, Backoff, WatchDefaults};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Flags shared by `watch` and `check`. Each has an environment variable; the TOML file given
+/// by `--config` may set the same keys (flag name without `--`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WatchArgs {
+    /// TOML file with the same keys as these flags.
+    #[arg(long, env = "SELFHEAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Docker engine address (unix:///var/run/docker.sock, tcp://host:2375).
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Admin server address (/metrics, /healthz, /api/v1/...).
+    #[arg(long, env = "SELFHEAL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the incident journal lives.
+    #[arg(long, env = "SELFHEAL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Watch every container unless it has selfheal.enable=false.
+    #[arg(long, env = "SELFHEAL_WATCH_ALL")]
+    pub watch_all: bool,
+    /// Decide and record, but never restart anything.
+    #[arg(long, env = "SELFHEAL_DRY_RUN")]
+    pub dry_run: bool,
+    /// POST a JSON notification here on incident opened/recovered/failed/quarantined.
+    #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// At most this many restarts in flight at once.
+    #[arg(long, env = "SELFHEAL_MAX_CONCURRENT_RESTARTS")]
+    pub max_concurrent_restarts: Option<usize>,
+    /// Default probe interval (label selfheal.probe.interval).
+    #[arg(long, env = "SELFHEAL_PROBE_INTERVAL", value_parser = duration_arg)]
+    pub probe_interval: Option<Duration>,
+    /// Default probe timeout (label selfheal.probe.timeout).
+    #[arg(long, env = "SELFHEAL_PROBE_TIMEOUT", value_parser = duration_arg)]
+    pub probe_timeout: Option<Duration>,
+    /// Default consecutive failures that make a container unhealthy.
+    #[arg(long, env = "SELFHEAL_PROBE_FAILURES")]
+    pub probe_failures: Option<u32>,
+    /// Default grace after each start (label selfheal.start-period).
+    #[arg(long, env = "SELFHEAL_START_PERIOD", value_parser = duration_arg)]
+    pub start_period: Option<Duration>,
+    /// Default restart budget: restarts allowed per window before quarantine.
+    #[arg(long, env = "SELFHEAL_RESTART_MAX")]
+    pub restart_max: Option<u32>,
+    /// Default restart budget window.
+    #[arg(long, env = "SELFHEAL_RESTART_WINDOW", value_parser = duration_arg)]
+    pub restart_window: Option<Duration>,
+    /// First backoff gap between restarts of one container (doubles each time).
+    #[arg(long, env = "SELFHEAL_BACKOFF_INITIAL", value_parser = duration_arg)]
+    pub backoff_initial: Option<Duration>,
+    /// Largest backoff gap.
+    #[arg(long, env = "SELFHEAL_BACKOFF_MAX", value_parser = duration_arg)]
+    pub backoff_max: Option<Duration>,
+    /// Healthy this long and the backoff starts over.
+    #[arg(long, env = "SELFHEAL_BACKOFF_RESET", value_parser = duration_arg)]
+    pub backoff_reset: Option<Duration>,
+    /// Docker network whose address probes use (default: one the watchdog shares, else the first).
+    #[arg(long, env = "SELFHEAL_PROBE_NETWORK")]
+    pub probe_network: Option<String>,
+}
+
+/// The TOML file: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    docker_host: Option<String>,
+    listen: Option<String>,
+    state_dir: Option<PathBuf>,
+    watch_all: Option<bool>,
+    dry_run: Option<bool>,
+    webhook_url: Option<String>,
+    max_concurrent_restarts: Option<usize>,
+    probe_interval: Option<String>,
+    probe_timeout: Option<String>,
+    probe_failures: Option<u32>,
+    start_period: Option<String>,
+    restart_max: Option<u32>,
+    restart_window: Option<String>,
+    backoff_initial: Option<String>,
+    backoff_max: Option<String>,
+    backoff_reset: Option<String>,
+    probe_network: Option<String>,
+}
+
+/// A configuration error, naming the flag or key and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{key}: {message} (got {value:?})")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub docker_host: Option<String>,
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub watch_all: bool,
+    pub dry_run: bool,
+    pub webhook_url: Option<String>,
+    pub max_concurrent_restarts: usize,
+    pub defaults: WatchDefaults,
+    pub backoff: Backoff,
+    pub probe_network: Option<String>,
+}
+
+impl WatchArgs {
+    pub fn resolve(&self) -> Result<WatchConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let dur = |key: &'static str,
+                   flag: Option<Duration>,
+                   file: &Option<String>,
+                   default: Duration| {
+            match (flag, file) {
+                (Some(d), _) => Ok(d),
+                (None, Some(s)) => parse_duration(s).map_err(|e| ConfigError::Invalid {
+                    key,
+                    value: s.clone(),
+                    message: e.to_string(),
+                }),
+                (None, None) => Ok(default),
+            }
+        };
+        let d = WatchDefaults::default();
+        let b = Backoff::default();
+        let listen = match (self.listen, &file.listen) {
+            (Some(a), _) => a,
+            (None, Some(s)) => s.parse().map_err(|_| ConfigError::Invalid {
+                key: "listen",
+                value: s.clone(),
+                message: "expected ADDRESS:PORT, e.g. 127.0.0.1:9100".into(),
+            })?,
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 9100)),
+        };
+        let cfg = WatchConfig {
+            docker_host: self.docker_host.clone().or(file.docker_host),
+            listen,
+            state_dir: self
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from("selfheal-state")),
+            watch_all: self.watch_all || file.watch_all.unwrap_or(false),
+            dry_run: self.dry_run || file.dry_run.unwrap_or(false),
+            webhook_url: self.webhook_url.clone().or(file.webhook_url),
+            max_concurrent_restarts: self
+                .max_concurrent_restarts
+                .or(file.max_concurrent_restarts)
+                .unwrap_or(4),
+            defaults: WatchDefaults {
+                interval: dur(
+                    "probe-interval",
+                    self.probe_interval,
+                    &file.probe_interval,
+                    d.interval,
+                )?,
+                timeout: dur(
+                    "probe-timeout",
+                    self.probe_timeout,
+                    &file.probe_timeout,
+                    d.timeout,
+                )?,
+                failures: self
+                    .probe_failures
+                    .or(file.probe_failures)
+                    .unwrap_or(d.failures),
+                start_period: dur(
+                    "start-period",
+                    self.start_period,
+                    &file.start_period,
+                    d.start_period,
+                )?,
+                restart_max: self
+                    .restart_max
+                    .or(file.restart_max)
+                    .unwrap_or(d.restart_max),
+                restart_window: dur(
+                    "restart-window",
+                    self.restart_window,
+                    &file.restart_window,
+                    d.restart_window,
+                )?,
+            },
+            backoff: Backoff {
+                initial: dur(
+                    "backoff-initial",
+                    self.backoff_initial,
+                    &file.backoff_initial,
+                    b.initial,
+                )?,
+                max: dur("backoff-max", self.backoff_max, &file.backoff_max, b.max)?,
+                factor: b.factor,
+                reset_after: dur(
+                    "backoff-reset",
+                    self.backoff_reset,
+                    &file.backoff_reset,
+                    b.reset_after,
+                )?,
+            },
+            probe_network: self.probe_network.clone().or(file.probe_network),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+impl WatchConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                message: message.into(),
+            })
+        };
+        if self.max_concurrent_restarts == 0 {
+            return invalid("max-concurrent-restarts", "0".into(), "must be at least 1");
+        }
+        if self.defaults.failures == 0 {
+            return invalid("probe-failures", "0".into(), "must be at least 1");
+        }
+        if self.defaults.interval < Duration::from_millis(100) {
+            return invalid(
+                "probe-interval",
+                format!("{:?}", self.defaults.interval),
+                "must be at least 100ms",
+            );
+        }
+        if self.defaults.timeout.is_zero() {
+            return invalid("probe-timeout", "0s".into(), "must be more than 0");
+        }
+        if self.backoff.initial > self.backoff.max {
+            return invalid(
+                "backoff-initial",
+                format!("{:?}", self.backoff.initial),
+                "must not exceed backoff-max",
+            );
+        }
+        if let Some(url) = &self.webhook_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return invalid(
+                        "webhook-url",
+                        url.clone(),
+                        "expected an http:// or https:// URL",
+                    )
+                }
+            }
+        }
+        if let Some(host) = &self.docker_host {
+            if !(host.starts_with("unix://")
+                || host.starts_with("tcp://")
+                || host.starts_with("http://"))
+            {
+                return invalid(
+                    "docker-host",
+                    host.clone(),
+                    "expected unix:///path or tcp://host:port",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(file: Option<&str>) -> (WatchArgs, Option<tempfile::NamedTempFile>) {
+        let tmp = file.map(|text| {
+            let f = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(f.path(), text).unwrap();
+            f
+        });
+        (
+            WatchArgs {
+                config: tmp.as_ref().map(|f| f.path().into()),
+                ..WatchArgs::default()
+            },
+            tmp,
+        )
+    }
+
+    #[test]
+    fn defaults_file_and_flags_merge_in_order() {
+        let (mut a, _f) = args(Some(
+            "probe-interval = \"3s\"\nrestart-max = 7\nwatch-all = true\n",
+        ));
+        a.restart_max = Some(2);
+        let c = a.resolve().unwrap();
+        assert_eq!(c.defaults.interval, Duration::from_secs(3));
+        assert_eq!(c.defaults.restart_max, 2, "flag beats file");
+        assert!(c.watch_all);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_value() {
+        let (a, _f) = args(Some("probe-timeout = \"quick\"\n"));
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("probe-timeout") && e.contains("quick"), "{e}");
+        let (a, _f) = args(Some("probe-intervall = \"1s\"\n"));
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("probe-intervall"), "{e}");
+        let (mut a, _f) = args(None);
+        a.webhook_url = Some("ftp://x".into());
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("webhook-url") && e.contains("ftp://x"), "{e}");
+        let (mut a, _f) = args(None);
+        a.max_concurrent_restarts = Some(0);
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("max-concurrent-restarts"));
+        let (mut a, _f) = args(None);
+        a.config = Some("/nonexistent/selfheal.toml".into());
+        assert!(a
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/selfheal.toml"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The Docker Engine API edge: connecting, and turning inspect results into what the watchdog
+//! needs. The calls made are listed in the README for users who put a socket proxy in front:
+//! GET /version, GET /_ping, GET /events, GET /containers/json, GET /containers/{id}/json,
+//! POST /containers/{id}/restart.
+
+use bollard::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
+use bollard::Docker;
+use selfheal_core::DockerHealth;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// Timeout of ordinary API calls (list, inspect, ping). Restarts get their own, longer one.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// The event stream is long-lived; liveness is checked by pinging instead.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("container not found")]
+    NotFound,
+    #[error("{0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl DockerError {
+    pub fn from_api(e: bollard::errors::Error) -> Self {
+        match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => DockerError::NotFound,
+            e => DockerError::Api(e),
+        }
+    }
+}
+
+/// Connects to `host` (DOCKER_HOST syntax) or the local default socket, and settles the API
+/// version with the engine so older engines (API 1.41) are served too.
+pub async fn connect(host: Option<&str>) -> Result<Docker, DockerError> {
+    let docker = match host {
+        Some(h) if h.starts_with("unix://") => {
+            Docker::connect_with_unix(h, STREAM_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?
+        }
+        Some(h) => {
+            Docker::connect_with_http(h, STREAM_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?
+        }
+        None => Docker::connect_with_local_defaults()?.with_timeout(STREAM_TIMEOUT),
+    };
+    match tokio::time::timeout(API_TIMEOUT, docker.negotiate_version()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(DockerError::Timeout(API_TIMEOUT)),
+    }
+}
+
+/// Runs one bounded API call.
+pub async fn bounded<T>(
+    fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, DockerError> {
+    match tokio::time::timeout(API_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(DockerError::from_api),
+        Err(_) => Err(DockerError::Timeout(API_TIMEOUT)),
+    }
+}
+
+/// What the watchdog knows about one container from `inspect`.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub running: bool,
+    pub started_at: Option<SystemTime>,
+    pub health: Option<DockerHealth>,
+    pub has_healthcheck: bool,
+    pub restart_policy: String,
+    pub stop_timeout: Option<u32>,
+    /// Network name -> address.
+    pub addresses: Vec<(String, IpAddr)>,
+    pub host_network: bool,
+    pub oom_killed: bool,
+    pub restart_count: i64,
+}
+
+impl ContainerInfo {
+    pub fn from_inspect(c: ContainerInspectResponse) -> Self {
+        let config = c.config.unwrap_or_default();
+        let state = c.state.unwrap_or_default();
+        let host = c.host_config.unwrap_or_default();
+        let has_healthcheck = config
+            .healthcheck
+            .as_ref()
+            .and_then(|h| h.test.as_ref())
+            .is_some_and(|t| !t.is_empty() && t[0] != "NONE");
+        let health = state
+            .health
+            .as_ref()
+            .and_then(|h| h.status)
+            .and_then(|s| match s {
+                HealthStatusEnum::HEALTHY => Some(DockerHealth::Healthy),
+                HealthStatusEnum::UNHEALTHY => Some(DockerHealth::Unhealthy),
+                HealthStatusEnum::STARTING => Some(DockerHealth::Starting),
+                _ => None,
+            });
+        let mut addresses: Vec<(String, IpAddr)> = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(net, ep)| {
+                let ip = ep.ip_address.filter(|s| !s.is_empty())?.parse().ok()?;
+                Some((net, ip))
+            })
+            .collect();
+        addresses.sort();
+        let restart_policy = host
+            .restart_policy
+            .and_then(|p| p.name)
+            .map(|n| match n {
+                RestartPolicyNameEnum::ALWAYS => "always",
+                RestartPolicyNameEnum::UNLESS_STOPPED => "unless-stopped",
+                RestartPolicyNameEnum::ON_FAILURE => "on-failure",
+                _ => "no",
+            })
+            .unwrap_or("no")
+            .to_string();
+        ContainerInfo {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            labels: config.labels.unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(|s| humantime::parse_rfc3339_weak(s).ok()),
+            health,
+            has_healthcheck,
+            restart_policy,
+            stop_timeout: config.stop_timeout.and_then(|t| u32::try_from(t).ok()),
+            host_network: host.network_mode.as_deref() == Some("host"),
+            addresses,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            restart_count: c.restart_count.unwrap_or(0),
+        }
+    }
+
+    /// Will Docker's own restart policy start the container again after it exited `exit_code`?
+    pub fn docker_restarts(&self, exit_code: i64) -> bool {
+        match self.restart_policy.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => exit_code != 0,
+            _ => false,
+        }
+    }
+
+    pub fn compose_project(&self) -> Option<String> {
+        self.labels.get("com.docker.compose.project").cloned()
+    }
+
+    pub fn compose_service(&self) -> Option<String> {
+        self.labels.get("com.docker.compose.service").cloned()
+    }
+
+    /// The address probes use: on `preferred` network if given, else on a network the watchdog
+    /// shares with the container, else the first one; loopback for host networking.
+    pub fn probe_address(
+        &self,
+        preferred: Option<&str>,
+        own_networks: &[String],
+    ) -> Option<IpAddr> {
+        if self.host_network {
+            return Some(IpAddr::from([127, 0, 0, 1]));
+        }
+        if let Some(p) = preferred {
+            if let Some((_, ip)) = self.addresses.iter().find(|(n, _)| n == p) {
+                return Some(*ip);
+            }
+        }
+        self.addresses
+            .iter()
+            .find(|(n, _)| own_networks.contains(n))
+            .or(self.addresses.first())
+            .map(|(_, ip)| *ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_address_prefers_shared_networks() {
+        let info = ContainerInfo {
+            addresses: vec![
+                ("a_default".into(), "172.18.0.2".parse().unwrap()),
+                ("b_private".into(), "172.19.0.5".parse().unwrap()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            info.probe_address(None, &[]),
+            Some("172.18.0.2".parse().unwrap())
+        );
+        assert_eq!(
+            info.probe_address(None, &["b_private".into()]),
+            Some("172.19.0.5".parse().unwrap())
+        );
+        assert_eq!(
+            info.probe_address(Some("b_private"), &[]),
+            Some("172.19.0.5".parse().unwrap())
+        );
+        let host = ContainerInfo {
+            host_network: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            host.probe_address(None, &[]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(ContainerInfo::default().probe_address(None, &[]), None);
+    }
+
+    #[test]
+    fn restart_policy_semantics() {
+        let mut c = ContainerInfo {
+            restart_policy: "on-failure".into(),
+            ..Default::default()
+        };
+        assert!(c.docker_restarts(1));
+        assert!(!c.docker_restarts(0));
+        c.restart_policy = "no".into();
+        assert!(!c.docker_restarts(137));
+        c.restart_policy = "unless-stopped".into();
+        assert!(c.docker_restarts(0));
+    }
+}

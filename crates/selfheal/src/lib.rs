@@ -1,0 +1,18 @@
+//! selfheal: the watchdog daemon and its command line.
+//!
+//! `watch` follows Docker's events and the watchdog's own probes, asks the policy core
+//! (`selfheal-core`) what to do, and restarts what is broken; every recovery becomes an incident
+//! in the journal and a sample in the metrics.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod container;
+pub mod docker;
+pub mod executor;
+pub mod journal;
+pub mod metrics;
+pub mod notify;
+pub mod probe;
+pub mod shared;
+pub mod watch;

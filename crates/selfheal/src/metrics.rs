@@ -1,0 +1,288 @@
+//! The watchdog's Prometheus metrics. Names are a contract with the dashboards, the alert rules
+//! and users' queries (see ARCHITECTURE.md); `app_recovery_events_total` keeps its original name.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use selfheal_core::{ProbeFailure, ProbeKind, RecoveryResult, State, Trigger};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveryLabels {
+    pub container: String,
+    pub trigger: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub container: String,
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub container: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub container: String,
+    pub kind: KindLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum KindLabel {
+    Http,
+    Tcp,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub container: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LabelErrorLabels {
+    pub container: String,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: String,
+}
+
+fn recovery_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+}
+
+/// Every metric the watchdog exports.
+#[derive(Debug)]
+pub struct Metrics {
+    pub recovery_events: Family<RecoveryLabels, Counter>,
+    pub recovery_duration: Family<TriggerLabels, Histogram>,
+    pub container_state: Family<StateLabels, Gauge>,
+    pub probe_duration: Family<ProbeLabels, Histogram>,
+    pub probe_failures: Family<ReasonLabels, Counter>,
+    pub quarantined: Gauge,
+    pub docker_up: Gauge,
+    pub watched: Gauge,
+    pub restarts_in_flight: Gauge,
+    pub incidents_open: Gauge,
+    pub label_errors: Family<LabelErrorLabels, Gauge>,
+    pub docker_reconnects: Counter,
+    pub event_to_action: Histogram,
+    pub build_info: Family<VersionLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            recovery_events: Family::default(),
+            recovery_duration: Family::new_with_constructor(|| Histogram::new(recovery_buckets())),
+            container_state: Family::default(),
+            probe_duration: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+            }),
+            probe_failures: Family::default(),
+            quarantined: Gauge::default(),
+            docker_up: Gauge::default(),
+            watched: Gauge::default(),
+            restarts_in_flight: Gauge::default(),
+            incidents_open: Gauge::default(),
+            label_errors: Family::default(),
+            docker_reconnects: Counter::default(),
+            event_to_action: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            build_info: Family::default(),
+        };
+        // Counters are registered without `_total`: the library appends it.
+        registry.register(
+            "app_recovery_events",
+            "Recoveries the watchdog performed or observed, by container, trigger and result",
+            m.recovery_events.clone(),
+        );
+        registry.register_with_unit(
+            "selfheal_recovery_duration",
+            "Time from the first failure seen to healthy again",
+            Unit::Seconds,
+            m.recovery_duration.clone(),
+        );
+        registry.register(
+            "selfheal_container_state",
+            "1 for the state each watched container is in, 0 for the others",
+            m.container_state.clone(),
+        );
+        registry.register_with_unit(
+            "selfheal_probe_duration",
+            "Duration of the watchdog's own probes",
+            Unit::Seconds,
+            m.probe_duration.clone(),
+        );
+        registry.register(
+            "selfheal_probe_failures",
+            "Failed probes by container and reason",
+            m.probe_failures.clone(),
+        );
+        registry.register(
+            "selfheal_quarantined_containers",
+            "Containers past their restart budget, left alone until healthy",
+            m.quarantined.clone(),
+        );
+        registry.register(
+            "selfheal_docker_up",
+            "1 while the Docker engine answers",
+            m.docker_up.clone(),
+        );
+        registry.register(
+            "selfheal_watched_containers",
+            "Containers the watchdog watches",
+            m.watched.clone(),
+        );
+        registry.register(
+            "selfheal_restarts_in_flight",
+            "Restarts issued and not yet finished",
+            m.restarts_in_flight.clone(),
+        );
+        registry.register(
+            "selfheal_incidents_open",
+            "Incidents not yet closed",
+            m.incidents_open.clone(),
+        );
+        registry.register(
+            "selfheal_label_errors",
+            "1 per container label the watchdog cannot use; that container is left alone",
+            m.label_errors.clone(),
+        );
+        registry.register(
+            "selfheal_docker_reconnects",
+            "Times the Docker event stream was re-established",
+            m.docker_reconnects.clone(),
+        );
+        registry.register_with_unit(
+            "selfheal_reaction",
+            "Time from a Docker health_status unhealthy event to the restart being issued",
+            Unit::Seconds,
+            m.event_to_action.clone(),
+        );
+        registry.register(
+            "selfheal_build_info",
+            "Build information",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        m
+    }
+
+    /// Creates the label combinations of a new container so `rate()` works from its first event.
+    pub fn add_container(&self, container: &str, probe: Option<ProbeKind>) {
+        for trigger in Trigger::ALL {
+            for result in RecoveryResult::ALL {
+                let _ = self.recovery_events.get_or_create(&RecoveryLabels {
+                    container: container.into(),
+                    trigger: trigger.as_str().into(),
+                    result: result.as_str().into(),
+                });
+            }
+            let _ = self.recovery_duration.get_or_create(&TriggerLabels {
+                container: container.into(),
+                trigger: trigger.as_str().into(),
+            });
+        }
+        for state in State::ALL {
+            let _ = self.container_state.get_or_create(&StateLabels {
+                container: container.into(),
+                state: state.as_str().into(),
+            });
+        }
+        if let Some(kind) = probe {
+            let _ = self
+                .probe_duration
+                .get_or_create(&probe_labels(container, kind));
+            for reason in ProbeFailure::ALL {
+                let _ = self.probe_failures.get_or_create(&ReasonLabels {
+                    container: container.into(),
+                    reason: reason.as_str().into(),
+                });
+            }
+        }
+    }
+
+    /// Drops every series of a container that is gone.
+    pub fn remove_container(&self, container: &str) {
+        for trigger in Trigger::ALL {
+            for result in RecoveryResult::ALL {
+                self.recovery_events.remove(&RecoveryLabels {
+                    container: container.into(),
+                    trigger: trigger.as_str().into(),
+                    result: result.as_str().into(),
+                });
+            }
+            self.recovery_duration.remove(&TriggerLabels {
+                container: container.into(),
+                trigger: trigger.as_str().into(),
+            });
+        }
+        for state in State::ALL {
+            self.container_state.remove(&StateLabels {
+                container: container.into(),
+                state: state.as_str().into(),
+            });
+        }
+        for kind in [ProbeKind::Http, ProbeKind::Tcp] {
+            self.probe_duration.remove(&probe_labels(container, kind));
+        }
+        for reason in ProbeFailure::ALL {
+            self.probe_failures.remove(&ReasonLabels {
+                container: container.into(),
+                reason: reason.as_str().into(),
+            });
+        }
+    }
+
+    pub fn set_state(&self, container: &str, current: State) {
+        for state in State::ALL {
+            self.container_state
+                .get_or_create(&StateLabels {
+                    container: container.into(),
+                    state: state.as_str().into(),
+                })
+                .set(i64::from(*state == current));
+        }
+    }
+
+    pub fn recovery(&self, container: &str, trigger: Trigger, result: RecoveryResult) {
+        self.recovery_events
+            .get_or_create(&RecoveryLabels {
+                container: container.into(),
+                trigger: trigger.as_str().into(),
+                result: result.as_str().into(),
+            })
+            .inc();
+    }
+}
+
+pub fn probe_labels(container: &str, kind: ProbeKind) -> ProbeLabels {
+    ProbeLabels {
+        container: container.into(),
+        kind: match kind {
+            ProbeKind::Http => KindLabel::Http,
+            ProbeKind::Tcp => KindLabel::Tcp,
+        },
+    }
+}

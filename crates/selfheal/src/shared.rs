@@ -1,0 +1,156 @@
+//! State shared between the watch loop, the container tasks and the admin server.
+
+use crate::journal::{Incident, IncidentJournal};
+use crate::metrics::Metrics;
+use prometheus_client::registry::Registry;
+use selfheal_core::{LabelError, WatchSpec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// What `/api/v1/containers` shows of one container.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose_service: Option<String>,
+    /// A policy state, or `ignored` for a container with unusable labels.
+    pub state: String,
+    pub docker_health: Option<String>,
+    pub consecutive_failures: u32,
+    pub restarts_in_window: u32,
+    pub restart_in_flight: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<WatchSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub label_errors: Vec<LabelError>,
+    pub last_incident: Option<Incident>,
+}
+
+/// Maps the monotonic clock the policy runs on to wall-clock time for records.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+    pub fn wall(&self, at: Instant) -> SystemTime {
+        if at >= self.base {
+            self.wall + (at - self.base)
+        } else {
+            self.wall - (self.base - at)
+        }
+    }
+    pub fn instant(&self, at: SystemTime) -> Instant {
+        match at.duration_since(self.wall) {
+            Ok(d) => self.base + d,
+            Err(e) => self.base.checked_sub(e.duration()).unwrap_or(self.base),
+        }
+    }
+    pub fn rfc3339(&self, at: Instant) -> String {
+        humantime::format_rfc3339_millis(self.wall(at)).to_string()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub registry: Registry,
+    pub journal: Arc<IncidentJournal>,
+    pub containers: RwLock<BTreeMap<String, ContainerView>>,
+    pub docker_up: AtomicBool,
+    heartbeat_ms: AtomicU64,
+    pub clock: Clock,
+    pub dry_run: bool,
+}
+
+impl Shared {
+    pub fn new(journal: Arc<IncidentJournal>, dry_run: bool) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        Arc::new(Self {
+            metrics,
+            registry,
+            journal,
+            containers: RwLock::new(BTreeMap::new()),
+            docker_up: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+            clock: Clock::new(),
+            dry_run,
+        })
+    }
+
+    pub fn beat(&self) {
+        let ms = u64::try_from(Instant::now().duration_since(self.clock.base).as_millis())
+            .unwrap_or(u64::MAX);
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn since_heartbeat(&self) -> Duration {
+        let now = Instant::now().duration_since(self.clock.base);
+        now.saturating_sub(Duration::from_millis(
+            self.heartbeat_ms.load(Ordering::Relaxed),
+        ))
+    }
+
+    pub fn set_docker_up(&self, up: bool) {
+        self.docker_up.store(up, Ordering::Relaxed);
+        self.metrics.docker_up.set(i64::from(up));
+    }
+
+    pub fn put_view(&self, view: ContainerView) {
+        let mut map = self.containers.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(view.id.clone(), view);
+        self.refresh_gauges(&map);
+    }
+
+    pub fn remove_view(&self, id: &str) {
+        let mut map = self.containers.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+        self.refresh_gauges(&map);
+    }
+
+    pub fn views(&self) -> Vec<ContainerView> {
+        let map = self.containers.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<ContainerView> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn refresh_gauges(&self, map: &BTreeMap<String, ContainerView>) {
+        let watched = map.values().filter(|v| v.state != "ignored").count();
+        let quarantined = map.values().filter(|v| v.state == "quarantined").count();
+        self.metrics
+            .watched
+            .set(i64::try_from(watched).unwrap_or(i64::MAX));
+        self.metrics
+            .quarantined
+            .set(i64::try_from(quarantined).unwrap_or(i64::MAX));
+        let open = map
+            .values()
+            .filter(|v| v.last_incident.as_ref().is_some_and(Incident::is_open))
+            .count();
+        self.metrics
+            .incidents_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,422 @@
+//! Discovery: list the opted-in containers, follow Docker's event stream, reconnect and
+//! re-list when it drops, and route every event to the container's task.
+
+use crate::config::WatchConfig;
+use crate::container::{self, ContainerHandle, Context, Msg};
+use crate::docker::{self, bounded, ContainerInfo};
+use crate::executor::Executor;
+use crate::notify::Notifier;
+use crate::probe::Prober;
+use crate::shared::{ContainerView, Shared};
+use bollard::models::EventMessage;
+use bollard::query_parameters::{
+    EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use selfheal_core::labels::parse_labels;
+use selfheal_core::{DockerHealth, Input, LabelError};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, RwLock};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const PING_EVERY: Duration = Duration::from_secs(5);
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+/// The watch loop and what it owns.
+pub struct Watcher {
+    cfg: WatchConfig,
+    shared: Arc<Shared>,
+    docker: Arc<RwLock<Option<Docker>>>,
+    ctx: Context,
+    tasks: HashMap<String, ContainerHandle>,
+    /// Containers with unusable labels: id -> errors (logged once per change).
+    ignored: HashMap<String, Vec<LabelError>>,
+    first_sync_done: bool,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("tasks", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watcher {
+    pub fn new(cfg: WatchConfig, shared: Arc<Shared>) -> anyhow::Result<Self> {
+        let docker = Arc::new(RwLock::new(None));
+        let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
+        let notifier = match &cfg.webhook_url {
+            Some(url) => Notifier::start(url.clone())?,
+            None => Notifier::disabled(),
+        };
+        let ctx = Context {
+            shared: shared.clone(),
+            executor,
+            prober: Prober::new()?,
+            notifier,
+            backoff: cfg.backoff,
+            probe_network: cfg.probe_network.clone(),
+            own_networks: Arc::new(Vec::new()),
+        };
+        Ok(Self {
+            cfg,
+            shared,
+            docker,
+            ctx,
+            tasks: HashMap::new(),
+            ignored: HashMap::new(),
+            first_sync_done: false,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// Runs until `cancel`: connect, subscribe, list, follow; on any loss, back off and again.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        self.cancel = cancel.child_token();
+        let mut delay = RECONNECT_MIN;
+        let mut connected_before = false;
+        loop {
+            self.shared.beat();
+            match self.session(&cancel, connected_before).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.shared.set_docker_up(false);
+                    *self.docker.write().await = None;
+                    tracing::warn!(error = %e, retry_in = ?delay, "Docker connection lost");
+                }
+            }
+            connected_before = true;
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = heartbeat_sleep(&self.shared, delay) => {}
+            }
+            delay = (delay * 2).min(RECONNECT_MAX);
+            if self
+                .shared
+                .docker_up
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                delay = RECONNECT_MIN;
+            }
+        }
+        for (_, t) in self.tasks.drain() {
+            t.stop();
+        }
+    }
+
+    /// One connected session. Returns `Ok` only when cancelled.
+    async fn session(&mut self, cancel: &CancellationToken, reconnect: bool) -> anyhow::Result<()> {
+        let docker = docker::connect(self.cfg.docker_host.as_deref()).await?;
+        // Subscribe before listing, so nothing that happens in between is missed.
+        let mut filters = HashMap::new();
+        filters.insert("type", vec!["container"]);
+        let mut stream = docker.events(Some(
+            EventsOptionsBuilder::default().filters(&filters).build(),
+        ));
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Result<EventMessage, String>>();
+        let forward = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if ev_tx.send(item.map_err(|e| e.to_string())).is_err() || failed {
+                    return;
+                }
+            }
+            let _ = ev_tx.send(Err("event stream ended".into()));
+        });
+        let _guard = AbortOnDrop(forward);
+        bounded(docker.ping()).await?;
+        *self.docker.write().await = Some(docker.clone());
+        self.discover_own_networks(&docker).await;
+        self.resync(&docker).await?;
+        self.shared.set_docker_up(true);
+        if reconnect {
+            self.shared.metrics.docker_reconnects.inc();
+        }
+        tracing::info!(
+            watched = self.tasks.len(),
+            ignored = self.ignored.len(),
+            "connected to Docker; following events"
+        );
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            self.shared.beat();
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                ev = ev_rx.recv() => match ev {
+                    Some(Ok(ev)) => self.on_event(&docker, ev).await,
+                    Some(Err(e)) => anyhow::bail!("event stream: {e}"),
+                    None => anyhow::bail!("event stream closed"),
+                },
+                _ = ping.tick() => {
+                    bounded(docker.ping()).await.map_err(|e| anyhow::anyhow!("ping: {e}"))?;
+                }
+            }
+        }
+    }
+
+    async fn discover_own_networks(&mut self, docker: &Docker) {
+        let host = std::env::var("HOSTNAME").ok().or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        });
+        let Some(host) = host.filter(|h| !h.is_empty()) else {
+            return;
+        };
+        if let Ok(me) =
+            bounded(docker.inspect_container(&host, None::<InspectContainerOptions>)).await
+        {
+            let info = ContainerInfo::from_inspect(me);
+            let nets: Vec<String> = info.addresses.into_iter().map(|(n, _)| n).collect();
+            tracing::info!(networks = ?nets, "running in a container; probing over its networks");
+            self.ctx.own_networks = Arc::new(nets);
+        }
+    }
+
+    /// Lists every container and brings each task in line with it.
+    async fn resync(&mut self, docker: &Docker) -> anyhow::Result<()> {
+        let list = bounded(docker.list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        )))
+        .await?;
+        let mut seen = HashSet::new();
+        for summary in list {
+            let Some(id) = summary.id else { continue };
+            seen.insert(id.clone());
+            let labels = summary.labels.unwrap_or_default();
+            if !self.cfg.watch_all
+                && !labels.contains_key(selfheal_core::labels::ENABLE)
+                && !self.tasks.contains_key(&id)
+            {
+                continue;
+            }
+            self.refresh(docker, &id).await;
+        }
+        let gone: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.forget(&id);
+        }
+        self.ignored.retain(|id, _| seen.contains(id));
+        if !self.first_sync_done {
+            self.first_sync_done = true;
+            // Incidents left open by a previous run for containers that no longer exist.
+            for mut i in self.shared.journal.open_incidents() {
+                if !seen.contains(&i.container_id) {
+                    i.outcome = "abandoned".into();
+                    let _ = self.shared.journal.record(&i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inspects one container and starts, updates or stops watching it.
+    async fn refresh(&mut self, docker: &Docker, id: &str) {
+        let info =
+            match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
+                Ok(c) => ContainerInfo::from_inspect(c),
+                Err(docker::DockerError::NotFound) => {
+                    self.forget(id);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(container = id, error = %e, "inspect failed");
+                    return;
+                }
+            };
+        match parse_labels(&info.labels, &self.cfg.defaults, self.cfg.watch_all) {
+            Ok(None) => self.forget(id),
+            Ok(Some(spec)) => {
+                self.clear_ignored(&info);
+                if let Some(task) = self.tasks.get(id) {
+                    let _ = task.tx.send(Msg::Sync(Box::new(info)));
+                    return;
+                }
+                tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
+                let resumed = self
+                    .shared
+                    .journal
+                    .open_incidents()
+                    .into_iter()
+                    .find(|i| i.container_id == info.id);
+                // The task starts knowing no start time, so the first sync reports the run.
+                let blank = ContainerInfo {
+                    started_at: None,
+                    running: false,
+                    ..info.clone()
+                };
+                let handle = container::spawn(self.ctx.clone(), blank, spec, resumed, &self.cancel);
+                let _ = handle.tx.send(Msg::Sync(Box::new(info)));
+                self.tasks.insert(id.to_string(), handle);
+            }
+            Err(errors) => {
+                if let Some(t) = self.tasks.remove(id) {
+                    t.stop();
+                }
+                if self.ignored.get(id) != Some(&errors) {
+                    for e in &errors {
+                        tracing::error!(container = %info.name, label = %e.label, value = %e.value, reason = %e.reason,
+                            "bad selfheal label; this container is left alone until it is fixed");
+                        self.shared
+                            .metrics
+                            .label_errors
+                            .get_or_create(&crate::metrics::LabelErrorLabels {
+                                container: info.name.clone(),
+                                label: e.label.clone(),
+                            })
+                            .set(1);
+                    }
+                }
+                self.shared.put_view(ContainerView {
+                    id: info.id.clone(),
+                    name: info.name.clone(),
+                    compose_project: info.compose_project(),
+                    compose_service: info.compose_service(),
+                    state: "ignored".into(),
+                    docker_health: info.health.map(|h| h.as_str().into()),
+                    consecutive_failures: 0,
+                    restarts_in_window: 0,
+                    restart_in_flight: false,
+                    spec: None,
+                    label_errors: errors.clone(),
+                    last_incident: None,
+                });
+                self.ignored.insert(id.to_string(), errors);
+            }
+        }
+    }
+
+    fn clear_ignored(&mut self, info: &ContainerInfo) {
+        if let Some(errors) = self.ignored.remove(&info.id) {
+            for e in errors {
+                self.shared
+                    .metrics
+                    .label_errors
+                    .remove(&crate::metrics::LabelErrorLabels {
+                        container: info.name.clone(),
+                        label: e.label,
+                    });
+            }
+            self.shared.remove_view(&info.id);
+        }
+    }
+
+    fn forget(&mut self, id: &str) {
+        if let Some(t) = self.tasks.remove(id) {
+            let name = self
+                .shared
+                .containers
+                .read()
+                .ok()
+                .and_then(|m| m.get(id).map(|v| v.name.clone()));
+            let _ = t.tx.send(Msg::Input(Input::Removed));
+            t.stop();
+            if let Some(name) = name {
+                self.shared.metrics.remove_container(&name);
+                tracing::info!(container = %name, "no longer watched");
+            }
+        }
+        if let Some(errors) = self.ignored.remove(id) {
+            if let Some(v) = self
+                .shared
+                .containers
+                .read()
+                .ok()
+                .and_then(|m| m.get(id).cloned())
+            {
+                for e in errors {
+                    self.shared
+                        .metrics
+                        .label_errors
+                        .remove(&crate::metrics::LabelErrorLabels {
+                            container: v.name.clone(),
+                            label: e.label,
+                        });
+                }
+            }
+        }
+        self.shared.remove_view(id);
+    }
+
+    async fn on_event(&mut self, docker: &Docker, ev: EventMessage) {
+        let received = Instant::now();
+        let Some(actor) = ev.actor else { return };
+        let Some(id) = actor.id else { return };
+        let attrs = actor.attributes.unwrap_or_default();
+        let action = ev.action.unwrap_or_default();
+        let action = action.as_str();
+        tracing::debug!(container = %id, action, "event");
+        match action {
+            "start" => {
+                // New containers are picked up here; known ones learn their new start time and
+                // address through the sync.
+                self.refresh(docker, &id).await;
+                return;
+            }
+            "destroy" => {
+                self.forget(&id);
+                return;
+            }
+            "rename" => {
+                if let Some(name) = attrs.get("name") {
+                    self.send(&id, Msg::Rename(name.trim_start_matches('/').to_string()));
+                }
+                return;
+            }
+            _ => {}
+        }
+        if !self.tasks.contains_key(&id) {
+            return;
+        }
+        let msg = match action {
+            "kill" => Msg::Input(Input::ExternalKill),
+            "oom" => Msg::Oom,
+            "die" => Msg::Died {
+                exit_code: attrs
+                    .get("exitCode")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(-1),
+            },
+            "stop" => Msg::Input(Input::Stopped),
+            "health_status: unhealthy" => Msg::Unhealthy { received },
+            "health_status: healthy" => Msg::Input(Input::Health(DockerHealth::Healthy)),
+            "health_status: starting" => Msg::Input(Input::Health(DockerHealth::Starting)),
+            _ => return,
+        };
+        self.send(&id, msg);
+    }
+
+    fn send(&self, id: &str, msg: Msg) {
+        if let Some(t) = self.tasks.get(id) {
+            let _ = t.tx.send(msg);
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn heartbeat_sleep(shared: &Shared, total: Duration) {
+    let deadline = Instant::now() + total;
+    while Instant::now() < deadline {
+        shared.beat();
+        tokio::time::sleep((deadline - Instant::now()).min(Duration::from_secs(1))).await;
+    }
+}

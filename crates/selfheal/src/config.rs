@@ -67,6 +67,10 @@ pub struct WatchArgs {
     /// Healthy this long and the backoff starts over.
     #[arg(long, env = "SELFHEAL_BACKOFF_RESET", value_parser = duration_arg)]
     pub backoff_reset: Option<Duration>,
+    /// Only consider containers carrying this label (KEY=VALUE), e.g. one compose project:
+    /// com.docker.compose.project=myapp.
+    #[arg(long, env = "SELFHEAL_FILTER_LABEL")]
+    pub filter_label: Option<String>,
     /// Docker network whose address probes use (default: one the watchdog shares, else the first).
     #[arg(long, env = "SELFHEAL_PROBE_NETWORK")]
     pub probe_network: Option<String>,
@@ -93,6 +97,7 @@ struct FileConfig {
     backoff_max: Option<String>,
     backoff_reset: Option<String>,
     probe_network: Option<String>,
+    filter_label: Option<String>,
 }
 
 /// A configuration error, naming the flag or key and the value.
@@ -121,6 +126,7 @@ pub struct WatchConfig {
     pub defaults: WatchDefaults,
     pub backoff: Backoff,
     pub probe_network: Option<String>,
+    pub filter_label: Option<String>,
 }
 
 impl WatchArgs {
@@ -220,6 +226,7 @@ impl WatchArgs {
                 )?,
             },
             probe_network: self.probe_network.clone().or(file.probe_network),
+            filter_label: self.filter_label.clone().or(file.filter_label),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -279,6 +286,11 @@ impl WatchConfig {
                         "expected an http:// or https:// URL",
                     )
                 }
+            }
+        }
+        if let Some(f) = &self.filter_label {
+            if f.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
+                return invalid("filter-label", f.clone(), "expected KEY=VALUE");
             }
         }
         if let Some(host) = &self.docker_host {

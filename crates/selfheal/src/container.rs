@@ -128,17 +128,12 @@ pub fn spawn(
         let shared = ctx.shared.clone();
         let name = info.name.clone();
         let cancel = cancel.clone();
+        let target_kind = target.kind;
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = ticker.tick() => {}
-                }
-                let own = *addr_rx.borrow();
-                let (result, took) = prober.probe(&target, own, timeout).await;
-                let labels = probe_labels(&name, target.kind);
+            let report = |result: Result<(), selfheal_core::ProbeFailure>,
+                          took: std::time::Duration,
+                          _lag| {
+                let labels = probe_labels(&name, target_kind);
                 shared
                     .metrics
                     .probe_duration
@@ -158,10 +153,10 @@ pub fn spawn(
                         Input::ProbeFailed(reason)
                     }
                 };
-                if tx.send(Msg::Input(input)).is_err() {
-                    return;
-                }
-            }
+                tx.send(Msg::Input(input)).is_ok()
+            };
+            crate::probe::schedule(prober, target, interval, timeout, addr_rx, cancel, report)
+                .await;
         })
     });
     let mut task = ContainerTask {
@@ -289,6 +284,7 @@ impl ContainerTask {
     async fn feed(&mut self, input: Input, now: Instant) {
         let effects = self.sup.handle(input, now);
         // Act first: a restart is dispatched before anything is written down.
+        let mut dispatched = None;
         for e in &effects {
             if let Effect::Restart {
                 trigger,
@@ -297,10 +293,16 @@ impl ContainerTask {
             } = e
             {
                 self.dispatch_restart(*trigger, *attempt, *stop_timeout, now);
+                dispatched = Some(*attempt);
             }
         }
         for e in effects {
             self.record(e, now);
+        }
+        if let (Some(attempt), Some(i)) = (dispatched, &mut self.incident) {
+            i.action_begun = Some(self.ctx.shared.clock.rfc3339(now));
+            i.attempts = attempt;
+            self.write_incident();
         }
     }
 
@@ -340,11 +342,6 @@ impl ContainerTask {
             };
             let _ = tx.send(Msg::Input(input));
         });
-        if let Some(i) = &mut self.incident {
-            i.action_begun = Some(self.ctx.shared.clock.rfc3339(now));
-            i.attempts = attempt;
-        }
-        self.write_incident();
     }
 
     fn record(&mut self, effect: Effect, now: Instant) {

@@ -86,6 +86,35 @@ impl Prober {
     }
 }
 
+/// Probes `target` every `interval` until `cancel` or until `report` returns false. Each
+/// target runs on its own task, so a slow or hanging target never delays another; a probe
+/// that outlasts the interval delays only its own next tick. `report` gets the outcome, the
+/// probe's duration and the schedule lag (how late the probe started).
+pub async fn schedule(
+    prober: Prober,
+    target: ProbeTarget,
+    interval: Duration,
+    timeout: Duration,
+    addr: tokio::sync::watch::Receiver<Option<IpAddr>>,
+    cancel: tokio_util::sync::CancellationToken,
+    mut report: impl FnMut(Result<(), ProbeFailure>, Duration, Duration) -> bool,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let due = tokio::select! {
+            _ = cancel.cancelled() => return,
+            due = ticker.tick() => due,
+        };
+        let lag = Instant::now().saturating_duration_since(due);
+        let own = *addr.borrow();
+        let (result, took) = prober.probe(&target, own, timeout).await;
+        if !report(result, took, lag) {
+            return;
+        }
+    }
+}
+
 fn classify(e: &reqwest::Error) -> ProbeFailure {
     if e.is_timeout() {
         ProbeFailure::Timeout

@@ -117,6 +117,9 @@ impl Watcher {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
+        if let Some(f) = &self.cfg.filter_label {
+            filters.insert("label", vec![f.as_str()]);
+        }
         let mut stream = docker.events(Some(
             EventsOptionsBuilder::default().filters(&filters).build(),
         ));
@@ -183,10 +186,15 @@ impl Watcher {
 
     /// Lists every container and brings each task in line with it.
     async fn resync(&mut self, docker: &Docker) -> anyhow::Result<()> {
-        let list = bounded(docker.list_containers(Some(
-            ListContainersOptionsBuilder::default().all(true).build(),
-        )))
-        .await?;
+        let mut filters = HashMap::new();
+        if let Some(f) = &self.cfg.filter_label {
+            filters.insert("label", vec![f.as_str()]);
+        }
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = bounded(docker.list_containers(Some(opts))).await?;
         let mut seen = HashSet::new();
         for summary in list {
             let Some(id) = summary.id else { continue };

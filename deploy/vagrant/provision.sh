@@ -71,11 +71,13 @@ generate_password() {
 }
 
 env_file_content() {
-  local password="$1"
+  local password="$1" docker_gid="$2"
   printf '%s\n' \
     "# Written by deploy/vagrant/provision.sh; passed to docker compose with --env-file." \
     "# Published ports bind to every VM interface; Vagrant forwards them to the host's 127.0.0.1 only." \
     "SELFHEAL_BIND=0.0.0.0" \
+    "# Group owning the Docker socket, so the watchdog (uid 10001) may use it." \
+    "DOCKER_GID=${docker_gid}" \
     "GRAFANA_ADMIN_PASSWORD=${password}"
 }
 
@@ -259,7 +261,9 @@ write_env_file() {
     GRAFANA_PASSWORD="$(generate_password)"
     note "Grafana admin password: generated"
   fi
-  write_if_changed "$dest" 0600 "$(env_file_content "$GRAFANA_PASSWORD")"
+  local socket="$ROOT/var/run/docker.sock" gid
+  gid="$(stat -c %g "$socket")" || die "cannot read the group of $socket"
+  write_if_changed "$dest" 0600 "$(env_file_content "$GRAFANA_PASSWORD" "$gid")"
 }
 
 compose() {

@@ -182,7 +182,8 @@ pure_functions() {
   b="$(generate_password)"
   expect "24 letters/digits" grep -qxE '[A-Za-z0-9]{24}' <<<"$a"
   expect "two passwords differ" test "$a" != "$b"
-  env_file_content "$a" >"$work/env"
+  env_file_content "$a" 999 >"$work/env"
+  expect "env file carries the socket's group" grep -qx 'DOCKER_GID=999' "$work/env"
   expect "env file binds 0.0.0.0" grep -qx 'SELFHEAL_BIND=0.0.0.0' "$work/env"
   expect "password read back" test "$(env_file_value "$work/env" GRAFANA_ADMIN_PASSWORD)" = "$a"
   expect "missing env file reads empty" test -z "$(env_file_value "$work/nope" GRAFANA_ADMIN_PASSWORD)"
@@ -207,7 +208,7 @@ check "provision.sh pure functions (os check, apt line, password, env file, verd
 
 # Real tools the script may use; anything else it calls is "command not found" and fails the run.
 mkdir -p "$work/bin"
-for tool in bash cat cmp install mkdir mktemp rm sed grep awk date sleep head tail base64 tr jq dirname; do
+for tool in bash cat cmp install mkdir mktemp rm sed grep awk date sleep head tail base64 tr jq dirname stat; do
   ln -s "$(command -v "$tool")" "$work/bin/$tool"
 done
 for stub in apt-get dpkg dpkg-query systemctl id usermod gpg curl docker; do
@@ -221,6 +222,10 @@ new_machine() {
   mkdir -p "$m/state" "$m/root/etc" "$m/project/docker"
   printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n' >"$m/root/etc/os-release"
   : >"$m/state/calls.log"
+  # The socket docker-ce creates, owned by group docker (gid 4242 on this fake machine).
+  mkdir -p "$m/root/var/run"
+  : >"$m/root/var/run/docker.sock"
+  chgrp 4242 "$m/root/var/run/docker.sock"
   touch "$m/state/user"
   echo "$DOCKER_FPR" >"$m/state/key-fpr"
   printf 'app\nwatchdog\nprometheus\nalertmanager\nnode-exporter\ngrafana\n' >"$m/state/services"
@@ -278,6 +283,7 @@ first_and_second_run() {
   expect "keyring installed" test -s "$m/root/etc/apt/keyrings/docker.asc"
   expect_file_has "$m/root/etc/selfheal/selfheal.env" '^SELFHEAL_BIND=0\.0\.0\.0$'
   expect_file_has "$m/root/etc/selfheal/selfheal.env" '^GRAFANA_ADMIN_PASSWORD=[A-Za-z0-9]{24}$'
+  expect_file_has "$m/root/etc/selfheal/selfheal.env" '^DOCKER_GID=4242$'
   expect "env file is 0600" test "$(stat -c %a "$m/root/etc/selfheal/selfheal.env")" = 600
   expect_file_has "$m/calls.1" '^usermod -aG docker vagrant'
   expect_file_has "$m/calls.1" "^docker compose .*--env-file $m/root/etc/selfheal/selfheal.env build"

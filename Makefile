@@ -3,8 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
 export COMPOSE
+# The watchdog container joins the group that owns the Docker socket (compose `group_add`).
+DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
+export DOCKER_GID
 
-.PHONY: help build images up down logs test test-rust test-deploy test-vagrant lint fmt bench drill
+.PHONY: help build images up down logs ps test test-rust test-docker test-smoke test-deploy test-vagrant lint fmt bench drill
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -12,14 +15,36 @@ help: ## list targets
 build: ## compile release binaries
 	cargo build --release --workspace --locked
 
+images: build ## build the images offline (FROM scratch, nothing pulled)
+	bash docker/offline/build.sh
+
+up: images ## build the images, start the stack, wait until healthy, print URLs
+	bash docker/stack.sh up
+
+down: ## stop and remove the stack (VOLUMES=1 also deletes its data volumes)
+	bash docker/stack.sh down
+
+logs: ## last logs of every service (make logs ARGS="-f app" to follow one)
+	bash docker/stack.sh logs $(ARGS)
+
+ps: ## the stack's containers
+	bash docker/stack.sh ps
+
+fmt: ## format the code
+	cargo fmt --all
+
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh .ci/run
 
-test: lint test-rust test-deploy test-vagrant ## everything CI runs
+test: lint test-rust test-smoke test-deploy test-vagrant ## everything CI runs
 
 test-rust: images ## unit and Docker integration tests
 	cargo nextest run --workspace --locked --no-fail-fast
+
+test-smoke: images ## `make up` on unique ports and project name: healthy, app answers, scraped
+	bash tests/docker/smoke.sh
 
 test-deploy: ## promtool, amtool and dashboard checks
 	bash tests/deploy/check.sh

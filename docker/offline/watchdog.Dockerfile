@@ -1,0 +1,13 @@
+# selfheal/watchdog, assembled offline by docker/offline/build.sh. It needs the Docker socket
+# (mounted by compose) and a group that may use it (compose `group_add: [DOCKER_GID]`).
+FROM scratch
+COPY rootfs/ /
+COPY --chown=10001:10001 state/ /var/lib/selfheal/
+ENV PATH=/usr/local/bin
+USER 10001:10001
+EXPOSE 9100
+VOLUME ["/var/lib/selfheal"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/selfheal", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/selfheal", "watch"]
+CMD ["--state-dir", "/var/lib/selfheal"]

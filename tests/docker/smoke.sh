@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Smoke test of `make up`: the stack started by docker/stack.sh under a unique project name and
+# unique host ports gets every started service healthy, the app answers on 127.0.0.1, and
+# Prometheus scrapes it (up{job="app"} == 1 through its HTTP API). Removes everything after,
+# volumes included, pass or fail. Needs the images (`make images`), curl and jq.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+stack=$root/docker/stack.sh
+export COMPOSE_PROJECT_NAME="selfheal-smoke-$$-$RANDOM"
+export GRAFANA_ADMIN_PASSWORD="smoke-$RANDOM$RANDOM"
+export UP_TIMEOUT=${UP_TIMEOUT:-180}
+
+fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
+
+# Free loopback ports, so a stack already running on the default ports is not disturbed.
+read -r APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(5)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+export APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT
+export SELFHEAL_BIND=127.0.0.1
+
+cleanup() {
+    VOLUMES=1 bash "$stack" down >/dev/null 2>&1 || echo "smoke: cleanup of $COMPOSE_PROJECT_NAME failed" >&2
+}
+trap cleanup EXIT
+
+# Polls COMMAND until it succeeds or SECONDS pass.
+eventually() {
+    local seconds=$1 deadline
+    shift
+    deadline=$((SECONDS + seconds))
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
+}
+
+echo "smoke: project $COMPOSE_PROJECT_NAME, app on 127.0.0.1:$APP_PORT, prometheus on 127.0.0.1:$PROMETHEUS_PORT"
+bash "$stack" up || fail "the stack did not come up healthy"
+
+mapfile -t started < <(bash "$stack" ps -q 2>/dev/null | xargs -r docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' | sort)
+[[ ${#started[@]} -ge 4 ]] || fail "expected at least app, prometheus, alertmanager, node-exporter; started: ${started[*]}"
+for service in app prometheus alertmanager node-exporter; do
+    [[ " ${started[*]} " == *" $service "* ]] || fail "$service was not started"
+done
+for service in "${started[@]}"; do
+    health=$(bash "$stack" health "$service")
+    [[ $health == healthy ]] || fail "$service is $health"
+    echo "smoke: ok: $service healthy"
+done
+
+body=$(curl -fsS --max-time 5 "http://127.0.0.1:$APP_PORT/") || fail "app does not answer on 127.0.0.1:$APP_PORT"
+[[ $(jq -r .name <<<"$body") == demo-app ]] || fail "unexpected answer from the app: $body"
+curl -fsS --max-time 5 "http://127.0.0.1:$APP_PORT/health" >/dev/null || fail "app /health is not 200"
+echo "smoke: ok: app answers on 127.0.0.1:$APP_PORT"
+
+# up{job=...} is 1 once a scrape succeeded (scrape interval 5s).
+scraped() {
+    local value
+    value=$(curl -fsS --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" \
+        --data-urlencode "query=up{job=\"$1\"}" | jq -r '.data.result[0].value[1] // empty') || return 1
+    [[ $value == 1 ]]
+}
+for job in app alertmanager node; do
+    eventually 60 scraped "$job" || fail "Prometheus does not scrape $job: up{job=\"$job\"} != 1"
+    echo "smoke: ok: prometheus scrapes $job (up{job=\"$job\"} == 1)"
+done
+if [[ " ${started[*]} " == *" watchdog "* ]]; then
+    eventually 60 scraped watchdog || fail "Prometheus does not scrape watchdog"
+    echo "smoke: ok: prometheus scrapes watchdog"
+fi
+echo "smoke: PASS (${started[*]})"

@@ -50,6 +50,8 @@ fn healthcheck() -> ExitCode {
 
 fn run() -> ExitCode {
     tracing_subscriber::fmt()
+        // Colour codes only on a terminal: container logs stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -13,7 +13,8 @@
 # a stack you started yourself, see docs/observability.md ("End-to-end test").
 #
 # Env (required): COMPOSE_PROJECT_NAME, CHAOS_TOKEN (the app's token).
-# Env (optional): APP_URL (http://127.0.0.1:8080), PROM_URL (http://127.0.0.1:9090),
+# Env (optional): APP_URL (default: the app container's published port 8080, read
+#   from Docker after every restart), PROM_URL (http://127.0.0.1:9090),
 #   AM_URL (http://127.0.0.1:9093), APP_CONTAINER (default: found by compose labels),
 #   STORM_WINDOW (5m) and STORM_THRESHOLD (4): must match the storm rule the stack
 #   runs (tests/e2e/storm-rules.sh), RECOVERY_TIMEOUT (180 s per fault),
@@ -25,7 +26,7 @@ root=$(cd "$here/../.." && pwd)
 
 project=${COMPOSE_PROJECT_NAME:?set COMPOSE_PROJECT_NAME to the stack\'s compose project}
 token=${CHAOS_TOKEN:?set CHAOS_TOKEN to the app\'s chaos token}
-app_url=${APP_URL:-http://127.0.0.1:8080}
+app_url_fixed=${APP_URL:-}
 export PROM_URL=${PROM_URL:-http://127.0.0.1:9090}
 export AM_URL=${AM_URL:-http://127.0.0.1:9093}
 storm_window=${STORM_WINDOW:-5m}
@@ -89,7 +90,10 @@ service_container() {
     local names
     names=$(docker ps --filter "label=com.docker.compose.project=$project" \
         --filter "label=com.docker.compose.service=$1" --format '{{.Names}}')
-    [[ $(wc -w <<<"$names") -eq 1 ]] || { echo "expected one running '$1' container in project $project, got: '$names'"; return 1; }
+    if [[ $(wc -w <<<"$names") -ne 1 ]]; then
+        echo "expected one running '$1' container in project $project, got: '$names'" >&2
+        return 1
+    fi
     echo "$names"
 }
 
@@ -106,7 +110,26 @@ all_targets_up() {
     done
 }
 
-app_http_healthy() { curl -fsS --max-time 2 "$app_url/health"; }
+# The app's URL on the host. Without APP_URL it is read from Docker each time:
+# a container published on an ephemeral port gets a new one after every restart.
+app_url() {
+    if [[ -n $app_url_fixed ]]; then
+        echo "$app_url_fixed"
+        return
+    fi
+    local addr
+    addr=$(docker port "$app" 8080/tcp | grep -m1 -E '^[0-9.]+:[0-9]+$') || {
+        echo "app container $app publishes no IPv4 host port for 8080" >&2
+        return 1
+    }
+    echo "http://${addr/0.0.0.0/127.0.0.1}"
+}
+
+app_http_healthy() {
+    local url
+    url=$(app_url) || return 1
+    curl -fsS --max-time 2 "$url/health"
+}
 
 app_state_healthy() {
     local v
@@ -132,23 +155,24 @@ started_at() { docker inspect -f '{{.State.StartedAt}}' "$app"; }
 restarted_since() { [[ $(started_at) != "$1" ]] && app_http_healthy; }
 
 inject() {
-    local code
+    local code url
+    url=$(app_url) || fail "cannot find the app's URL"
     code=$(curl -sS -o "$tmp/inject.out" -w '%{http_code}' --max-time 5 -X POST \
-        -H "Authorization: Bearer $token" "$app_url/chaos/$1") || code="curl error $?"
-    [[ $code == 202 ]] || fail "POST $app_url/chaos/$1 answered $code (expected 202): $(cat "$tmp/inject.out" 2>/dev/null)"
+        -H "Authorization: Bearer $token" "$url/chaos/$1") || code="curl error $?"
+    [[ $code == 202 ]] || fail "POST $url/chaos/$1 answered $code (expected 202): $(cat "$tmp/inject.out" 2>/dev/null)"
 }
 
 # ---- 0. the stack is up and scraped ---------------------------------------------
 
-log "project $project; Prometheus $PROM_URL, Alertmanager $AM_URL, app $app_url"
+log "project $project; Prometheus $PROM_URL, Alertmanager $AM_URL, app ${app_url_fixed:-(port read from Docker)}"
 wait_until "Prometheus ready at $PROM_URL" "$step_timeout" prometheus_ready
 wait_until "all five scrape jobs up (prometheus app watchdog alertmanager node)" "$step_timeout" all_targets_up
 if [[ -n ${APP_CONTAINER:-} ]]; then
     app=$APP_CONTAINER
 else
-    app=$(service_container app) || fail "$app"
+    app=$(service_container app) || fail "cannot find the app container (set APP_CONTAINER)"
 fi
-log "app container: $app"
+log "app container: $app at $(app_url)"
 
 storm_query=$(promq rule-query SelfhealRecoveryStorm) || fail "cannot read the rules from Prometheus"
 if [[ $storm_query != *"[$storm_window]"*">= $storm_threshold"* ]]; then

@@ -63,9 +63,9 @@ url_of() { # SERVICE PORT -> http://host:port as published on the host
     [[ -n $addr ]] || { echo "[e2e] $1:$2 is not published on the host" >&2; return 1; }
     echo "http://${addr/0.0.0.0/127.0.0.1}"
 }
-APP_URL=$(url_of app 8080)
+# The app's URL is not fixed here: run.sh reads it from Docker after each restart.
 PROM_URL=$(url_of prometheus 9090)
 AM_URL=$(url_of alertmanager 9093)
-export APP_URL PROM_URL AM_URL
+export PROM_URL AM_URL
 
 bash "$here/run.sh"

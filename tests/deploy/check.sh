@@ -100,6 +100,22 @@ storm_override_valid() {
 }
 check "e2e storm rule override" storm_override_valid
 
+# The e2e scripts cannot run here (they need the stack), but they must stay valid.
+if command -v shellcheck >/dev/null; then
+    check "shellcheck tests/deploy tests/e2e" shellcheck "$here"/*.sh "$root"/tests/e2e/*.sh
+else
+    failed=$((failed + 1))
+    echo "FAIL  shellcheck not installed (apt: shellcheck)"
+fi
+check "e2e python helper parses" \
+    python3 -c 'import ast, sys; ast.parse(open(sys.argv[1], encoding="utf-8").read())' "$root/tests/e2e/promq.py"
+check "e2e compose override is YAML with the expected services" python3 -c '
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+missing = {"prometheus", "app"} - set(doc["services"])
+assert not missing, f"services missing: {missing}"
+' "$root/tests/e2e/compose.e2e.yaml"
+
 # --- Alertmanager -------------------------------------------------------------
 check "amtool check-config" amtool check-config "$deploy/alertmanager/alertmanager.yml"
 mkdir -p "$work/am-examples"

@@ -4,14 +4,14 @@
 # recoveries in 15 minutes). Mount the output over the original, see
 # tests/e2e/compose.e2e.yaml.
 #
-# usage: storm-rules.sh OUT_FILE [WINDOW [THRESHOLD]]   (defaults: 10m 5)
+# usage: storm-rules.sh OUT_FILE [WINDOW [THRESHOLD]]   (defaults: 5m 4)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 src=$root/deploy/prometheus/rules/selfheal-storm.yml
 out=${1:?usage: storm-rules.sh OUT_FILE [WINDOW [THRESHOLD]]}
-window=${2:-10m}
-threshold=${3:-5}
+window=${2:-5m}
+threshold=${3:-4}
 
 [[ $window =~ ^[0-9]+[smh]$ ]] || { echo "storm-rules: bad window '$window' (e.g. 10m)" >&2; exit 2; }
 [[ $threshold =~ ^[0-9]+$ ]] || { echo "storm-rules: bad threshold '$threshold' (an integer)" >&2; exit 2; }

@@ -49,6 +49,8 @@ pub enum Command {
     Incidents(IncidentsArgs),
     /// Exit 0 if the watchdog at --url is healthy (for Docker's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
+    /// Inject faults into a running container and time its recovery against a limit.
+    Drill(crate::drill::DrillArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,8 +86,10 @@ pub struct HealthcheckArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check(args).await,
         Command::Incidents(args) => incidents(args).await,
         Command::Healthcheck(args) => return healthcheck(args).await,
+        Command::Drill(args) => return crate::drill::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod docker;
+pub mod drill;
 pub mod executor;
 pub mod journal;
 pub mod metrics;

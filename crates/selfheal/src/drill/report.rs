@@ -1,0 +1,585 @@
+//! Rounds into numbers: per-scenario statistics, the terminal table, JSON, the Markdown report
+//! and its SVG timeline.
+
+use super::round::Timeline;
+use super::Scenario;
+use crate::journal::Incident;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+/// One round as measured. Times are seconds after the fault was injected.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundRecord {
+    pub scenario: Scenario,
+    pub round: u32,
+    /// recovered, failed or skipped.
+    pub outcome: String,
+    pub injected_by: String,
+    /// RFC 3339.
+    pub fault_at: Option<String>,
+    #[serde(skip)]
+    pub fault_wall: Option<SystemTime>,
+    pub detected_s: Option<f64>,
+    /// incident (the watchdog's), die (Docker's event) or unhealthy (Docker's health event).
+    pub detected_by: Option<String>,
+    pub restart_begun_s: Option<f64>,
+    /// watchdog, or docker (its restart policy).
+    pub restarted_by: Option<String>,
+    pub started_s: Option<f64>,
+    pub healthy_s: Option<f64>,
+    pub time_to_detect_seconds: Option<f64>,
+    pub time_to_recover_seconds: Option<f64>,
+    /// `start` events between the fault and healthy again.
+    pub restarts: u32,
+    pub incident_id: Option<u64>,
+    pub incident_trigger: Option<String>,
+    pub incident_outcome: Option<String>,
+    pub slo_seconds: f64,
+    pub error: Option<String>,
+    /// The container never got ready for this round: later rounds cannot run either.
+    #[serde(skip)]
+    pub aborts: bool,
+}
+
+impl RoundRecord {
+    pub fn new(scenario: Scenario, round: u32, slo: Duration) -> Self {
+        Self {
+            scenario,
+            round,
+            outcome: "recovered".into(),
+            injected_by: String::new(),
+            fault_at: None,
+            fault_wall: None,
+            detected_s: None,
+            detected_by: None,
+            restart_begun_s: None,
+            restarted_by: None,
+            started_s: None,
+            healthy_s: None,
+            time_to_detect_seconds: None,
+            time_to_recover_seconds: None,
+            restarts: 0,
+            incident_id: None,
+            incident_trigger: None,
+            incident_outcome: None,
+            slo_seconds: slo.as_secs_f64(),
+            error: None,
+            aborts: false,
+        }
+    }
+
+    pub fn skipped(scenario: Scenario, round: u32, reason: &str) -> Self {
+        let mut r = Self::new(scenario, round, Duration::ZERO);
+        r.outcome = "skipped".into();
+        r.error = Some(reason.into());
+        r
+    }
+
+    pub fn fail(&mut self, why: impl Into<String>) {
+        self.outcome = "failed".into();
+        self.error = Some(why.into());
+    }
+
+    pub fn ok(&self) -> bool {
+        self.outcome != "failed"
+    }
+
+    pub fn aborts_drill(&self) -> bool {
+        self.aborts
+    }
+
+    fn name(&self) -> String {
+        format!("{} round {}", self.scenario, self.round)
+    }
+
+    /// Fills the times from Docker's events and the watchdog's incident.
+    pub fn fill(
+        &mut self,
+        t: &Timeline,
+        incident: Option<&Incident>,
+        healthy: Option<SystemTime>,
+        fault_at: SystemTime,
+    ) {
+        let off = |at: SystemTime| {
+            at.duration_since(fault_at)
+                .map_or_else(|e| -e.duration().as_secs_f64(), |d| d.as_secs_f64())
+        };
+        let wall = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+        };
+        self.fault_wall = Some(fault_at);
+        self.fault_at = Some(humantime::format_rfc3339_millis(fault_at).to_string());
+        let detected = match incident.and_then(|i| wall(&Some(i.detected.clone()))) {
+            Some(d) => Some((d, "incident")),
+            None => t
+                .die
+                .map(|d| (d, "die"))
+                .or(t.unhealthy.map(|u| (u, "unhealthy"))),
+        };
+        if let Some((d, by)) = detected {
+            self.detected_s = Some(off(d).max(0.0));
+            self.detected_by = Some(by.into());
+        }
+        let action = incident.and_then(|i| wall(&i.action_begun));
+        let (begun, by) = match (t.kill, action) {
+            (Some(k), _) => (Some(k), Some("watchdog")),
+            (None, Some(a)) => (Some(a), Some("watchdog")),
+            (None, None) if t.started.is_some() => (t.die, Some("docker")),
+            _ => (None, None),
+        };
+        self.restart_begun_s = begun.map(off);
+        self.restarted_by = by.map(Into::into);
+        self.started_s = t.started.map(off);
+        self.healthy_s = healthy.map(off);
+        self.time_to_detect_seconds = self.detected_s;
+        self.time_to_recover_seconds = self.healthy_s;
+        self.restarts = t.starts;
+        if let Some(i) = incident {
+            self.incident_id = Some(i.id);
+            self.incident_trigger = Some(i.trigger.clone());
+            self.incident_outcome = Some(i.outcome.clone());
+        }
+    }
+}
+
+/// min / p50 / p95 / max of a sample (nearest rank).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stats {
+    pub n: usize,
+    pub min: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        Some(Self {
+            n: v.len(),
+            min: v[0],
+            p50: percentile(&v, 0.50),
+            p95: percentile(&v, 0.95),
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// Nearest-rank percentile of sorted, non-empty `v`.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    let rank = (q * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioSummary {
+    pub scenario: Scenario,
+    pub rounds: usize,
+    pub recovered: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub slo_seconds: f64,
+    pub time_to_detect: Option<Stats>,
+    pub time_to_recover: Option<Stats>,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub target: String,
+    pub started: String,
+    pub ok: bool,
+    pub summary: Vec<ScenarioSummary>,
+    pub rounds: Vec<RoundRecord>,
+    /// One line per round that failed, naming it.
+    pub failures: Vec<String>,
+}
+
+impl DrillReport {
+    pub fn new(
+        target: &str,
+        started: SystemTime,
+        rounds: Vec<RoundRecord>,
+        slo: impl Fn(Scenario) -> Duration,
+    ) -> Self {
+        let mut scenarios: Vec<Scenario> = Vec::new();
+        for r in &rounds {
+            if !scenarios.contains(&r.scenario) {
+                scenarios.push(r.scenario);
+            }
+        }
+        let summary = scenarios
+            .into_iter()
+            .map(|s| {
+                let of: Vec<&RoundRecord> = rounds.iter().filter(|r| r.scenario == s).collect();
+                let measured = || of.iter().filter(|r| r.outcome != "skipped");
+                let count = |o: &str| of.iter().filter(|r| r.outcome == o).count();
+                ScenarioSummary {
+                    scenario: s,
+                    rounds: of.len(),
+                    recovered: count("recovered"),
+                    failed: count("failed"),
+                    skipped: count("skipped"),
+                    slo_seconds: slo(s).as_secs_f64(),
+                    time_to_detect: Stats::of(
+                        &measured()
+                            .filter_map(|r| r.time_to_detect_seconds)
+                            .collect::<Vec<_>>(),
+                    ),
+                    time_to_recover: Stats::of(
+                        &measured()
+                            .filter_map(|r| r.time_to_recover_seconds)
+                            .collect::<Vec<_>>(),
+                    ),
+                    restarts: measured().map(|r| r.restarts).sum(),
+                }
+            })
+            .collect();
+        let failures: Vec<String> = rounds
+            .iter()
+            .filter(|r| !r.ok())
+            .map(|r| format!("{}: {}", r.name(), r.error.as_deref().unwrap_or("failed")))
+            .collect();
+        Self {
+            target: target.into(),
+            started: humantime::format_rfc3339_seconds(started).to_string(),
+            ok: failures.is_empty(),
+            summary,
+            rounds,
+            failures,
+        }
+    }
+
+    fn summary_rows(&self) -> Vec<[String; 8]> {
+        let st = |s: &Option<Stats>| {
+            s.map_or("-".to_string(), |s| {
+                format!("{:.2} / {:.2} / {:.2} / {:.2}", s.min, s.p50, s.p95, s.max)
+            })
+        };
+        self.summary
+            .iter()
+            .map(|s| {
+                [
+                    s.scenario.to_string(),
+                    format!("{}/{}", s.recovered, s.rounds - s.skipped),
+                    s.failed.to_string(),
+                    s.skipped.to_string(),
+                    format!("{:.0}s", s.slo_seconds),
+                    st(&s.time_to_detect),
+                    st(&s.time_to_recover),
+                    s.restarts.to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    const HEADERS: [&'static str; 8] = [
+        "SCENARIO",
+        "RECOVERED",
+        "FAILED",
+        "SKIPPED",
+        "LIMIT",
+        "DETECT s min/p50/p95/max",
+        "RECOVER s min/p50/p95/max",
+        "RESTARTS",
+    ];
+
+    /// The terminal table: summary, then failures and skips.
+    pub fn table(&self) -> String {
+        let rows = self.summary_rows();
+        let mut width = Self::HEADERS.map(str::len);
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (c, w) in cells.iter().zip(width) {
+                let _ = write!(s, "{c:<w$}  ");
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        let mut out = format!("drill of {}\n", self.target);
+        out += &line(&Self::HEADERS.map(String::from));
+        for r in &rows {
+            out += &line(r);
+        }
+        for r in self.rounds.iter().filter(|r| r.outcome == "skipped") {
+            if r.round == 1 {
+                let _ = writeln!(
+                    out,
+                    "skipped {}: {}",
+                    r.scenario,
+                    r.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        for f in &self.failures {
+            let _ = writeln!(out, "FAILED {f}");
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.ok {
+                "result: every round recovered within its limit"
+            } else {
+                "result: FAILED"
+            }
+        );
+        out
+    }
+
+    /// The Markdown report; `svg` is the timeline's file name beside it.
+    pub fn markdown(&self, svg: &str) -> String {
+        let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.2}"));
+        let mut out = format!(
+            "# selfheal drill: {}\n\nStarted {}. Result: **{}**.\n\n",
+            self.target,
+            self.started,
+            if self.ok { "passed" } else { "FAILED" }
+        );
+        out += "| scenario | recovered | failed | skipped | limit | detect s (min / p50 / p95 / max) | recover s (min / p50 / p95 / max) | restarts |\n";
+        out += "|---|---|---|---|---|---|---|---|\n";
+        for r in self.summary_rows() {
+            out += &format!("| {} |\n", r.join(" | "));
+        }
+        let _ = write!(out, "\n![timeline of the rounds]({svg})\n\n## Rounds\n\n");
+        out += "| round | injected by | detected s (by) | restart begun s (by) | started s | healthy s | restarts | incident | outcome |\n";
+        out += "|---|---|---|---|---|---|---|---|---|\n";
+        for r in &self.rounds {
+            let incident = r.incident_id.map_or("-".to_string(), |id| {
+                format!(
+                    "#{id} {} {}",
+                    r.incident_trigger.as_deref().unwrap_or(""),
+                    r.incident_outcome.as_deref().unwrap_or("")
+                )
+            });
+            let outcome = match &r.error {
+                Some(e) => format!("{}: {}", r.outcome, e.replace('|', "/")),
+                None => r.outcome.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} |",
+                r.name(),
+                if r.injected_by.is_empty() {
+                    "-"
+                } else {
+                    &r.injected_by
+                },
+                secs(r.detected_s),
+                r.detected_by.as_deref().unwrap_or("-"),
+                secs(r.restart_begun_s),
+                r.restarted_by.as_deref().unwrap_or("-"),
+                secs(r.started_s),
+                secs(r.healthy_s),
+                r.restarts,
+                incident,
+                outcome
+            );
+        }
+        out += "\nTimes are seconds after the fault was injected. Detected: the watchdog's \
+                incident opened (else Docker's die or unhealthy event). Restart begun: Docker's \
+                kill event of the restart (else the incident's action, or the die event when \
+                Docker's restart policy restarts it). Healthy: Docker's health_status healthy \
+                event after the start (else the app's health endpoint answering).\n";
+        out
+    }
+
+    /// The timeline: one row per round, phases fault -> detected -> restart begun -> started
+    /// -> healthy, and the round's limit.
+    pub fn svg(&self) -> String {
+        const LEFT: f64 = 150.0;
+        const PLOT: f64 = 620.0;
+        const ROW: f64 = 22.0;
+        const TOP: f64 = 40.0;
+        let measured: Vec<&RoundRecord> = self
+            .rounds
+            .iter()
+            .filter(|r| r.outcome != "skipped")
+            .collect();
+        let span = measured
+            .iter()
+            .flat_map(|r| [r.healthy_s, r.started_s, Some(r.slo_seconds.min(3600.0))])
+            .flatten()
+            .fold(1.0_f64, f64::max)
+            * 1.05;
+        let x = |s: f64| LEFT + (s.max(0.0) / span) * PLOT;
+        let height = TOP + ROW * measured.len() as f64 + 70.0;
+        let width = LEFT + PLOT + 30.0;
+        let mut out = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+             viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"10\" y=\"18\" font-size=\"13\">selfheal drill: {} (seconds after the fault)</text>\n",
+            xml(&self.target)
+        );
+        // Axis ticks.
+        let step = nice_step(span);
+        let mut s = 0.0;
+        let bottom = TOP + ROW * measured.len() as f64;
+        while s <= span {
+            let _ = writeln!(
+                out,
+                "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{bottom}\" stroke=\"#ddd\"/>\
+                 <text x=\"{0:.1}\" y=\"{1:.0}\" text-anchor=\"middle\" fill=\"#555\">{s}</text>",
+                x(s),
+                bottom + 14.0
+            );
+            s += step;
+        }
+        let phases = [
+            ("fault -> detected", "#e4572e"),
+            ("detected -> restart begun", "#f3a712"),
+            ("restart begun -> started", "#4c6ef5"),
+            ("started -> healthy", "#29a36a"),
+        ];
+        for (i, r) in measured.iter().enumerate() {
+            let y = TOP + ROW * i as f64;
+            let _ = writeln!(
+                out,
+                "<text x=\"10\" y=\"{:.0}\">{}</text>",
+                y + 15.0,
+                xml(&r.name())
+            );
+            let marks = [
+                Some(0.0),
+                r.detected_s,
+                r.restart_begun_s,
+                r.started_s,
+                r.healthy_s,
+            ];
+            let mut from = 0.0;
+            for (k, (label, color)) in phases.iter().enumerate() {
+                let Some(to) = marks[k + 1] else { continue };
+                let to = to.max(from);
+                let _ = writeln!(
+                    out,
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{color}\"><title>{}: {:.2}s to {:.2}s</title></rect>",
+                    x(from),
+                    y + 4.0,
+                    (x(to) - x(from)).max(1.0),
+                    xml(label),
+                    from,
+                    to
+                );
+                from = to;
+            }
+            if r.healthy_s.is_none() {
+                let _ = writeln!(
+                    out,
+                    "<text x=\"{:.1}\" y=\"{:.0}\" fill=\"#c00\">not recovered</text>",
+                    x(from) + 4.0,
+                    y + 15.0
+                );
+            }
+            let slo = x(r.slo_seconds);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{slo:.1}\" y1=\"{:.1}\" x2=\"{slo:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-width=\"2\"><title>limit {:.0}s</title></line>",
+                y + 2.0,
+                y + 20.0,
+                r.slo_seconds
+            );
+        }
+        let ly = bottom + 34.0;
+        let mut lx = 10.0;
+        for (label, color) in phases.iter().chain(&[("limit", "#c00")]) {
+            let _ = writeln!(
+                out,
+                "<rect x=\"{lx:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+                ly - 10.0,
+                lx + 16.0,
+                ly,
+                xml(label)
+            );
+            lx += 16.0 + 7.0 * label.len() as f64 + 14.0;
+        }
+        out += "</svg>\n";
+        out
+    }
+}
+
+fn nice_step(span: f64) -> f64 {
+    [
+        0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ]
+    .into_iter()
+    .find(|s| span / s <= 12.0)
+    .unwrap_or(1200.0)
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(s: Scenario, n: u32, detect: f64, recover: Option<f64>) -> RoundRecord {
+        let mut r = RoundRecord::new(s, n, Duration::from_secs(30));
+        r.detected_s = Some(detect);
+        r.time_to_detect_seconds = Some(detect);
+        r.restart_begun_s = Some(detect + 0.01);
+        r.started_s = recover.map(|h| h - 0.5);
+        r.healthy_s = recover;
+        r.time_to_recover_seconds = recover;
+        r.restarts = 1;
+        if recover.is_none() {
+            r.fail("not healthy again within 30s");
+        }
+        r
+    }
+
+    #[test]
+    fn stats_use_nearest_rank() {
+        let s = Stats::of(&[5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((s.min, s.p50, s.p95, s.max, s.n), (1.0, 3.0, 5.0, 5.0, 5));
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&v, 0.99), 20.0);
+        assert!(Stats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn report_names_failed_rounds_and_renders() {
+        let rounds = vec![
+            round(Scenario::Crash, 1, 0.2, Some(1.1)),
+            round(Scenario::Crash, 2, 0.3, None),
+            RoundRecord::skipped(Scenario::Oom, 1, "no memory limit"),
+        ];
+        let r = DrillReport::new("app-1", SystemTime::now(), rounds, |_| {
+            Duration::from_secs(30)
+        });
+        assert!(!r.ok);
+        assert_eq!(
+            r.failures,
+            vec!["crash round 2: not healthy again within 30s"]
+        );
+        let crash = &r.summary[0];
+        assert_eq!((crash.recovered, crash.failed, crash.restarts), (1, 1, 2));
+        assert_eq!(crash.time_to_recover.unwrap().n, 1);
+        assert_eq!(r.summary[1].skipped, 1);
+        let table = r.table();
+        assert!(table.contains("FAILED crash round 2"), "{table}");
+        assert!(table.contains("skipped oom: no memory limit"), "{table}");
+        let md = r.markdown("t.svg");
+        assert!(md.contains("![timeline of the rounds](t.svg)"));
+        assert!(md.contains("| crash round 1 |"));
+        let svg = r.svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("not recovered"));
+        assert_eq!(svg.matches("<title>limit 30s</title>").count(), 2);
+    }
+}

@@ -1,0 +1,463 @@
+//! One round: wait until the container is healthy and its incident closed, inject, then follow
+//! Docker's events and the watchdog's incidents until it is healthy again or out of time.
+
+use super::inject::{self, Chaos};
+use super::report::RoundRecord;
+use super::target::Target;
+use super::{Progress, Scenario};
+use crate::docker::{bounded, ContainerInfo};
+use crate::journal::Incident;
+use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const POLL: Duration = Duration::from_millis(100);
+const API_POLL: Duration = Duration::from_millis(250);
+const API_TIMEOUT: Duration = Duration::from_secs(3);
+/// Clock slack between the watchdog's incident times and the drill's.
+const CLOCK_SLACK: Duration = Duration::from_millis(500);
+
+/// One Docker event of the target container.
+#[derive(Debug, Clone)]
+pub struct Ev {
+    pub at: SystemTime,
+    pub action: String,
+    pub attrs: HashMap<String, String>,
+}
+
+/// Follows the target's Docker events for the whole drill, resubscribing (from the last event
+/// seen) if the stream drops.
+#[derive(Debug)]
+pub struct Observer {
+    rx: mpsc::UnboundedReceiver<Ev>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Observer {
+    pub fn start(docker: Docker, id: &str) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = id.to_string();
+        let task = tokio::spawn(async move {
+            let mut since: Option<(SystemTime, i64)> = None;
+            loop {
+                let mut filters = HashMap::new();
+                filters.insert("type", vec!["container"]);
+                filters.insert("container", vec![id.as_str()]);
+                let mut opts = EventsOptionsBuilder::default().filters(&filters);
+                if let Some((t, _)) = since {
+                    let secs = t
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs_f64();
+                    opts = opts.since(&format!("{secs:.9}"));
+                }
+                let mut stream = docker.events(Some(opts.build()));
+                while let Some(Ok(ev)) = stream.next().await {
+                    let nanos = ev.time_nano.unwrap_or_default();
+                    // Resubscribing from `since` repeats the events at that instant.
+                    if since.is_some_and(|(_, n)| nanos <= n) {
+                        continue;
+                    }
+                    let at = UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+                    since = Some((at, nanos));
+                    let ev = Ev {
+                        at,
+                        action: ev.action.unwrap_or_default(),
+                        attrs: ev.actor.and_then(|a| a.attributes).unwrap_or_default(),
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Self { rx, task }
+    }
+
+    pub fn drain(&mut self) -> Vec<Ev> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.rx.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// The watchdog's admin API.
+#[derive(Debug, Clone)]
+pub struct WatchdogApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl WatchdogApi {
+    pub fn new(http: reqwest::Client, base: &str) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub async fn reachable(&self) -> bool {
+        self.http
+            .get(format!("{}/healthz", self.base))
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    /// Incidents of one container, newest first.
+    pub async fn incidents(&self, container_id: &str) -> Result<Vec<Incident>, String> {
+        let url = format!("{}/api/v1/incidents", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .query(&[("container", container_id)])
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("{url}: {e}"))?;
+        r.json().await.map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+/// Everything one round needs.
+#[derive(Debug)]
+pub struct RoundRun<'a> {
+    pub docker: &'a Docker,
+    pub http: &'a reqwest::Client,
+    pub target: &'a Target,
+    pub scenario: Scenario,
+    pub number: u32,
+    pub slo: Duration,
+    pub settle: Duration,
+    pub watchdog: Option<&'a WatchdogApi>,
+    pub chaos: Option<&'a Chaos>,
+}
+
+fn wall(t: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(t).ok()
+}
+
+impl RoundRun<'_> {
+    fn label(&self) -> String {
+        format!("{} round {}", self.scenario, self.number)
+    }
+
+    /// Runs the round to its end; never leaves the container frozen.
+    pub async fn run(&self, observer: &mut Observer, progress: &Progress) -> RoundRecord {
+        let mut record = RoundRecord::new(self.scenario, self.number, self.slo);
+        if let Err(e) = self.settle(progress).await {
+            record.fail(format!("before the fault: {e}"));
+            record.aborts = true;
+            return record;
+        }
+        observer.drain();
+        let fault_at = SystemTime::now();
+        let clock = Instant::now();
+        record.fault_wall = Some(fault_at);
+        record.fault_at = Some(humantime::format_rfc3339_millis(fault_at).to_string());
+        match inject::inject(
+            self.docker,
+            self.http,
+            self.target,
+            self.scenario,
+            self.chaos,
+        )
+        .await
+        {
+            Ok(how) => record.injected_by = how.into(),
+            Err(e) => {
+                record.fail(format!("injecting the fault: {e}"));
+                return record;
+            }
+        }
+        let injected = SystemTime::now();
+        let deadline = clock + self.slo;
+        let mut events: Vec<Ev> = Vec::new();
+        let mut incident: Option<Incident> = None;
+        let mut api_error: Option<String> = None;
+        let mut next_api = Instant::now();
+        let mut app_healthy: Option<SystemTime> = None;
+        let mut healthy_seen_at: Option<Instant> = None;
+        loop {
+            events.extend(observer.drain());
+            let t = Timeline::from_events(&events, fault_at, injected);
+            if let Some(api) = self.watchdog {
+                if Instant::now() >= next_api {
+                    next_api = Instant::now() + API_POLL;
+                    match api.incidents(&self.target.id).await {
+                        Ok(list) => {
+                            api_error = None;
+                            incident = list
+                                .into_iter()
+                                .filter(|i| {
+                                    wall(&i.detected).is_some_and(|d| d + CLOCK_SLACK >= fault_at)
+                                })
+                                .min_by_key(|i| i.id);
+                        }
+                        Err(e) => api_error = Some(e),
+                    }
+                }
+            }
+            if !self.target.has_healthcheck
+                && app_healthy.is_none()
+                && t.started.is_some()
+                && self.app_health().await.is_ok()
+            {
+                app_healthy = Some(SystemTime::now());
+            }
+            let healthy = if self.target.has_healthcheck {
+                t.healthy
+            } else {
+                app_healthy
+            };
+            if healthy.is_some() && healthy_seen_at.is_none() {
+                healthy_seen_at = Some(Instant::now());
+            }
+            let quarantined = incident
+                .as_ref()
+                .is_some_and(|i| i.outcome == "quarantined");
+            // Healthy by Docker's word; wait a little for the watchdog to close its incident
+            // so the record has its times too.
+            let incident_settled = self.watchdog.is_none()
+                || incident.as_ref().is_some_and(|i| !i.is_open())
+                || healthy_seen_at.is_some_and(|h| h.elapsed() >= Duration::from_secs(3));
+            let now = Instant::now();
+            if quarantined || (healthy.is_some() && incident_settled) || now >= deadline {
+                record.fill(&t, incident.as_ref(), healthy, fault_at);
+                if quarantined {
+                    record.fail("the watchdog quarantined the container (restart budget spent)");
+                } else if healthy.is_none() {
+                    let last = t
+                        .last
+                        .as_ref()
+                        .map_or("no Docker event".to_string(), |e| e.action.clone());
+                    let mut why = format!(
+                        "not healthy again within {:?} (last Docker event: {last})",
+                        self.slo
+                    );
+                    if let Some(e) = &api_error {
+                        why.push_str(&format!("; watchdog API: {e}"));
+                    }
+                    record.fail(why);
+                } else if healthy
+                    .and_then(|h| h.duration_since(fault_at).ok())
+                    .is_some_and(|d| d > self.slo)
+                {
+                    record.fail(format!("healthy again only after the {:?} limit", self.slo));
+                }
+                break;
+            }
+            progress.status(&self.label(), t.phase(), clock.elapsed());
+            tokio::time::sleep(POLL).await;
+        }
+        if self.scenario == Scenario::Freeze {
+            let restarted = Timeline::from_events(&events, fault_at, injected)
+                .started
+                .is_some();
+            if !restarted {
+                inject::thaw(self.docker, &self.target.id).await;
+            }
+        }
+        record
+    }
+
+    /// The app's health endpoint answers 2xx (for containers without a HEALTHCHECK).
+    async fn app_health(&self) -> Result<(), String> {
+        let app = self
+            .target
+            .app_url(self.docker)
+            .await
+            .ok_or("no address to reach the app at (pass --app-url)")?;
+        let url = format!("{app}{}", self.target.health_path);
+        match self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!(
+                "waiting for {url} to answer 2xx (got {})",
+                r.status()
+            )),
+            Err(_) => Err(format!("waiting for {url} to answer")),
+        }
+    }
+
+    /// Waits until the container runs and is healthy, and the watchdog has no open incident
+    /// for it.
+    async fn settle(&self, progress: &Progress) -> Result<(), String> {
+        let started = Instant::now();
+        let deadline = started + self.settle;
+        let mut why;
+        loop {
+            why = self.not_ready().await;
+            match &why {
+                None => return Ok(()),
+                Some(w) => progress.status(&self.label(), w, started.elapsed()),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(API_POLL).await;
+        }
+        Err(format!(
+            "{} still not ready after {:?}: {}",
+            self.target.name,
+            self.settle,
+            why.unwrap_or_default()
+        ))
+    }
+
+    async fn not_ready(&self) -> Option<String> {
+        let c = match bounded(
+            self.docker
+                .inspect_container(&self.target.id, None::<InspectContainerOptions>),
+        )
+        .await
+        {
+            Ok(c) => ContainerInfo::from_inspect(c),
+            Err(e) => return Some(format!("inspect: {e}")),
+        };
+        if !c.running {
+            return Some("waiting for it to run".into());
+        }
+        if c.has_healthcheck {
+            if c.health != Some(selfheal_core::DockerHealth::Healthy) {
+                return Some("waiting for Docker to report it healthy".into());
+            }
+        } else if let Err(e) = self.app_health().await {
+            return Some(e);
+        }
+        if let Some(api) = self.watchdog {
+            match api.incidents(&self.target.id).await {
+                Ok(list) if list.iter().any(Incident::is_open) => {
+                    return Some("waiting for the watchdog's incident to close".into())
+                }
+                Ok(_) => {}
+                Err(e) => return Some(format!("watchdog API: {e}")),
+            }
+        }
+        None
+    }
+}
+
+/// What Docker's events say about one round.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    pub unhealthy: Option<SystemTime>,
+    /// A `kill` that was not the drill's own signal: a restart beginning.
+    pub kill: Option<SystemTime>,
+    pub die: Option<SystemTime>,
+    pub oom: Option<SystemTime>,
+    pub started: Option<SystemTime>,
+    /// `health_status: healthy` after `started`.
+    pub healthy: Option<SystemTime>,
+    /// `start` events after the fault: restarts used.
+    pub starts: u32,
+    pub last: Option<Ev>,
+}
+
+impl Timeline {
+    /// `injected` is when the drill's own action returned: its own `kill` event (SIGSTOP) comes
+    /// before that.
+    pub fn from_events(events: &[Ev], fault_at: SystemTime, injected: SystemTime) -> Self {
+        let mut t = Timeline::default();
+        for e in events.iter().filter(|e| e.at + CLOCK_SLACK >= fault_at) {
+            let first = |slot: &mut Option<SystemTime>| {
+                slot.get_or_insert(e.at);
+            };
+            match e.action.as_str() {
+                "health_status: unhealthy" if t.started.is_none() => first(&mut t.unhealthy),
+                "kill" => {
+                    let own = matches!(
+                        e.attrs.get("signal").map(String::as_str),
+                        Some("19" | "18" | "SIGSTOP" | "SIGCONT")
+                    ) && e.at <= injected + CLOCK_SLACK;
+                    if !own && t.started.is_none() {
+                        first(&mut t.kill);
+                    }
+                }
+                "die" if t.started.is_none() => first(&mut t.die),
+                "oom" if t.started.is_none() => first(&mut t.oom),
+                "start" => {
+                    t.starts += 1;
+                    first(&mut t.started);
+                }
+                "health_status: healthy" if t.started.is_some() => first(&mut t.healthy),
+                _ => {}
+            }
+            if !e.action.starts_with("exec_") {
+                t.last = Some(e.clone());
+            }
+        }
+        t
+    }
+
+    fn phase(&self) -> &'static str {
+        if self.healthy.is_some() {
+            "healthy, waiting for the incident to close"
+        } else if self.started.is_some() {
+            "restarted, waiting for healthy"
+        } else if self.kill.is_some() || self.die.is_some() {
+            "restarting"
+        } else if self.unhealthy.is_some() {
+            "unhealthy, waiting for the restart"
+        } else {
+            "fault injected, waiting for detection"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ms: u64, action: &str, signal: Option<&str>) -> Ev {
+        Ev {
+            at: UNIX_EPOCH + Duration::from_millis(1_000_000 + ms),
+            action: action.into(),
+            attrs: signal
+                .map(|s| HashMap::from([("signal".to_string(), s.to_string())]))
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn timeline_skips_own_signal_and_counts_starts() {
+        let fault = UNIX_EPOCH + Duration::from_millis(1_000_000);
+        let injected = fault + Duration::from_millis(5);
+        let events = vec![
+            ev(3, "kill", Some("19")),
+            ev(2100, "health_status: unhealthy", None),
+            ev(2110, "kill", Some("15")),
+            ev(4110, "kill", Some("9")),
+            ev(4120, "die", None),
+            ev(4300, "start", None),
+            ev(5300, "health_status: healthy", None),
+        ];
+        let t = Timeline::from_events(&events, fault, injected);
+        let off = |s: Option<SystemTime>| s.map(|s| s.duration_since(fault).unwrap().as_millis());
+        assert_eq!(off(t.unhealthy), Some(2100));
+        assert_eq!(off(t.kill), Some(2110));
+        assert_eq!(off(t.die), Some(4120));
+        assert_eq!(off(t.started), Some(4300));
+        assert_eq!(off(t.healthy), Some(5300));
+        assert_eq!(t.starts, 1);
+        assert_eq!(t.phase(), "healthy, waiting for the incident to close");
+    }
+}

@@ -3,7 +3,8 @@
 # overrides, runs tests/e2e/run.sh against it and always tears it down again
 # (containers, networks, volumes), whatever happened.
 #
-# Needs the images (make images) and a release build of the watchdog in them.
+# Needs the images (make images). Grafana is not started (it is not needed and
+# cannot be pulled offline).
 # Env: COMPOSE (default: "docker compose" if available, else docker-compose),
 #      STORM_WINDOW (5m), STORM_THRESHOLD (4), KEEP_STACK=1 to leave it up for debugging.
 set -euo pipefail
@@ -23,13 +24,16 @@ CHAOS_TOKEN=${CHAOS_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 export CHAOS_TOKEN
 
 gen=$(mktemp -d "${TMPDIR:-/tmp}/selfheal-e2e-rules.XXXXXX")
+# compose.yaml and the override interpolate these on every call, `down` included.
+export SELFHEAL_E2E_STORM_RULES=$gen/selfheal-storm.yml
+export GRAFANA_ADMIN_PASSWORD=${GRAFANA_ADMIN_PASSWORD:-e2e-$RANDOM$RANDOM}
 compose() { "${compose_cmd[@]}" --project-directory "$root" -f "$root/compose.yaml" -f "$here/compose.e2e.yaml" "$@"; }
 
 cleanup() {
     local rc=$?
     if [[ ${KEEP_STACK:-0} == 1 ]]; then
         echo "[e2e] KEEP_STACK=1: leaving project $COMPOSE_PROJECT_NAME up; remove it with:"
-        echo "      COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME SELFHEAL_E2E_STORM_RULES=$gen/selfheal-storm.yml CHAOS_TOKEN=x $COMPOSE -f compose.yaml -f tests/e2e/compose.e2e.yaml down -v --remove-orphans"
+        echo "      COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME SELFHEAL_E2E_STORM_RULES=$gen/selfheal-storm.yml CHAOS_TOKEN=x GRAFANA_ADMIN_PASSWORD=x $COMPOSE -f compose.yaml -f tests/e2e/compose.e2e.yaml down -v --remove-orphans"
     else
         compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || echo "[e2e] warning: compose down failed for $COMPOSE_PROJECT_NAME" >&2
         rm -rf "$gen"
@@ -43,19 +47,22 @@ trap 'exit 130' INT TERM
 # Prometheus runs as uid 10001 in its image.
 chmod 0755 "$gen"
 chmod 0644 "$gen/selfheal-storm.yml"
-export SELFHEAL_E2E_STORM_RULES=$gen/selfheal-storm.yml
 
-# Free loopback ports, in case compose.yaml takes its host ports from these
-# variables; the URLs used below are read back from compose either way.
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-SELFHEAL_APP_PORT=$(free_port)
-SELFHEAL_WATCHDOG_PORT=$(free_port)
-SELFHEAL_PROMETHEUS_PORT=$(free_port)
-SELFHEAL_ALERTMANAGER_PORT=$(free_port)
-export SELFHEAL_APP_PORT SELFHEAL_WATCHDOG_PORT SELFHEAL_PROMETHEUS_PORT SELFHEAL_ALERTMANAGER_PORT
+# Free loopback ports (compose.yaml reads APP_PORT, ... ), so a stack already
+# running on the default ports is not disturbed.
+read -r APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(5)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+export APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT
+export SELFHEAL_BIND=127.0.0.1
+DOCKER_GID=${DOCKER_GID:-$(stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)}
+export DOCKER_GID
 
 echo "[e2e] starting project $COMPOSE_PROJECT_NAME"
-compose up -d app watchdog prometheus alertmanager node-exporter
+compose up -d --no-build app watchdog prometheus alertmanager node-exporter
 
 url_of() { # SERVICE PORT -> http://host:port as published on the host
     local addr

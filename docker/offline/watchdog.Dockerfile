@@ -7,7 +7,8 @@ ENV PATH=/usr/local/bin
 USER 10001:10001
 EXPOSE 9100
 VOLUME ["/var/lib/selfheal"]
+# Read by `selfheal watch` and by `docker exec ... selfheal incidents` alike.
+ENV SELFHEAL_LISTEN=0.0.0.0:9100 SELFHEAL_STATE_DIR=/var/lib/selfheal
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/selfheal", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/selfheal", "watch"]
-CMD ["--state-dir", "/var/lib/selfheal"]

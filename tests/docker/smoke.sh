@@ -10,6 +10,8 @@ stack=$root/docker/stack.sh
 export COMPOSE_PROJECT_NAME="selfheal-smoke-$$-$RANDOM"
 export GRAFANA_ADMIN_PASSWORD="smoke-$RANDOM$RANDOM"
 export UP_TIMEOUT=${UP_TIMEOUT:-180}
+# This stack's watchdog heals this stack only, not other opted-in containers on the host.
+export SELFHEAL_FILTER_LABEL="com.docker.compose.project=$COMPOSE_PROJECT_NAME"
 
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
 
@@ -72,5 +74,11 @@ done
 if [[ " ${started[*]} " == *" watchdog "* ]]; then
     eventually 60 scraped watchdog || fail "Prometheus does not scrape watchdog"
     echo "smoke: ok: prometheus scrapes watchdog"
+    app_name=$(bash "$stack" ps -q app | xargs docker inspect -f '{{.Name}}')
+    watches_app() {
+        curl -fsS --max-time 5 "http://127.0.0.1:$WATCHDOG_PORT/api/v1/containers" | grep -q -- "${app_name#/}"
+    }
+    eventually 60 watches_app || fail "the watchdog does not list ${app_name#/} in /api/v1/containers"
+    echo "smoke: ok: the watchdog watches ${app_name#/}"
 fi
 echo "smoke: PASS (${started[*]})"

@@ -135,5 +135,15 @@ case ${1:-} in
     logs) shift; compose logs --no-color --tail 100 "$@" ;;
     ps) shift; compose ps "$@" ;;
     health) shift; service_health "$1" ;;
-    *) die "usage: docker/stack.sh up|down|logs [-f] [SERVICE]|ps|health SERVICE" ;;
+    free-ports)
+        # N free loopback ports on one line, for stacks that must not collide with another.
+        python3 - "${2:-5}" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+PY
+        ;;
+    *) die "usage: docker/stack.sh up|down|logs [-f] [SERVICE]|ps|health SERVICE|free-ports [N]" ;;
 esac

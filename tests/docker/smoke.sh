@@ -16,12 +16,7 @@ export SELFHEAL_FILTER_LABEL="com.docker.compose.project=$COMPOSE_PROJECT_NAME"
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
 
 # Free loopback ports, so a stack already running on the default ports is not disturbed.
-read -r APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))')
+read -r APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT < <(bash "$stack" free-ports 5)
 export APP_PORT WATCHDOG_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT
 export SELFHEAL_BIND=127.0.0.1
 

@@ -382,10 +382,8 @@ impl Supervisor {
     }
 
     fn on_running(&mut self, since: Instant, now: Instant, out: &mut Vec<Effect>) {
-        if self.own_events_pending && !self.restart_in_flight {
-            self.own_events_pending = false;
-        } else if self.own_events_pending {
-            // Our restart's `start`: the remaining events of it (if any) are harmless.
+        if self.own_events_pending {
+            // Our restart's `start`: its kill/die/stop came before it in the stream.
             self.own_events_pending = false;
         } else if self.state == State::Exited {
             // Docker's restart policy brought it back (layer 1): recorded, not repeated.
@@ -425,11 +423,9 @@ impl Supervisor {
                     trigger,
                     result: RecoveryResult::Success,
                 });
-                if self.state == State::Restarting {
-                    // The API returns once the container started; its `start` event may lag.
-                    self.on_running(now, now, out);
-                    self.own_events_pending = true;
-                }
+                // The container's `start` event (which may lag the API's answer) moves it on;
+                // until then the kill/die/stop events still arriving are the restart's own.
+                self.check_recovered(now, out);
             }
             RestartOutcome::Failed(_) | RestartOutcome::Skipped => {
                 let result = if result == RestartOutcome::Skipped {

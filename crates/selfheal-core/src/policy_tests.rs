@@ -133,7 +133,11 @@ async fn restart_finished_before_its_events_still_ignores_them() {
     let mut h = Harness::healthy(spec()).await;
     h.fail_probes(3);
     let e = h.send(Input::RestartFinished(RestartOutcome::Done));
-    assert_eq!(h.sup.state(), State::Starting);
+    assert_eq!(
+        h.sup.state(),
+        State::Restarting,
+        "until its start event arrives"
+    );
     assert!(e.iter().any(|x| matches!(
         x,
         Effect::Recovery {

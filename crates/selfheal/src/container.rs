@@ -20,6 +20,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How long a container found down in the middle of an incident is given to come back by
+/// itself (a restart already under way) before the watchdog starts it.
+const DOWN_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Messages to a container task.
 #[derive(Debug)]
 pub enum Msg {
@@ -30,6 +34,8 @@ pub enum Msg {
     },
     /// Fresh inspect data: after a start event, or a re-list after reconnecting.
     Sync(Box<ContainerInfo>),
+    /// A `start` event, with inspect data read right after it.
+    Started(Box<ContainerInfo>),
     /// Died, with the exit code to judge Docker's restart policy.
     Died {
         exit_code: i64,
@@ -77,6 +83,8 @@ struct ContainerTask {
     incident: Option<Incident>,
     last_incident: Option<Incident>,
     oom_pending: bool,
+    /// Found down mid-incident; looking again before acting (a restart may be under way).
+    down_deferred: bool,
     unhealthy_received: Option<Instant>,
     addr: watch::Sender<Option<IpAddr>>,
     tx: mpsc::UnboundedSender<Msg>,
@@ -166,6 +174,7 @@ pub fn spawn(
         incident: resumed,
         last_incident: None,
         oom_pending: false,
+        down_deferred: false,
         unhealthy_received: None,
         addr,
         tx: tx.clone(),
@@ -236,24 +245,34 @@ impl ContainerTask {
                     .set_state(&self.info.name, self.sup.state());
             }
             Msg::Sync(info) => self.sync(*info, now).await,
+            Msg::Started(info) => {
+                self.update_info(*info);
+                // A start happened even if the process already exited again: its die event
+                // follows in the stream.
+                let since = self
+                    .info
+                    .started_at
+                    .map_or(now, |t| self.ctx.shared.clock.instant(t));
+                self.feed(
+                    Input::Running {
+                        since: since.min(now),
+                    },
+                    now,
+                )
+                .await;
+                if let Some(h) = self.info.health.filter(|_| self.info.running) {
+                    if self.sup.docker_health() != Some(h) {
+                        self.feed(Input::Health(h), now).await;
+                    }
+                }
+            }
         }
     }
 
     /// Brings the policy in line with fresh inspect data without repeating what it knows.
     async fn sync(&mut self, info: ContainerInfo, now: Instant) {
         let restarted = info.started_at != self.info.started_at;
-        let had_health = self.info.has_healthcheck;
-        self.info = ContainerInfo {
-            name: self.info.name.clone(),
-            ..info
-        };
-        if self.info.has_healthcheck != had_health {
-            tracing::debug!(container = %self.info.name, "healthcheck presence changed");
-        }
-        let _ = self.addr.send(
-            self.info
-                .probe_address(self.ctx.probe_network.as_deref(), &self.ctx.own_networks),
-        );
+        self.update_info(info);
         let state = self.sup.state();
         if self.info.running {
             if restarted || matches!(state, State::Exited | State::Stopped) {
@@ -275,10 +294,63 @@ impl ContainerTask {
                 }
             }
         } else if !matches!(state, State::Stopped | State::Exited | State::Restarting) {
-            // Found stopped after a gap in the event stream: it may have been the user, so the
-            // conservative reading is a stop, never a restart the user did not want.
-            self.feed(Input::Stopped, now).await;
+            let oom = self.info.oom_killed;
+            if self.info.restarting {
+                // Docker's policy is bringing it back.
+                self.feed(
+                    Input::Died {
+                        oom,
+                        docker_restarts: true,
+                    },
+                    now,
+                )
+                .await;
+            } else if self.incident.is_some() && !self.down_deferred {
+                // Down in the middle of an incident: typically a restart that a previous run
+                // of the watchdog began and Docker is still carrying out. Look again shortly
+                // instead of starting a second one on top of it.
+                self.down_deferred = true;
+                let (executor, id, tx) = (
+                    self.ctx.executor.clone(),
+                    self.info.id.clone(),
+                    self.tx.clone(),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(DOWN_RECHECK).await;
+                    if let Some(info) = executor.inspect(&id).await {
+                        let _ = tx.send(Msg::Sync(Box::new(info)));
+                    }
+                });
+            } else if self.incident.is_some() {
+                // Still down: finish the recovery.
+                self.feed(
+                    Input::Died {
+                        oom,
+                        docker_restarts: false,
+                    },
+                    now,
+                )
+                .await;
+            } else {
+                // Found stopped after a gap in the event stream: it may have been the user, so
+                // the conservative reading is a stop, never a restart the user did not want.
+                self.feed(Input::Stopped, now).await;
+            }
         }
+    }
+
+    fn update_info(&mut self, info: ContainerInfo) {
+        if info.running {
+            self.down_deferred = false;
+        }
+        self.info = ContainerInfo {
+            name: self.info.name.clone(),
+            ..info
+        };
+        let _ = self.addr.send(
+            self.info
+                .probe_address(self.ctx.probe_network.as_deref(), &self.ctx.own_networks),
+        );
     }
 
     async fn feed(&mut self, input: Input, now: Instant) {

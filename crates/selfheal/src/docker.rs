@@ -71,6 +71,8 @@ pub struct ContainerInfo {
     pub name: String,
     pub labels: HashMap<String, String>,
     pub running: bool,
+    /// Waiting for Docker's restart policy to start it again.
+    pub restarting: bool,
     pub started_at: Option<SystemTime>,
     pub health: Option<DockerHealth>,
     pub has_healthcheck: bool,
@@ -134,6 +136,7 @@ impl ContainerInfo {
                 .to_string(),
             labels: config.labels.unwrap_or_default(),
             running: state.running.unwrap_or(false),
+            restarting: state.restarting.unwrap_or(false),
             started_at: state
                 .started_at
                 .as_deref()

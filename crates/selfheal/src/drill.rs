@@ -10,7 +10,7 @@ mod report;
 mod round;
 mod target;
 
-pub use report::{DrillReport, RoundRecord, ScenarioSummary, Stats};
+pub use report::{percentile, DrillReport, RoundRecord, ScenarioSummary, Stats};
 
 use clap::ValueEnum;
 use selfheal_core::parse_duration;

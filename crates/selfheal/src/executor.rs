@@ -43,6 +43,16 @@ impl Executor {
         }
     }
 
+    /// `GET /containers/{id}/json`, or `None` when it cannot be read now.
+    pub async fn inspect(&self, id: &str) -> Option<crate::docker::ContainerInfo> {
+        let docker = self.docker.read().await.clone()?;
+        let opts = None::<bollard::query_parameters::InspectContainerOptions>;
+        let c = crate::docker::bounded(docker.inspect_container(id, opts))
+            .await
+            .ok()?;
+        Some(crate::docker::ContainerInfo::from_inspect(c))
+    }
+
     /// `POST /containers/{id}/restart?t=<stop timeout>`.
     pub async fn restart(&self, id: &str, stop_timeout: u32) -> ExecOutcome {
         if self.shared.dry_run {

@@ -23,6 +23,17 @@ use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The container events the policy needs; exec and attach chatter is filtered out by Docker.
+const WATCHED_EVENTS: [&str; 8] = [
+    "start",
+    "die",
+    "kill",
+    "oom",
+    "stop",
+    "health_status",
+    "destroy",
+    "rename",
+];
 const PING_EVERY: Duration = Duration::from_secs(5);
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
@@ -117,6 +128,7 @@ impl Watcher {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
+        filters.insert("event", WATCHED_EVENTS.to_vec());
         if let Some(f) = &self.cfg.filter_label {
             filters.insert("label", vec![f.as_str()]);
         }
@@ -206,7 +218,7 @@ impl Watcher {
             {
                 continue;
             }
-            self.refresh(docker, &id).await;
+            self.refresh(docker, &id, false).await;
         }
         let gone: Vec<String> = self
             .tasks
@@ -232,7 +244,7 @@ impl Watcher {
     }
 
     /// Inspects one container and starts, updates or stops watching it.
-    async fn refresh(&mut self, docker: &Docker, id: &str) {
+    async fn refresh(&mut self, docker: &Docker, id: &str, start_event: bool) {
         let info =
             match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
                 Ok(c) => ContainerInfo::from_inspect(c),
@@ -250,7 +262,12 @@ impl Watcher {
             Ok(Some(spec)) => {
                 self.clear_ignored(&info);
                 if let Some(task) = self.tasks.get(id) {
-                    let _ = task.tx.send(Msg::Sync(Box::new(info)));
+                    let msg = if start_event {
+                        Msg::Started(Box::new(info))
+                    } else {
+                        Msg::Sync(Box::new(info))
+                    };
+                    let _ = task.tx.send(msg);
                     return;
                 }
                 tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
@@ -371,7 +388,7 @@ impl Watcher {
             "start" => {
                 // New containers are picked up here; known ones learn their new start time and
                 // address through the sync.
-                self.refresh(docker, &id).await;
+                self.refresh(docker, &id, true).await;
                 return;
             }
             "destroy" => {

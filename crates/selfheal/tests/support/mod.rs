@@ -1,0 +1,404 @@
+//! Helpers for tests against the real Docker engine: unique names, a private network per
+//! test, a watchdog process scoped to the test's containers, and cleanup on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "selfheal/demo-app:latest";
+pub const TOKEN: &str = "drill-token";
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub fn require_image() {
+    assert!(
+        docker_ok(&["image", "inspect", IMAGE]),
+        "{IMAGE} is missing: run `make images` first (make test does)"
+    );
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One test's world: a network, its containers, a scope label and a temp dir.
+pub struct TestEnv {
+    pub id: String,
+    pub network: String,
+    pub dir: tempfile::TempDir,
+    containers: Mutex<Vec<String>>,
+}
+
+impl TestEnv {
+    pub fn new(test: &str) -> Self {
+        require_image();
+        let id = format!(
+            "sh-{test}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let network = format!("{id}-net");
+        docker(&[
+            "network",
+            "create",
+            "--label",
+            &format!("selfheal-test.run={id}"),
+            &network,
+        ]);
+        Self {
+            id,
+            network,
+            dir: tempfile::tempdir().expect("temp dir"),
+            containers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The label the watchdog of this test is scoped to.
+    pub fn scope(&self) -> String {
+        format!("selfheal-test.run={}", self.id)
+    }
+
+    /// `docker run -d` of the demo app on the test network with the scope label.
+    pub fn run(&self, name: &str, args: &[&str]) -> Ctr {
+        let full = format!("{}-{name}", self.id);
+        let scope = self.scope();
+        let mut all = vec![
+            "run",
+            "-d",
+            "--name",
+            &full,
+            "--network",
+            &self.network,
+            "--label",
+            &scope,
+            "-e",
+            "CHAOS_TOKEN=drill-token",
+            "-e",
+            "READY_DELAY=0s",
+        ];
+        all.extend_from_slice(args);
+        if !args.contains(&IMAGE) {
+            all.push(IMAGE);
+        }
+        let id = docker(&all);
+        self.containers.lock().expect("lock").push(full.clone());
+        Ctr {
+            name: full,
+            id,
+            network: self.network.clone(),
+        }
+    }
+
+    pub fn watchdog(&self, extra: &[&str]) -> Watchdog {
+        Watchdog::spawn(self, extra, None)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let names = self
+            .containers
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        for n in names {
+            let _ = Command::new("docker").args(["rm", "-f", "-v", &n]).output();
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+    }
+}
+
+/// A container of a test.
+pub struct Ctr {
+    pub name: String,
+    pub id: String,
+    pub network: String,
+}
+
+impl Ctr {
+    pub fn inspect(&self, format: &str) -> String {
+        docker(&["inspect", "-f", format, &self.name])
+    }
+    pub fn started_at(&self) -> String {
+        self.inspect("{{.State.StartedAt}}")
+    }
+    pub fn health(&self) -> String {
+        self.inspect("{{if .State.Health}}{{.State.Health.Status}}{{end}}")
+    }
+    pub fn running(&self) -> bool {
+        self.inspect("{{.State.Running}}") == "true"
+    }
+    pub fn restart_count(&self) -> u32 {
+        self.inspect("{{.RestartCount}}").parse().unwrap_or(0)
+    }
+    pub fn ip(&self) -> String {
+        self.inspect(&format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            self.network
+        ))
+    }
+    /// Calls a chaos endpoint of the demo app.
+    pub fn chaos(&self, fault: &str) {
+        let addr = format!("{}:8080", self.ip());
+        let r = http(
+            "POST",
+            &addr,
+            &format!("/chaos/{fault}"),
+            Some(TOKEN),
+            Duration::from_secs(2),
+        );
+        // A crash or hang may cut the answer short; any other failure is the test's problem.
+        if !matches!(fault, "crash" | "hang") {
+            let (status, body) =
+                r.unwrap_or_else(|e| panic!("chaos {fault} on {}: {e}", self.name));
+            assert!(status < 300, "chaos {fault}: {status} {body}");
+        }
+    }
+    pub fn wait_health(&self, want: &str, timeout: Duration) -> Result<(), String> {
+        wait_for(&format!("{} to be {want}", self.name), timeout, || {
+            (self.health() == want).then_some(())
+        })
+    }
+}
+
+/// A minimal HTTP/1.0 client with a hard timeout, enough for tests.
+pub fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let sock_addr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    let mut s = TcpStream::connect_timeout(&sock_addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A `selfheal watch` process scoped to one test's containers.
+pub struct Watchdog {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+    pub state_dir: PathBuf,
+    args: Vec<String>,
+    docker_host: Option<String>,
+}
+
+impl Watchdog {
+    pub fn spawn(env: &TestEnv, extra: &[&str], docker_host: Option<String>) -> Self {
+        let mut w = Self {
+            child: None,
+            port: free_port(),
+            log: env.dir.path().join("watchdog.log"),
+            state_dir: env.dir.path().join("state"),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            docker_host,
+        };
+        let scope = env.scope();
+        w.args.extend(["--filter-label".to_string(), scope]);
+        w.start();
+        w
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfheal"));
+        cmd.arg("watch")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info,selfheal=debug")
+            .env_remove("SELFHEAL_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(log);
+        match &self.docker_host {
+            Some(h) => cmd.env("DOCKER_HOST", h),
+            None => cmd.env_remove("DOCKER_HOST"),
+        };
+        self.child = Some(cmd.spawn().expect("selfheal starts"));
+        let port = self.port;
+        wait_for("the watchdog to answer", Duration::from_secs(20), || {
+            http(
+                "GET",
+                &format!("127.0.0.1:{port}"),
+                "/api/v1/containers",
+                None,
+                Duration::from_secs(1),
+            )
+            .ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail()));
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        let (status, body) = http(
+            "GET",
+            &format!("127.0.0.1:{}", self.port),
+            path,
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(
+            status == 200 || path == "/healthz",
+            "GET {path}: {status} {body}"
+        );
+        body
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get(path)).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+    }
+
+    pub fn container(&self, name: &str) -> Option<serde_json::Value> {
+        self.json("/api/v1/containers")
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.container(name)
+            .map(|c| c["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn incidents(&self, name: &str) -> Vec<serde_json::Value> {
+        self.json(&format!("/api/v1/incidents?container={name}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The value of one series, matched by name and a subset of its labels.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = self.get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    pub fn wait_state(&self, name: &str, want: &str, timeout: Duration) -> Result<(), String> {
+        wait_for(&format!("{name} in state {want}"), timeout, || {
+            (self.state(name) == want).then_some(())
+        })
+        .map_err(|e| {
+            format!(
+                "{e} (state now {:?})\n{}",
+                self.state(name),
+                self.log_tail()
+            )
+        })
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(120);
+        format!(
+            "--- watchdog log (last 120 lines) ---\n{}",
+            lines[from..].join("\n")
+        )
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

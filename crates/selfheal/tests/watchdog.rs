@@ -1,0 +1,507 @@
+//! The watchdog against the real Docker engine: each test starts its own containers on its own
+//! network and a `selfheal watch` process scoped to them, then asserts on Docker's state and on
+//! the watchdog's API and metrics.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+const FAST_HEALTH: &[&str] = &[
+    "--health-interval",
+    "1s",
+    "--health-timeout",
+    "1s",
+    "--health-retries",
+    "2",
+    "--health-start-period",
+    "1s",
+];
+const WATCH_FAST: &[&str] = &[
+    "--start-period",
+    "1s",
+    "--backoff-initial",
+    "500ms",
+    "--backoff-reset",
+    "5s",
+];
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    a.iter().chain(b).copied().collect()
+}
+
+/// 1. Docker's HEALTHCHECK turns unhealthy: restarted, incident closes with a time to recover.
+#[test]
+fn unhealthy_container_is_restarted_and_the_incident_closes() {
+    let env = TestEnv::new("unhealthy");
+    let args = with(
+        FAST_HEALTH,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+        ],
+    );
+    let app = env.run("app", &args);
+    let w = env.watchdog(WATCH_FAST);
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    let started = app.started_at();
+
+    app.chaos("unhealthy");
+    let recovered = wait_for("the incident to close", secs(40), || {
+        w.incidents(&app.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+
+    assert_ne!(app.started_at(), started, "the container was restarted");
+    app.wait_health("healthy", secs(20)).unwrap();
+    assert_eq!(recovered["trigger"], "unhealthy");
+    assert!(recovered["action_begun"].is_string(), "{recovered}");
+    let ttr = recovered["time_to_recover_seconds"]
+        .as_f64()
+        .expect("time to recover");
+    assert!(ttr > 0.0 && ttr < 30.0, "time to recover {ttr}");
+    let labels = [
+        ("container", app.name.as_str()),
+        ("trigger", "unhealthy"),
+        ("result", "success"),
+    ];
+    assert_eq!(w.metric("app_recovery_events_total", &labels), Some(1.0));
+    let count = [("container", app.name.as_str()), ("trigger", "unhealthy")];
+    assert_eq!(
+        w.metric("selfheal_recovery_duration_seconds_count", &count),
+        Some(1.0)
+    );
+    assert_eq!(
+        w.metric(
+            "selfheal_container_state",
+            &[("container", &app.name), ("state", "healthy")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// 2. A hang only the watchdog's own HTTP probe sees (no HEALTHCHECK) is restarted.
+#[test]
+fn hang_seen_only_by_the_http_probe_is_restarted() {
+    let env = TestEnv::new("hang");
+    let app = env.run(
+        "app",
+        &[
+            "--no-healthcheck",
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.probe.http=:8080/health",
+            "--label",
+            "selfheal.probe.interval=500ms",
+            "--label",
+            "selfheal.probe.timeout=300ms",
+            "--label",
+            "selfheal.probe.failures=2",
+            "--label",
+            "selfheal.stop-timeout=2",
+        ],
+    );
+    let w = env.watchdog(WATCH_FAST);
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    let started = app.started_at();
+    app.chaos("hang");
+    let incident = wait_for("the probe_failed incident to recover", secs(40), || {
+        w.incidents(&app.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert_eq!(incident["trigger"], "probe_failed");
+    assert_ne!(app.started_at(), started);
+    let (status, _) = http(
+        "GET",
+        &format!("{}:8080", app.ip()),
+        "/health",
+        None,
+        secs(2),
+    )
+    .expect("answers again");
+    assert_eq!(status, 200);
+    let timeouts = w.metric(
+        "selfheal_probe_failures_total",
+        &[("container", &app.name), ("reason", "timeout")],
+    );
+    assert!(timeouts.unwrap_or(0.0) >= 2.0, "{timeouts:?}");
+}
+
+/// 3. A crash that Docker's restart policy heals is recorded, and not restarted a second time.
+#[test]
+fn crash_restarted_by_docker_is_recorded_not_repeated() {
+    let env = TestEnv::new("crash");
+    let args = with(
+        FAST_HEALTH,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+        ],
+    );
+    let app = env.run("app", &args);
+    let w = env.watchdog(WATCH_FAST);
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    app.chaos("crash");
+    let incident = wait_for("the died incident to recover", secs(40), || {
+        w.incidents(&app.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert_eq!(incident["trigger"], "died");
+    assert_eq!(app.restart_count(), 1, "Docker restarted it once");
+    let observed = [
+        ("container", app.name.as_str()),
+        ("trigger", "died"),
+        ("result", "observed"),
+    ];
+    assert_eq!(w.metric("app_recovery_events_total", &observed), Some(1.0));
+    let ours = [
+        ("container", app.name.as_str()),
+        ("trigger", "died"),
+        ("result", "success"),
+    ];
+    assert_eq!(
+        w.metric("app_recovery_events_total", &ours),
+        Some(0.0),
+        "{}",
+        w.log_tail()
+    );
+    assert!(incident["time_to_recover_seconds"].as_f64().is_some());
+}
+
+/// 4. `docker stop` is respected: never started again by the watchdog.
+#[test]
+fn docker_stop_is_respected() {
+    let env = TestEnv::new("stop");
+    let args = with(
+        FAST_HEALTH,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.probe.http=:8080/health",
+        ],
+    );
+    let app = env.run("app", &args);
+    let w = env.watchdog(WATCH_FAST);
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    docker(&["stop", "-t", "5", &app.name]);
+    w.wait_state(&app.name, "stopped", secs(10)).unwrap();
+    // Several probe intervals and backoff periods pass; it stays stopped.
+    let held = wait_for("the container to be started again", secs(6), || {
+        app.running().then_some(())
+    });
+    assert!(
+        held.is_err(),
+        "the watchdog started a container the user stopped\n{}",
+        w.log_tail()
+    );
+    assert_eq!(w.state(&app.name), "stopped");
+    let any_restart: f64 = ["unhealthy", "probe_failed", "died", "oom"]
+        .iter()
+        .filter_map(|t| {
+            w.metric(
+                "app_recovery_events_total",
+                &[
+                    ("container", &app.name),
+                    ("trigger", t),
+                    ("result", "success"),
+                ],
+            )
+        })
+        .sum();
+    assert_eq!(any_restart, 0.0);
+}
+
+/// 5. A crash loop backs off with growing gaps and ends in quarantine, while another faulty
+/// container is still healed meanwhile.
+#[test]
+fn crash_loop_backs_off_then_quarantines_while_others_heal() {
+    let env = TestEnv::new("loop");
+    // PORT is not a number: the app exits at once, every time. No Docker restart policy.
+    let looping = env.run(
+        "loop",
+        &[
+            "--no-healthcheck",
+            "--restart",
+            "no",
+            "-e",
+            "PORT=not-a-port",
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.restart.max=4",
+            "--label",
+            "selfheal.restart.window=5m",
+        ],
+    );
+    let args = with(
+        FAST_HEALTH,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+        ],
+    );
+    let other = env.run("other", &args);
+    let w = env.watchdog(&[
+        "--start-period",
+        "1s",
+        "--backoff-initial",
+        "1s",
+        "--backoff-reset",
+        "30s",
+    ]);
+    other.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&other.name, "healthy", secs(20)).unwrap();
+    // The loop container exited before the watchdog started: it looks stopped. Start it once
+    // as a user would; from then on every exit is a crash.
+    docker(&["start", &looping.name]);
+    other.chaos("unhealthy");
+    w.wait_state(&looping.name, "quarantined", secs(60))
+        .unwrap();
+    let healed = wait_for("the other container to be healed", secs(30), || {
+        w.incidents(&other.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    });
+    assert!(healed.is_ok(), "{healed:?}\n{}", w.log_tail());
+
+    let quarantined = w.incidents(&looping.name);
+    assert!(
+        quarantined.iter().any(|i| i["outcome"] == "quarantined"),
+        "{quarantined:?}"
+    );
+    assert_eq!(w.metric("selfheal_quarantined_containers", &[]), Some(1.0));
+    // Four restarts, then the budget was spent.
+    let restarts = [
+        ("container", looping.name.as_str()),
+        ("trigger", "died"),
+        ("result", "success"),
+    ];
+    assert_eq!(
+        w.metric("app_recovery_events_total", &restarts),
+        Some(4.0),
+        "{}",
+        w.log_tail()
+    );
+    // Gaps between the watchdog's restarts grow (backoff 1 s, 2 s, 4 s).
+    let mut begun: Vec<std::time::SystemTime> = quarantined
+        .iter()
+        .filter_map(|i| i["action_begun"].as_str())
+        .map(|t| humantime::parse_rfc3339_weak(t).expect("RFC 3339"))
+        .collect();
+    begun.sort();
+    assert_eq!(begun.len(), 4, "{quarantined:?}");
+    let gaps: Vec<f64> = begun
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap_or_default().as_secs_f64())
+        .collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0] * 1.5),
+        "gaps grow: {gaps:?}"
+    );
+    assert!(gaps[0] >= 0.9, "first gap is the initial backoff: {gaps:?}");
+    // Left alone afterwards: Docker shows it exited, and it stays so.
+    assert!(!looping.running());
+    let later = wait_for("another restart", secs(4), || {
+        looping.running().then_some(())
+    });
+    assert!(later.is_err(), "a quarantined container was restarted");
+    assert_eq!(w.metric("app_recovery_events_total", &restarts), Some(4.0));
+}
+
+/// 6. A container without the opt-in label is never touched.
+#[test]
+fn container_without_opt_in_is_never_touched() {
+    let env = TestEnv::new("optout");
+    let args = with(FAST_HEALTH, &["--restart", "unless-stopped"]);
+    let app = env.run("app", &args);
+    let canary = env.run(
+        "canary",
+        &with(
+            FAST_HEALTH,
+            &[
+                "--restart",
+                "unless-stopped",
+                "--label",
+                "selfheal.enable=true",
+            ],
+        ),
+    );
+    let w = env.watchdog(WATCH_FAST);
+    app.wait_health("healthy", secs(20)).unwrap();
+    canary.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&canary.name, "healthy", secs(20)).unwrap();
+    let started = app.started_at();
+    app.chaos("unhealthy");
+    canary.chaos("unhealthy");
+    app.wait_health("unhealthy", secs(20)).unwrap();
+    // The canary proves the watchdog was acting during the same time.
+    wait_for("the canary to be healed", secs(30), || {
+        w.incidents(&canary.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert_eq!(
+        app.started_at(),
+        started,
+        "the un-opted container was restarted"
+    );
+    assert_eq!(app.health(), "unhealthy");
+    assert!(
+        w.container(&app.name).is_none(),
+        "not listed by the watchdog"
+    );
+}
+
+/// 7. A bad label: a clear error naming container, label and value in log, metric and API;
+/// that container alone is left untouched and the others are still healed.
+#[test]
+fn bad_label_is_reported_and_others_are_still_healed() {
+    let env = TestEnv::new("badlabel");
+    let bad = env.run(
+        "bad",
+        &with(
+            FAST_HEALTH,
+            &[
+                "--restart",
+                "unless-stopped",
+                "--label",
+                "selfheal.enable=true",
+                "--label",
+                "selfheal.probe.interval=soon",
+            ],
+        ),
+    );
+    let good = env.run(
+        "good",
+        &with(
+            FAST_HEALTH,
+            &[
+                "--restart",
+                "unless-stopped",
+                "--label",
+                "selfheal.enable=true",
+            ],
+        ),
+    );
+    let w = env.watchdog(WATCH_FAST);
+    w.wait_state(&bad.name, "ignored", secs(20)).unwrap();
+    let view = w.container(&bad.name).expect("listed");
+    let err = &view["label_errors"][0];
+    assert_eq!(err["label"], "selfheal.probe.interval");
+    assert_eq!(err["value"], "soon");
+    assert_eq!(
+        w.metric(
+            "selfheal_label_errors",
+            &[
+                ("container", &bad.name),
+                ("label", "selfheal.probe.interval")
+            ]
+        ),
+        Some(1.0)
+    );
+    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains(&bad.name)
+            && l.contains("selfheal.probe.interval")
+            && l.contains("soon")),
+        "{log}"
+    );
+
+    bad.wait_health("healthy", secs(20)).unwrap();
+    good.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&good.name, "healthy", secs(20)).unwrap();
+    let bad_started = bad.started_at();
+    bad.chaos("unhealthy");
+    good.chaos("unhealthy");
+    wait_for("the good container to be healed", secs(30), || {
+        w.incidents(&good.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    bad.wait_health("unhealthy", secs(20)).unwrap();
+    assert_eq!(
+        bad.started_at(),
+        bad_started,
+        "the mislabelled container was touched"
+    );
+}
+
+/// 8. SIGKILL of the watchdog in the middle of an incident: the journal is intact after the
+/// restart and the incident completes.
+#[test]
+fn watchdog_killed_mid_incident_resumes_it() {
+    let env = TestEnv::new("sigkill");
+    let args = with(
+        FAST_HEALTH,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.stop-timeout=3",
+        ],
+    );
+    let app = env.run("app", &args);
+    let mut w = env.watchdog(WATCH_FAST);
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    // Hang: the restart takes the whole stop timeout, so the incident stays open a while.
+    app.chaos("hang");
+    let journal = w.state_dir.join("incidents.jsonl");
+    let open_id = wait_for("an open incident in the journal", secs(30), || {
+        let text = std::fs::read_to_string(&journal).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|i| i["outcome"] == "open")
+            .map(|i| i["id"].as_u64().unwrap_or_default())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    w.kill();
+
+    w.start();
+    let done = wait_for("the resumed incident to complete", secs(60), || {
+        w.incidents(&app.name)
+            .into_iter()
+            .find(|i| i["id"].as_u64() == Some(open_id) && i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert!(done["time_to_recover_seconds"].as_f64().is_some());
+    // Intact: every line parses, and the incident was not duplicated.
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("torn journal line {line:?}: {e}"));
+    }
+    let incidents = w.incidents(&app.name);
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    assert!(log.contains("resuming open incident"), "{}", w.log_tail());
+    app.wait_health("healthy", secs(30)).unwrap();
+}

@@ -34,7 +34,7 @@ fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
     a.iter().chain(b).copied().collect()
 }
 
-/// 1. Docker's HEALTHCHECK turns unhealthy: restarted, incident closes with a time to recover.
+/// Issue test 1: Docker's HEALTHCHECK turns unhealthy: restarted, incident closes with a time to recover.
 #[test]
 fn unhealthy_container_is_restarted_and_the_incident_closes() {
     let env = TestEnv::new("unhealthy");
@@ -89,7 +89,7 @@ fn unhealthy_container_is_restarted_and_the_incident_closes() {
     );
 }
 
-/// 2. A hang only the watchdog's own HTTP probe sees (no HEALTHCHECK) is restarted.
+/// Issue test 2: A hang only the watchdog's own HTTP probe sees (no HEALTHCHECK) is restarted.
 #[test]
 fn hang_seen_only_by_the_http_probe_is_restarted() {
     let env = TestEnv::new("hang");
@@ -141,7 +141,7 @@ fn hang_seen_only_by_the_http_probe_is_restarted() {
     assert!(timeouts.unwrap_or(0.0) >= 2.0, "{timeouts:?}");
 }
 
-/// 3. A crash that Docker's restart policy heals is recorded, and not restarted a second time.
+/// Issue test 3: A crash that Docker's restart policy heals is recorded, and not restarted a second time.
 #[test]
 fn crash_restarted_by_docker_is_recorded_not_repeated() {
     let env = TestEnv::new("crash");
@@ -187,7 +187,7 @@ fn crash_restarted_by_docker_is_recorded_not_repeated() {
     assert!(incident["time_to_recover_seconds"].as_f64().is_some());
 }
 
-/// 4. `docker stop` is respected: never started again by the watchdog.
+/// Issue test 4: `docker stop` is respected: never started again by the watchdog.
 #[test]
 fn docker_stop_is_respected() {
     let env = TestEnv::new("stop");
@@ -233,7 +233,7 @@ fn docker_stop_is_respected() {
     assert_eq!(any_restart, 0.0);
 }
 
-/// 5. A crash loop backs off with growing gaps and ends in quarantine, while another faulty
+/// Issue test 5: A crash loop backs off with growing gaps and ends in quarantine, while another faulty
 /// container is still healed meanwhile.
 #[test]
 fn crash_loop_backs_off_then_quarantines_while_others_heal() {
@@ -332,7 +332,7 @@ fn crash_loop_backs_off_then_quarantines_while_others_heal() {
     assert_eq!(w.metric("app_recovery_events_total", &restarts), Some(4.0));
 }
 
-/// 6. A container without the opt-in label is never touched.
+/// Issue test 6: A container without the opt-in label is never touched.
 #[test]
 fn container_without_opt_in_is_never_touched() {
     let env = TestEnv::new("optout");
@@ -377,7 +377,7 @@ fn container_without_opt_in_is_never_touched() {
     );
 }
 
-/// 7. A bad label: a clear error naming container, label and value in log, metric and API;
+/// Issue test 7: A bad label: a clear error naming container, label and value in log, metric and API;
 /// that container alone is left untouched and the others are still healed.
 #[test]
 fn bad_label_is_reported_and_others_are_still_healed() {
@@ -452,7 +452,7 @@ fn bad_label_is_reported_and_others_are_still_healed() {
     );
 }
 
-/// 8. SIGKILL of the watchdog in the middle of an incident: the journal is intact after the
+/// Issue test 8: SIGKILL of the watchdog in the middle of an incident: the journal is intact after the
 /// restart and the incident completes.
 #[test]
 fn watchdog_killed_mid_incident_resumes_it() {

@@ -505,3 +505,162 @@ fn watchdog_killed_mid_incident_resumes_it() {
     assert!(log.contains("resuming open incident"), "{}", w.log_tail());
     app.wait_health("healthy", secs(30)).unwrap();
 }
+
+/// A Unix-socket proxy in front of the Docker engine that the test can cut and restore.
+struct SocketProxy {
+    path: std::path::PathBuf,
+    cut: tokio::sync::watch::Sender<bool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SocketProxy {
+    fn start(path: std::path::PathBuf) -> Self {
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let (stop, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let listen_path = path.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener =
+                    tokio::net::UnixListener::bind(&listen_path).expect("bind proxy socket");
+                let _ = ready_tx.send(());
+                loop {
+                    let conn = tokio::select! {
+                        _ = &mut stop_rx => return,
+                        c = listener.accept() => match c { Ok((c, _)) => c, Err(_) => continue },
+                    };
+                    let mut rx = cut_rx.clone();
+                    if *rx.borrow() {
+                        drop(conn);
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        let mut conn = conn;
+                        let Ok(mut up) =
+                            tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut conn, &mut up) => {}
+                            _ = rx.wait_for(|c| *c) => {}
+                        }
+                    });
+                }
+            });
+        });
+        ready_rx.recv_timeout(secs(5)).expect("proxy listening");
+        Self {
+            path,
+            cut,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        let _ = self.cut.send(cut);
+    }
+}
+
+impl Drop for SocketProxy {
+    fn drop(&mut self) {
+        self.set_cut(true);
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Issue test 9: the Docker connection is cut and restored (through a socket proxy the test
+/// controls): the watchdog survives, resyncs, and heals a fault that happened while cut.
+#[test]
+fn docker_connection_cut_and_restored_heals_the_fault_from_the_outage() {
+    let env = TestEnv::new("cut");
+    let args = with(
+        FAST_HEALTH,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--label",
+            "selfheal.enable=true",
+        ],
+    );
+    let app = env.run("app", &args);
+    let proxy = SocketProxy::start(env.dir.path().join("docker.sock"));
+    let host = format!("unix://{}", proxy.path.display());
+    let w = Watchdog::spawn(&env, WATCH_FAST, Some(host));
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    assert_eq!(w.metric("selfheal_docker_up", &[]), Some(1.0));
+    let started = app.started_at();
+
+    proxy.set_cut(true);
+    wait_for("the watchdog to notice the cut", secs(20), || {
+        (w.metric("selfheal_docker_up", &[]) == Some(0.0)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let (status, _) = http(
+        "GET",
+        &format!("127.0.0.1:{}", w.port),
+        "/healthz",
+        None,
+        secs(2),
+    )
+    .expect("healthz answers");
+    assert_eq!(status, 503, "not healthy while Docker is unreachable");
+
+    // The fault happens during the outage; Docker sees it, the watchdog cannot.
+    app.chaos("unhealthy");
+    app.wait_health("unhealthy", secs(20)).unwrap();
+    assert_eq!(app.started_at(), started);
+
+    proxy.set_cut(false);
+    let incident = wait_for("the fault from the outage to be healed", secs(60), || {
+        w.incidents(&app.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert_eq!(incident["trigger"], "unhealthy");
+    assert_ne!(
+        app.started_at(),
+        started,
+        "restarted after the connection came back"
+    );
+    app.wait_health("healthy", secs(20)).unwrap();
+    assert_eq!(w.metric("selfheal_docker_up", &[]), Some(1.0));
+    assert!(
+        w.metric("selfheal_docker_reconnects_total", &[])
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    let one = [
+        ("container", app.name.as_str()),
+        ("trigger", "unhealthy"),
+        ("result", "success"),
+    ];
+    assert_eq!(
+        w.metric("app_recovery_events_total", &one),
+        Some(1.0),
+        "healed once, not twice"
+    );
+    let (status, _) = http(
+        "GET",
+        &format!("127.0.0.1:{}", w.port),
+        "/healthz",
+        None,
+        secs(2),
+    )
+    .expect("healthz answers");
+    assert_eq!(status, 200);
+}

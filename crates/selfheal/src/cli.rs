@@ -191,10 +191,15 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let docker = docker::connect(cfg.docker_host.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;
-    let list = bounded(docker.list_containers(Some(
-        ListContainersOptionsBuilder::default().all(true).build(),
-    )))
-    .await?;
+    let mut filters = std::collections::HashMap::new();
+    if let Some(f) = &cfg.filter_label {
+        filters.insert("label", vec![f.as_str()]);
+    }
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = bounded(docker.list_containers(Some(opts))).await?;
     let mut bad = 0;
     let mut watched = 0;
     for s in list {

@@ -1,0 +1,257 @@
+//! Dry run, webhook notifications and the `check` and `incidents` commands, against the real
+//! Docker engine.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+use support::*;
+
+const FAST_HEALTH: &[&str] = &[
+    "--health-interval",
+    "1s",
+    "--health-timeout",
+    "1s",
+    "--health-retries",
+    "2",
+    "--health-start-period",
+    "1s",
+];
+const WATCH_FAST: &[&str] = &["--start-period", "1s", "--backoff-initial", "500ms"];
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    a.iter().chain(b).copied().collect()
+}
+
+#[test]
+fn dry_run_decides_and_records_but_changes_nothing() {
+    let env = TestEnv::new("dryrun");
+    let app = env.run(
+        "app",
+        &with(
+            FAST_HEALTH,
+            &[
+                "--restart",
+                "unless-stopped",
+                "--label",
+                "selfheal.enable=true",
+            ],
+        ),
+    );
+    let w = env.watchdog(&with(WATCH_FAST, &["--dry-run"]));
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    let started = app.started_at();
+    app.chaos("unhealthy");
+    let labels = [
+        ("container", app.name.as_str()),
+        ("trigger", "unhealthy"),
+        ("result", "dry_run"),
+    ];
+    wait_for("a dry-run decision", secs(30), || {
+        (w.metric("app_recovery_events_total", &labels) >= Some(1.0)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let incidents = w.incidents(&app.name);
+    assert!(
+        incidents.iter().any(|i| i["dry_run"] == true),
+        "{incidents:?}"
+    );
+    let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+    assert!(log.contains("would restart"), "{}", w.log_tail());
+    assert_eq!(app.started_at(), started, "dry run restarted the container");
+    assert_eq!(app.health(), "unhealthy");
+}
+
+/// Accepts HTTP POSTs on loopback and hands their bodies to the test.
+fn capture_server() -> (u16, mpsc::Receiver<serde_json::Value>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(20) {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(secs(5)));
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    let _ = tx.send(v);
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn webhook_receives_opened_and_recovered_with_slack_text() {
+    let env = TestEnv::new("webhook");
+    let app = env.run(
+        "app",
+        &with(
+            FAST_HEALTH,
+            &[
+                "--restart",
+                "unless-stopped",
+                "--label",
+                "selfheal.enable=true",
+            ],
+        ),
+    );
+    let (port, rx) = capture_server();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let w = env.watchdog(&with(WATCH_FAST, &["--webhook-url", &url]));
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    app.chaos("unhealthy");
+    let mut events = Vec::new();
+    while let Ok(v) = rx.recv_timeout(secs(30)) {
+        events.push(v.clone());
+        if v["event"] == "recovered" {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["opened", "recovered"],
+        "{events:?}\n{}",
+        w.log_tail()
+    );
+    for e in &events {
+        assert_eq!(e["container"], app.name.as_str());
+        assert!(
+            e["text"].as_str().is_some_and(|t| t.contains(&app.name)),
+            "{e}"
+        );
+    }
+    assert!(events[1]["time_to_recover_seconds"].as_f64().is_some());
+}
+
+#[test]
+fn check_command_names_container_label_and_value() {
+    let env = TestEnv::new("check");
+    let bad = env.run(
+        "bad",
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.restart.max=lots",
+        ],
+    );
+    let good = env.run(
+        "good",
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.probe.http=:8080/health",
+        ],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .args(["check", "--filter-label", &env.scope()])
+        .env_remove("SELFHEAL_CONFIG")
+        .output()
+        .expect("selfheal check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.contains("ERROR")
+            && l.contains(&bad.name)
+            && l.contains("selfheal.restart.max")
+            && l.contains("lots")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains(&good.name) && l.contains("http")),
+        "{stdout}"
+    );
+
+    // A bad flag is named before anything runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .args(["check", "--probe-interval", "sometimes"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--probe-interval") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn incidents_command_reads_the_journal() {
+    let env = TestEnv::new("incidents");
+    let app = env.run(
+        "app",
+        &with(
+            FAST_HEALTH,
+            &[
+                "--restart",
+                "unless-stopped",
+                "--label",
+                "selfheal.enable=true",
+            ],
+        ),
+    );
+    let w = env.watchdog(WATCH_FAST);
+    app.wait_health("healthy", secs(20)).unwrap();
+    w.wait_state(&app.name, "healthy", secs(20)).unwrap();
+    app.chaos("unhealthy");
+    wait_for("a recovered incident", secs(30), || {
+        w.incidents(&app.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_selfheal"))
+            .arg("incidents")
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dir = w.state_dir.to_string_lossy().into_owned();
+    let table = run(&["--state-dir", &dir]);
+    let row = table
+        .lines()
+        .find(|l| l.contains("unhealthy"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("recovered"), "{table}");
+    let api = format!("http://127.0.0.1:{}", w.port);
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["--api", &api, "--json", "--since", "1h"])).expect("JSON");
+    assert_eq!(json.as_array().map(Vec::len), Some(1));
+    let none = run(&["--state-dir", &dir, "--container", "no-such-container"]);
+    assert!(none.contains("(no incidents)"), "{none}");
+}

@@ -192,6 +192,9 @@ pub struct OpenIncident {
     #[serde(skip)]
     pub detected: Instant,
     pub attempts: u32,
+    /// Resumed from the journal with a restart already begun by the previous run.
+    #[serde(skip)]
+    pub restart_underway: bool,
 }
 
 /// The policy state of one container.
@@ -233,7 +236,9 @@ impl Supervisor {
             exited: None,
             external_kill: false,
             restart_in_flight: false,
-            own_events_pending: false,
+            // A restart the previous run issued may still be under way: its kill/die/stop
+            // events are not a user's.
+            own_events_pending: resumed.as_ref().is_some_and(|i| i.restart_underway),
             last_restart: None,
             recent_restarts: resumed.as_ref().map_or(0, |i| i.attempts),
             healthy_since: None,
@@ -244,6 +249,14 @@ impl Supervisor {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The restart a previous run issued evidently ended (the container is still down):
+    /// events from now on are not its own.
+    pub fn forget_resumed_restart(&mut self) {
+        if !self.restart_in_flight {
+            self.own_events_pending = false;
+        }
     }
     pub fn incident(&self) -> Option<&OpenIncident> {
         self.incident.as_ref()
@@ -583,6 +596,7 @@ impl Supervisor {
             first_failure,
             detected: now,
             attempts: 0,
+            restart_underway: false,
         });
         out.push(Effect::IncidentOpened {
             trigger,

@@ -445,6 +445,7 @@ async fn resumed_incident_completes_with_time_from_its_first_failure() {
         first_failure: first,
         detected: first,
         attempts: 1,
+        restart_underway: false,
     };
     let mut s = spec();
     s.has_probe = false;
@@ -458,4 +459,43 @@ async fn resumed_incident_completes_with_time_from_its_first_failure() {
     );
     let e = sup.handle(Input::Health(DockerHealth::Healthy), Instant::now());
     assert_eq!(recovered(&e), Some(Duration::from_secs(4)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn resumed_restart_events_are_not_taken_for_a_user_stop() {
+    let now = Instant::now();
+    let resumed = OpenIncident {
+        trigger: Trigger::Unhealthy,
+        first_failure: now,
+        detected: now,
+        attempts: 1,
+        restart_underway: true,
+    };
+    let mut sup = Supervisor::new(spec(), Some(resumed.clone()));
+    // The previous run's restart finishes after this run started.
+    let mut e = sup.handle(Input::ExternalKill, now);
+    e.extend(sup.handle(
+        Input::Died {
+            oom: false,
+            docker_restarts: true,
+        },
+        now,
+    ));
+    e.extend(sup.handle(Input::Stopped, now));
+    assert_ne!(sup.state(), State::Stopped, "{e:?}");
+    sup.handle(Input::Running { since: now }, now);
+    let e = sup.handle(Input::ProbeOk, now);
+    assert!(recovered(&e).is_some(), "{e:?}");
+
+    // That restart never completed: the container stays down and the watchdog takes over.
+    let mut sup = Supervisor::new(spec(), Some(resumed));
+    sup.forget_resumed_restart();
+    let e = sup.handle(
+        Input::Died {
+            oom: false,
+            docker_restarts: false,
+        },
+        now,
+    );
+    assert_eq!(restarts(&e).len(), 1, "{e:?}");
 }

@@ -118,6 +118,7 @@ pub fn spawn(
             first_failure: ctx.shared.clock.instant(first),
             detected: ctx.shared.clock.instant(detected),
             attempts: i.attempts,
+            restart_underway: i.action_begun.is_some(),
         })
     });
     if let Some(i) = &resumed {
@@ -204,7 +205,15 @@ impl ContainerTask {
                 m = rx.recv() => match m { Some(m) => m, None => return },
                 _ = sleep_until(wake) => Msg::Input(Input::Tick),
             };
+            let removed = matches!(msg, Msg::Input(Input::Removed));
             self.on_msg(msg).await;
+            if removed {
+                // Gone (destroyed, or no longer opted in): close out and stop.
+                self.ctx.shared.remove_view(&self.info.id);
+                self.ctx.shared.metrics.remove_container(&self.info.name);
+                tracing::info!(container = %self.info.name, "no longer watched");
+                return;
+            }
             self.publish();
         }
     }
@@ -323,6 +332,7 @@ impl ContainerTask {
                 });
             } else if self.incident.is_some() {
                 // Still down: finish the recovery.
+                self.sup.forget_resumed_restart();
                 self.feed(
                     Input::Died {
                         oom,

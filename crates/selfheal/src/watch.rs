@@ -341,18 +341,8 @@ impl Watcher {
 
     fn forget(&mut self, id: &str) {
         if let Some(t) = self.tasks.remove(id) {
-            let name = self
-                .shared
-                .containers
-                .read()
-                .ok()
-                .and_then(|m| m.get(id).map(|v| v.name.clone()));
+            // The task closes any open incident, removes its view and metrics, and ends.
             let _ = t.tx.send(Msg::Input(Input::Removed));
-            t.stop();
-            if let Some(name) = name {
-                self.shared.metrics.remove_container(&name);
-                tracing::info!(container = %name, "no longer watched");
-            }
         }
         if let Some(errors) = self.ignored.remove(id) {
             if let Some(v) = self

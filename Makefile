@@ -7,7 +7,7 @@ export COMPOSE
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: help build images up down logs ps test test-rust test-docker test-smoke test-deploy test-vagrant lint fmt bench drill
+.PHONY: help build images up down logs ps test test-rust test-docker test-smoke test-e2e test-deploy test-vagrant lint fmt bench drill
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh .ci/run
 
-test: lint test-rust test-smoke test-deploy test-vagrant ## everything CI runs
+test: lint test-rust test-smoke test-deploy test-e2e test-vagrant ## everything CI runs
 
 test-rust: images ## unit and Docker integration tests
 	cargo nextest run --workspace --locked --no-fail-fast
@@ -46,8 +46,18 @@ test-rust: images ## unit and Docker integration tests
 test-smoke: images ## `make up` on unique ports and project name: healthy, app answers, scraped
 	bash tests/docker/smoke.sh
 
+test-e2e: images ## the stack end to end: faults -> recovery -> metrics, every dashboard query, storm alert
+	bash tests/e2e/with-stack.sh
+
 test-deploy: ## promtool, amtool and dashboard checks
 	bash tests/deploy/check.sh
 
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh
+
+bench: images ## benchmarks (about 15 min, not part of test): results in bench/results, method in BENCHMARKS.md
+	cargo build --release --locked -p selfheal --bins --examples
+	target/release/examples/bench all --out bench/results
+
+drill: ## fault drill against the running stack's app (ARGS="--rounds 5 --slo 30s" to change)
+	cargo run --release --locked -p selfheal -- drill --report bench/drill/report.md $(ARGS)

@@ -18,6 +18,8 @@ fi
 read -r -a compose_cmd <<<"$COMPOSE"
 
 export COMPOSE_PROJECT_NAME="selfheal-e2e-$$-$RANDOM"
+# The stack's watchdog heals this project's containers only, never anything else on the host.
+export SELFHEAL_FILTER_LABEL=com.docker.compose.project=$COMPOSE_PROJECT_NAME
 export STORM_WINDOW=${STORM_WINDOW:-5m}
 export STORM_THRESHOLD=${STORM_THRESHOLD:-4}
 CHAOS_TOKEN=${CHAOS_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}

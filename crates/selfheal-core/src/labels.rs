@@ -270,16 +270,8 @@ pub fn parse_labels(
         p.expect_body = labels.get(PROBE_EXPECT).cloned();
         p
     });
-    if let (
-        Some(v),
-        None
-        | Some(ProbeTarget {
-            kind: ProbeKind::Tcp,
-            ..
-        }),
-    ) = (labels.get(PROBE_EXPECT), &probe)
-    {
-        if errors.is_empty() {
+    if let Some(v) = labels.get(PROBE_EXPECT) {
+        if !labels.contains_key(PROBE_HTTP) {
             errors.push(LabelError::new(
                 PROBE_EXPECT,
                 v,

@@ -104,6 +104,8 @@ pub enum RestartOutcome {
     Failed(String),
     /// `--dry-run`: decided, recorded, not done.
     Skipped,
+    /// Not sent: the container was no longer running when its turn came.
+    Cancelled,
 }
 
 /// Something the daemon saw.
@@ -128,6 +130,8 @@ pub enum Input {
     Stopped,
     /// The container was removed.
     Removed,
+    /// The executor is sending the restart request now.
+    RestartSent,
     RestartFinished(RestartOutcome),
     /// A timer set from [`Supervisor::wake_at`] expired.
     Tick,
@@ -192,10 +196,15 @@ pub struct OpenIncident {
     #[serde(skip)]
     pub detected: Instant,
     pub attempts: u32,
-    /// Resumed from the journal with a restart already begun by the previous run.
+    /// Resumed from the journal with a restart the previous run sent at this time.
     #[serde(skip)]
-    pub restart_underway: bool,
+    pub restart_sent: Option<Instant>,
 }
+
+/// A restart's own events are expected within its stop timeout plus this long.
+const OWN_RESTART_MAX_SECS: u64 = 60;
+/// Docker's StartedAt and the watchdog's clock come from the same host; allow for rounding.
+const START_CLOCK_SLACK: Duration = Duration::from_millis(50);
 
 /// The policy state of one container.
 #[derive(Debug)]
@@ -213,7 +222,9 @@ pub struct Supervisor {
     external_kill: bool,
     restart_in_flight: bool,
     /// Between issuing a restart and seeing its `start`: the kill/die/stop events are ours.
-    own_events_pending: bool,
+    own_pending: Option<Instant>,
+    /// Past this, a restart whose `start` was never seen is assumed over.
+    own_pending_until: Option<Instant>,
     last_restart: Option<Instant>,
     recent_restarts: u32,
     healthy_since: Option<Instant>,
@@ -238,7 +249,11 @@ impl Supervisor {
             restart_in_flight: false,
             // A restart the previous run issued may still be under way: its kill/die/stop
             // events are not a user's.
-            own_events_pending: resumed.as_ref().is_some_and(|i| i.restart_underway),
+            own_pending: resumed.as_ref().and_then(|i| i.restart_sent),
+            own_pending_until: resumed
+                .as_ref()
+                .and_then(|i| i.restart_sent)
+                .map(|t| t + Duration::from_secs(OWN_RESTART_MAX_SECS)),
             last_restart: None,
             recent_restarts: resumed.as_ref().map_or(0, |i| i.attempts),
             healthy_since: None,
@@ -255,7 +270,7 @@ impl Supervisor {
     /// events from now on are not its own.
     pub fn forget_resumed_restart(&mut self) {
         if !self.restart_in_flight {
-            self.own_events_pending = false;
+            self.own_pending = None;
         }
     }
     pub fn incident(&self) -> Option<&OpenIncident> {
@@ -279,10 +294,18 @@ impl Supervisor {
 
     /// When the daemon should send [`Input::Tick`] next, if at all.
     pub fn wake_at(&self) -> Option<Instant> {
-        match self.state {
+        let state_timer = match self.state {
             State::BackingOff => self.backoff_until,
             State::Starting | State::Failing | State::Healthy => self.grace_until,
             _ => None,
+        };
+        let own = self
+            .own_pending
+            .and(self.own_pending_until)
+            .filter(|_| !self.restart_in_flight);
+        match (state_timer, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -300,7 +323,7 @@ impl Supervisor {
         match input {
             Input::Running { since } => self.on_running(since, now, out),
             Input::Health(h) => {
-                if self.own_events_pending {
+                if self.own_pending.is_some() {
                     return;
                 }
                 self.docker_health = Some(h);
@@ -316,7 +339,7 @@ impl Supervisor {
                 }
             }
             Input::ProbeOk => {
-                if self.own_events_pending || self.exited.is_some() {
+                if self.own_pending.is_some() || self.exited.is_some() {
                     return;
                 }
                 self.probe_failures = 0;
@@ -330,7 +353,7 @@ impl Supervisor {
                 self.check_recovered(now, out);
             }
             Input::ProbeFailed(_) => {
-                if self.own_events_pending
+                if self.own_pending.is_some()
                     || matches!(
                         self.state,
                         State::Restarting | State::Stopped | State::Exited
@@ -344,7 +367,7 @@ impl Supervisor {
                 self.evaluate(now, out);
             }
             Input::ExternalKill => {
-                if !self.own_events_pending {
+                if self.own_pending.is_none() {
                     self.external_kill = true;
                 }
             }
@@ -352,7 +375,7 @@ impl Supervisor {
                 oom,
                 docker_restarts,
             } => {
-                if self.own_events_pending {
+                if self.own_pending.is_some() {
                     return;
                 }
                 if self.external_kill || self.state == State::Stopped {
@@ -361,7 +384,6 @@ impl Supervisor {
                 }
                 let trigger = if oom { Trigger::Oom } else { Trigger::Died };
                 self.first_failure = Some(self.first_failure.unwrap_or(now));
-                self.healthy_since = None;
                 if self.state == State::Quarantined {
                     return;
                 }
@@ -373,7 +395,7 @@ impl Supervisor {
                 }
             }
             Input::Stopped => {
-                if !self.own_events_pending {
+                if self.own_pending.is_none() {
                     self.stopped_by_user(now, out);
                 }
             }
@@ -381,7 +403,19 @@ impl Supervisor {
                 self.close_incident(Outcome::Abandoned, now, out);
             }
             Input::RestartFinished(result) => self.on_restart_finished(result, now, out),
+            Input::RestartSent => {
+                if self.restart_in_flight {
+                    self.own_pending = Some(now);
+                    let stop = u64::from(self.spec.stop_timeout.unwrap_or(10));
+                    self.own_pending_until =
+                        Some(now + Duration::from_secs(stop + OWN_RESTART_MAX_SECS));
+                }
+            }
             Input::Tick => {
+                if !self.restart_in_flight && self.own_pending_until.is_some_and(|t| now >= t) {
+                    self.own_pending = None;
+                    self.own_pending_until = None;
+                }
                 if self.state == State::BackingOff && self.backoff_until.is_some_and(|t| now >= t) {
                     self.backoff_until = None;
                     self.set_state(State::Unhealthy, now, out);
@@ -395,9 +429,13 @@ impl Supervisor {
     }
 
     fn on_running(&mut self, since: Instant, now: Instant, out: &mut Vec<Effect>) {
-        if self.own_events_pending {
+        if let Some(sent) = self.own_pending {
+            if since + START_CLOCK_SLACK < sent {
+                // A start from before our restart was sent (a stale report): not news.
+                return;
+            }
             // Our restart's `start`: its kill/die/stop came before it in the stream.
-            self.own_events_pending = false;
+            self.own_pending = None;
         } else if self.state == State::Exited {
             // Docker's restart policy brought it back (layer 1): recorded, not repeated.
             if let Some(i) = &mut self.incident {
@@ -439,6 +477,13 @@ impl Supervisor {
                 // The container's `start` event (which may lag the API's answer) moves it on;
                 // until then the kill/die/stop events still arriving are the restart's own.
                 self.check_recovered(now, out);
+                // It may have died again while the answer was on its way.
+                self.evaluate(now, out);
+            }
+            RestartOutcome::Cancelled => {
+                // Stopped while the restart waited for its turn: a user's stop wins.
+                self.own_pending = None;
+                self.stopped_by_user(now, out);
             }
             RestartOutcome::Failed(_) | RestartOutcome::Skipped => {
                 let result = if result == RestartOutcome::Skipped {
@@ -447,7 +492,7 @@ impl Supervisor {
                     RecoveryResult::Failed
                 };
                 out.push(Effect::Recovery { trigger, result });
-                self.own_events_pending = false;
+                self.own_pending = None;
                 self.set_state(State::Unhealthy, now, out);
                 self.evaluate(now, out);
             }
@@ -468,16 +513,7 @@ impl Supervisor {
         if self.first_failure.is_none() {
             self.first_failure = Some(now);
         }
-        if self.state == State::Healthy {
-            if self
-                .healthy_since
-                .is_some_and(|h| now.saturating_duration_since(h) >= self.spec.backoff.reset_after)
-            {
-                self.recent_restarts = 0;
-            }
-            self.healthy_since = None;
-            self.set_state(State::Failing, now, out);
-        } else if self.state == State::Starting {
+        if matches!(self.state, State::Healthy | State::Starting) {
             self.set_state(State::Failing, now, out);
         }
     }
@@ -534,7 +570,8 @@ impl Supervisor {
             self.set_state(State::Unhealthy, now, out);
         }
         self.restart_in_flight = true;
-        self.own_events_pending = true;
+        // Events become the restart's own once it is actually sent (Input::RestartSent).
+        self.own_pending = None;
         self.budget.record(now);
         self.recent_restarts = self.recent_restarts.saturating_add(1);
         self.last_restart = Some(now);
@@ -579,7 +616,6 @@ impl Supervisor {
             out.push(Effect::Released);
         }
         if self.state != State::Healthy {
-            self.healthy_since = Some(now);
             self.set_state(State::Healthy, now, out);
         }
         self.first_failure = None;
@@ -596,7 +632,7 @@ impl Supervisor {
             first_failure,
             detected: now,
             attempts: 0,
-            restart_underway: false,
+            restart_sent: None,
         });
         out.push(Effect::IncidentOpened {
             trigger,
@@ -618,8 +654,21 @@ impl Supervisor {
         }
     }
 
-    fn set_state(&mut self, to: State, _now: Instant, out: &mut Vec<Effect>) {
+    fn set_state(&mut self, to: State, now: Instant, out: &mut Vec<Effect>) {
         if self.state != to {
+            if to == State::Healthy {
+                self.healthy_since = Some(now);
+            } else if self.state == State::Healthy {
+                // Healthy long enough: the restarts before no longer count for backoff.
+                let reset = self.spec.backoff.reset_after;
+                if self
+                    .healthy_since
+                    .is_some_and(|h| now.saturating_duration_since(h) >= reset)
+                {
+                    self.recent_restarts = 0;
+                }
+                self.healthy_since = None;
+            }
             out.push(Effect::StateChanged {
                 from: self.state,
                 to,

@@ -36,8 +36,16 @@ impl Harness {
         assert_eq!(h.sup.state(), State::Healthy);
         h
     }
+    /// Like the daemon: a restart decided is sent right away (the executor reports it).
     fn send(&mut self, input: Input) -> Vec<Effect> {
-        self.sup.handle(input, Instant::now())
+        let effects = self.sup.handle(input, Instant::now());
+        if effects.iter().any(|e| matches!(e, Effect::Restart { .. })) {
+            assert!(self
+                .sup
+                .handle(Input::RestartSent, Instant::now())
+                .is_empty());
+        }
+        effects
     }
     fn fail_probes(&mut self, n: u32) -> Vec<Effect> {
         (0..n)
@@ -445,7 +453,7 @@ async fn resumed_incident_completes_with_time_from_its_first_failure() {
         first_failure: first,
         detected: first,
         attempts: 1,
-        restart_underway: false,
+        restart_sent: None,
     };
     let mut s = spec();
     s.has_probe = false;
@@ -469,7 +477,7 @@ async fn resumed_restart_events_are_not_taken_for_a_user_stop() {
         first_failure: now,
         detected: now,
         attempts: 1,
-        restart_underway: true,
+        restart_sent: Some(now),
     };
     let mut sup = Supervisor::new(spec(), Some(resumed.clone()));
     // The previous run's restart finishes after this run started.
@@ -498,4 +506,90 @@ async fn resumed_restart_events_are_not_taken_for_a_user_stop() {
         now,
     );
     assert_eq!(restarts(&e).len(), 1, "{e:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_while_the_restart_waits_for_its_turn_wins() {
+    let mut h = Harness::healthy(spec()).await;
+    // Decided but not yet sent (the global bound on restarts in flight is full).
+    let e = h
+        .sup
+        .handle(Input::ProbeFailed(ProbeFailure::Timeout), Instant::now());
+    assert!(restarts(&e).is_empty());
+    h.sup
+        .handle(Input::ProbeFailed(ProbeFailure::Timeout), Instant::now());
+    let e = h
+        .sup
+        .handle(Input::ProbeFailed(ProbeFailure::Timeout), Instant::now());
+    assert_eq!(restarts(&e).len(), 1);
+    // The user stops it meanwhile: these events are not the restart's.
+    h.sup.handle(Input::ExternalKill, Instant::now());
+    h.sup.handle(
+        Input::Died {
+            oom: false,
+            docker_restarts: false,
+        },
+        Instant::now(),
+    );
+    assert_eq!(h.sup.state(), State::Stopped);
+    // The executor finds it stopped and does not send the restart.
+    h.sup.handle(
+        Input::RestartFinished(RestartOutcome::Cancelled),
+        Instant::now(),
+    );
+    assert_eq!(h.sup.state(), State::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_death_during_the_restart_answer_is_not_lost() {
+    let mut s = spec();
+    s.has_probe = false;
+    let mut h = Harness::healthy(s).await;
+    let e = h.send(Input::Died {
+        oom: false,
+        docker_restarts: false,
+    });
+    assert_eq!(restarts(&e).len(), 1);
+    // Our start arrives, then it dies again before the API has answered.
+    h.send(Input::Running {
+        since: Instant::now(),
+    });
+    h.send(Input::Died {
+        oom: false,
+        docker_restarts: false,
+    });
+    advance(Duration::from_millis(50)).await;
+    h.send(Input::RestartFinished(RestartOutcome::Done));
+    assert_eq!(
+        h.sup.state(),
+        State::BackingOff,
+        "the next restart is scheduled"
+    );
+    let until = h.sup.wake_at().expect("a timer");
+    advance(until - Instant::now()).await;
+    let e = h.send(Input::Tick);
+    assert_eq!(restarts(&e).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_resets_after_a_stable_period_even_after_a_blip() {
+    let mut s = spec();
+    s.start_period = Duration::ZERO;
+    let mut h = Harness::healthy(s).await;
+    h.fail_probes(3);
+    h.send(Input::RestartFinished(RestartOutcome::Done));
+    h.send(Input::Running {
+        since: Instant::now(),
+    });
+    h.send(Input::ProbeOk);
+    // One failed probe, then fine again: the healthy period restarts from here.
+    h.fail_probes(1);
+    h.send(Input::ProbeOk);
+    advance(Backoff::default().reset_after).await;
+    let e = h.fail_probes(3);
+    assert_eq!(
+        restarts(&e).len(),
+        1,
+        "no backoff wait after a stable minute: {e:?}"
+    );
 }

@@ -269,6 +269,14 @@ impl WatchConfig {
         if self.defaults.timeout.is_zero() {
             return invalid("probe-timeout", "0s".into(), "must be more than 0");
         }
+        if self.defaults.restart_window < Duration::from_secs(1) {
+            let v = format!("{:?}", self.defaults.restart_window);
+            return invalid("restart-window", v, "must be at least 1s");
+        }
+        if self.backoff.initial.is_zero() || self.backoff.reset_after.is_zero() {
+            let v = format!("{:?}/{:?}", self.backoff.initial, self.backoff.reset_after);
+            return invalid("backoff-initial/backoff-reset", v, "must be more than 0");
+        }
         if self.backoff.initial > self.backoff.max {
             return invalid(
                 "backoff-initial",

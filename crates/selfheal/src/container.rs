@@ -85,6 +85,9 @@ struct ContainerTask {
     oom_pending: bool,
     /// Found down mid-incident; looking again before acting (a restart may be under way).
     down_deferred: bool,
+    /// Resumed an incident whose restart the previous run had sent, and not seen it running
+    /// since.
+    resumed_restart: bool,
     unhealthy_received: Option<Instant>,
     addr: watch::Sender<Option<IpAddr>>,
     tx: mpsc::UnboundedSender<Msg>,
@@ -118,7 +121,11 @@ pub fn spawn(
             first_failure: ctx.shared.clock.instant(first),
             detected: ctx.shared.clock.instant(detected),
             attempts: i.attempts,
-            restart_underway: i.action_begun.is_some(),
+            restart_sent: i
+                .action_begun
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .map(|t| ctx.shared.clock.instant(t)),
         })
     });
     if let Some(i) = &resumed {
@@ -168,6 +175,7 @@ pub fn spawn(
                 .await;
         })
     });
+    let resumed_restart = resumed.as_ref().is_some_and(|i| i.action_begun.is_some());
     let mut task = ContainerTask {
         sup: Supervisor::new(policy, open),
         ctx,
@@ -176,6 +184,7 @@ pub fn spawn(
         last_incident: None,
         oom_pending: false,
         down_deferred: false,
+        resumed_restart,
         unhealthy_received: None,
         addr,
         tx: tx.clone(),
@@ -302,7 +311,10 @@ impl ContainerTask {
                     self.feed(Input::Health(h), now).await;
                 }
             }
-        } else if !matches!(state, State::Stopped | State::Exited | State::Restarting) {
+        } else if !matches!(
+            state,
+            State::Stopped | State::Exited | State::Restarting | State::Quarantined
+        ) {
             let oom = self.info.oom_killed;
             if self.info.restarting {
                 // Docker's policy is bringing it back.
@@ -314,7 +326,7 @@ impl ContainerTask {
                     now,
                 )
                 .await;
-            } else if self.incident.is_some() && !self.down_deferred {
+            } else if self.resumed_restart && !self.down_deferred {
                 // Down in the middle of an incident: typically a restart that a previous run
                 // of the watchdog began and Docker is still carrying out. Look again shortly
                 // instead of starting a second one on top of it.
@@ -330,8 +342,9 @@ impl ContainerTask {
                         let _ = tx.send(Msg::Sync(Box::new(info)));
                     }
                 });
-            } else if self.incident.is_some() {
+            } else if self.resumed_restart {
                 // Still down: finish the recovery.
+                self.resumed_restart = false;
                 self.sup.forget_resumed_restart();
                 self.feed(
                     Input::Died {
@@ -352,6 +365,7 @@ impl ContainerTask {
     fn update_info(&mut self, info: ContainerInfo) {
         if info.running {
             self.down_deferred = false;
+            self.resumed_restart = false;
         }
         self.info = ContainerInfo {
             name: self.info.name.clone(),
@@ -415,8 +429,14 @@ impl ContainerTask {
         let id = self.info.id.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let outcome = executor.restart(&id, t).await;
+            let sent = tx.clone();
+            let on_sent = move || {
+                let _ = sent.send(Msg::Input(Input::RestartSent));
+            };
+            let must_be_running = !matches!(trigger, Trigger::Died | Trigger::Oom);
+            let outcome = executor.restart(&id, t, must_be_running, on_sent).await;
             let input = match outcome {
+                ExecOutcome::Cancelled => Input::RestartFinished(RestartOutcome::Cancelled),
                 ExecOutcome::Restarted => Input::RestartFinished(RestartOutcome::Done),
                 ExecOutcome::DryRun => Input::RestartFinished(RestartOutcome::Skipped),
                 ExecOutcome::Failed(e) => Input::RestartFinished(RestartOutcome::Failed(e)),
@@ -527,7 +547,9 @@ impl ContainerTask {
 
     fn write_incident(&self) {
         if let Some(i) = &self.incident {
-            if let Err(e) = self.ctx.shared.journal.record(i) {
+            // fsync: let the runtime move other work off this thread meanwhile.
+            let journal = &self.ctx.shared.journal;
+            if let Err(e) = tokio::task::block_in_place(|| journal.record(i)) {
                 tracing::error!(error = %e, "could not write the incident journal");
             }
         }

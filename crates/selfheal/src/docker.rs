@@ -83,6 +83,8 @@ pub struct ContainerInfo {
     pub host_network: bool,
     pub oom_killed: bool,
     pub restart_count: i64,
+    /// `on-failure:N`: Docker gives up after N restarts (0 = never).
+    pub max_retries: i64,
 }
 
 impl ContainerInfo {
@@ -116,6 +118,11 @@ impl ContainerInfo {
             })
             .collect();
         addresses.sort();
+        let max_retries = host
+            .restart_policy
+            .as_ref()
+            .and_then(|p| p.maximum_retry_count)
+            .unwrap_or(0);
         let restart_policy = host
             .restart_policy
             .and_then(|p| p.name)
@@ -149,6 +156,7 @@ impl ContainerInfo {
             addresses,
             oom_killed: state.oom_killed.unwrap_or(false),
             restart_count: c.restart_count.unwrap_or(0),
+            max_retries,
         }
     }
 
@@ -156,7 +164,9 @@ impl ContainerInfo {
     pub fn docker_restarts(&self, exit_code: i64) -> bool {
         match self.restart_policy.as_str() {
             "always" | "unless-stopped" => true,
-            "on-failure" => exit_code != 0,
+            "on-failure" => {
+                exit_code != 0 && (self.max_retries == 0 || self.restart_count < self.max_retries)
+            }
             _ => false,
         }
     }
@@ -236,6 +246,9 @@ mod tests {
         };
         assert!(c.docker_restarts(1));
         assert!(!c.docker_restarts(0));
+        c.max_retries = 3;
+        c.restart_count = 3;
+        assert!(!c.docker_restarts(1), "Docker gave up after on-failure:3");
         c.restart_policy = "no".into();
         assert!(!c.docker_restarts(137));
         c.restart_policy = "unless-stopped".into();

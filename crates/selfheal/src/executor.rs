@@ -19,6 +19,7 @@ pub enum ExecOutcome {
     Restarted,
     Failed(String),
     DryRun,
+    Cancelled,
     Gone,
 }
 
@@ -54,16 +55,34 @@ impl Executor {
     }
 
     /// `POST /containers/{id}/restart?t=<stop timeout>`.
-    pub async fn restart(&self, id: &str, stop_timeout: u32) -> ExecOutcome {
+    ///
+    /// `must_be_running`: if the restart had to wait for its turn, it is dropped
+    /// ([`ExecOutcome::Cancelled`]) when the container stopped meanwhile (a user's stop wins).
+    /// `on_sent` runs right before the request goes out.
+    pub async fn restart(
+        &self,
+        id: &str,
+        stop_timeout: u32,
+        must_be_running: bool,
+        on_sent: impl FnOnce(),
+    ) -> ExecOutcome {
         if self.shared.dry_run {
             return ExecOutcome::DryRun;
         }
-        let Ok(_permit) = self.limit.acquire().await else {
-            return ExecOutcome::Failed("executor closed".into());
+        let (_permit, waited) = match self.limit.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match self.limit.clone().acquire_owned().await {
+                Ok(p) => (p, true),
+                Err(_) => return ExecOutcome::Failed("executor closed".into()),
+            },
         };
+        if waited && must_be_running && self.inspect(id).await.is_some_and(|c| !c.running) {
+            return ExecOutcome::Cancelled;
+        }
         let Some(docker) = self.docker.read().await.clone() else {
             return ExecOutcome::Failed("Docker engine not connected".into());
         };
+        on_sent();
         self.shared.metrics.restarts_in_flight.inc();
         let budget = Duration::from_secs(u64::from(stop_timeout)) + RESTART_MARGIN;
         let docker = docker.with_timeout(budget);

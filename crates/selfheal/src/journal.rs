@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -55,6 +55,28 @@ pub enum JournalError {
     },
 }
 
+/// Incidents kept across restarts; older ones are dropped when the journal is compacted.
+const MAX_KEPT: usize = 10_000;
+const COMPACT_SLACK: usize = 1_000;
+
+/// Writes the latest copy of each incident to a new file and moves it over the journal.
+fn compact(path: &Path, incidents: &BTreeMap<u64, Incident>) -> std::io::Result<File> {
+    let tmp = path.with_extension("jsonl.tmp");
+    {
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        for i in incidents.values() {
+            serde_json::to_writer(&mut out, i)?;
+            out.write_all(b"\n")?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    OpenOptions::new().read(true).append(true).open(path)
+}
+
 /// The journal file plus the folded view of it.
 #[derive(Debug)]
 pub struct IncidentJournal {
@@ -73,6 +95,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Recovery {
     pub records: usize,
+    /// The file was rewritten with only the latest copy of each incident.
+    pub compacted: bool,
     pub skipped: Vec<String>,
     pub torn_tail_bytes: u64,
 }
@@ -108,18 +132,29 @@ impl IncidentJournal {
             file.sync_data().map_err(io)?;
         }
         let mut incidents = BTreeMap::new();
-        for line in BufReader::new(&content[..complete]).lines() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
+        // Bytes, not text: one corrupt record must not stop the watchdog from starting.
+        for line in content[..complete].split(|&b| b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_str::<Incident>(&line) {
+            match serde_json::from_slice::<Incident>(line) {
                 Ok(i) => {
                     recovery.records += 1;
                     incidents.insert(i.id, i);
                 }
-                Err(_) => recovery.skipped.push(line),
+                Err(_) => recovery
+                    .skipped
+                    .push(String::from_utf8_lossy(line).into_owned()),
             }
+        }
+        // Each change appends a full copy of its incident; rewrite the file with the latest
+        // copies when old ones dominate, and keep at most MAX_KEPT incidents.
+        while incidents.len() > MAX_KEPT {
+            incidents.pop_first();
+        }
+        if recovery.records > 2 * incidents.len() + COMPACT_SLACK {
+            file = compact(&path, &incidents).map_err(io)?;
+            recovery.compacted = true;
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let next_id = incidents.keys().next_back().map_or(1, |id| id + 1);
@@ -161,8 +196,16 @@ impl IncidentJournal {
         let mut line = serde_json::to_vec(incident).map_err(|e| io(e.into()))?;
         line.push(b'\n');
         let mut inner = self.lock();
-        inner.file.write_all(&line).map_err(io)?;
-        inner.file.sync_data().map_err(io)?;
+        let before = inner.file.metadata().map_err(io)?.len();
+        if let Err(e) = inner
+            .file
+            .write_all(&line)
+            .and_then(|()| inner.file.sync_data())
+        {
+            // Never leave half a record for the next one to be glued to.
+            let _ = inner.file.set_len(before);
+            return Err(io(e));
+        }
         inner.incidents.insert(incident.id, incident.clone());
         Ok(())
     }
@@ -293,5 +336,31 @@ mod tests {
         let (j, rec) = IncidentJournal::open(dir.path()).unwrap();
         assert_eq!(rec.skipped, vec!["garbage".to_string()]);
         assert_eq!(j.list(None, None).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+
+    #[test]
+    fn many_updates_are_compacted_to_the_latest_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (j, _) = IncidentJournal::open(dir.path()).unwrap();
+            let mut i: Incident = serde_json::from_str(
+                r#"{"id":1,"container":"c","container_id":"x","trigger":"died","first_failure":"2026-01-01T00:00:00Z","detected":"2026-01-01T00:00:00Z","attempts":0,"outcome":"open"}"#,
+            )
+            .unwrap();
+            for n in 0..(COMPACT_SLACK as u32 + 10) {
+                i.attempts = n;
+                j.record(&i).unwrap();
+            }
+        }
+        let (j, rec) = IncidentJournal::open(dir.path()).unwrap();
+        assert!(rec.compacted);
+        assert_eq!(j.list(None, None)[0].attempts, COMPACT_SLACK as u32 + 9);
+        let text = std::fs::read_to_string(dir.path().join("incidents.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 1);
     }
 }

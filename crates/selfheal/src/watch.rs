@@ -34,6 +34,8 @@ const WATCHED_EVENTS: [&str; 8] = [
     "destroy",
     "rename",
 ];
+/// SIGINT, SIGQUIT, SIGKILL, SIGTERM (as numbers, the way `kill` events carry them).
+const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
 const PING_EVERY: Duration = Duration::from_secs(5);
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
@@ -49,6 +51,9 @@ pub struct Watcher {
     ignored: HashMap<String, Vec<LabelError>>,
     first_sync_done: bool,
     cancel: CancellationToken,
+    session_connected: bool,
+    /// The watchdog's own container, when it runs in one: never its own patient.
+    own_id: Option<String>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -85,6 +90,8 @@ impl Watcher {
             ignored: HashMap::new(),
             first_sync_done: false,
             cancel: CancellationToken::new(),
+            session_connected: false,
+            own_id: None,
         })
     }
 
@@ -108,14 +115,12 @@ impl Watcher {
                 _ = cancel.cancelled() => break,
                 _ = heartbeat_sleep(&self.shared, delay) => {}
             }
-            delay = (delay * 2).min(RECONNECT_MAX);
-            if self
-                .shared
-                .docker_up
-                .load(std::sync::atomic::Ordering::Relaxed)
-            {
-                delay = RECONNECT_MIN;
-            }
+            // A session that got connected before failing starts the backoff over.
+            delay = if std::mem::take(&mut self.session_connected) {
+                RECONNECT_MIN
+            } else {
+                (delay * 2).min(RECONNECT_MAX)
+            };
         }
         for (_, t) in self.tasks.drain() {
             t.stop();
@@ -151,6 +156,7 @@ impl Watcher {
         self.discover_own_networks(&docker).await;
         self.resync(&docker).await?;
         self.shared.set_docker_up(true);
+        self.session_connected = true;
         if reconnect {
             self.shared.metrics.docker_reconnects.inc();
         }
@@ -190,6 +196,7 @@ impl Watcher {
             bounded(docker.inspect_container(&host, None::<InspectContainerOptions>)).await
         {
             let info = ContainerInfo::from_inspect(me);
+            self.own_id = Some(info.id.clone());
             let nets: Vec<String> = info.addresses.into_iter().map(|(n, _)| n).collect();
             tracing::info!(networks = ?nets, "running in a container; probing over its networks");
             self.ctx.own_networks = Arc::new(nets);
@@ -229,7 +236,15 @@ impl Watcher {
         for id in gone {
             self.forget(&id);
         }
-        self.ignored.retain(|id, _| seen.contains(id));
+        let vanished: Vec<String> = self
+            .ignored
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in vanished {
+            self.forget(&id);
+        }
         if !self.first_sync_done {
             self.first_sync_done = true;
             // Incidents left open by a previous run for containers that no longer exist.
@@ -245,6 +260,9 @@ impl Watcher {
 
     /// Inspects one container and starts, updates or stops watching it.
     async fn refresh(&mut self, docker: &Docker, id: &str, start_event: bool) {
+        if self.own_id.as_deref() == Some(id) {
+            return;
+        }
         let info =
             match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
                 Ok(c) => ContainerInfo::from_inspect(c),
@@ -397,7 +415,15 @@ impl Watcher {
             return;
         }
         let msg = match action {
-            "kill" => Msg::Input(Input::ExternalKill),
+            // Only signals that stop a process announce a stop; HUP, USR1 and the like are
+            // reloads and must not make the next crash look like a user's stop.
+            "kill"
+                if attrs
+                    .get("signal")
+                    .is_none_or(|s| STOP_SIGNALS.contains(&s.as_str())) =>
+            {
+                Msg::Input(Input::ExternalKill)
+            }
             "oom" => Msg::Oom,
             "die" => Msg::Died {
                 exit_code: attrs

@@ -14,6 +14,7 @@ use selfheal_core::{
     WatchSpec,
 };
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -90,6 +91,7 @@ struct ContainerTask {
     resumed_restart: bool,
     unhealthy_received: Option<Instant>,
     addr: watch::Sender<Option<IpAddr>>,
+    probe_paused: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -137,6 +139,8 @@ pub fn spawn(
     ctx.shared.metrics.set_state(&info.name, State::Starting);
     let (addr, addr_rx) =
         watch::channel(info.probe_address(ctx.probe_network.as_deref(), &ctx.own_networks));
+    let probe_paused = Arc::new(AtomicBool::new(false));
+    let paused_probe = probe_paused.clone();
     let probe_task = spec.probe.clone().map(|target| {
         let prober = ctx.prober.clone();
         let tx = tx.clone();
@@ -149,6 +153,10 @@ pub fn spawn(
             let report = |result: Result<(), selfheal_core::ProbeFailure>,
                           took: std::time::Duration,
                           _lag| {
+                if paused_probe.load(Ordering::Relaxed) {
+                    // Stopped, exited or mid-restart: a failure now is expected, not news.
+                    return true;
+                }
                 let labels = probe_labels(&name, target_kind);
                 shared
                     .metrics
@@ -187,6 +195,7 @@ pub fn spawn(
         resumed_restart,
         unhealthy_received: None,
         addr,
+        probe_paused,
         tx: tx.clone(),
         info,
     };
@@ -453,6 +462,8 @@ impl ContainerTask {
             Effect::StateChanged { from, to } => {
                 tracing::info!(container = %name, %from, %to, "state");
                 shared.metrics.set_state(&name, to);
+                let paused = matches!(to, State::Stopped | State::Exited | State::Restarting);
+                self.probe_paused.store(paused, Ordering::Relaxed);
             }
             Effect::IncidentOpened {
                 trigger,

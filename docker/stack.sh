@@ -33,6 +33,18 @@ if [[ -z ${GRAFANA_ADMIN_PASSWORD:-} ]]; then
 fi
 export GRAFANA_ADMIN_PASSWORD
 
+# The demo app's fault injection (what `selfheal drill` uses) is on in this stack, behind a
+# token of its own; CHAOS_TOKEN=  (empty, set explicitly) turns it off.
+chaos_file=$root/.build/chaos-token
+if [[ -z ${CHAOS_TOKEN+set} ]]; then
+    if [[ ! -s $chaos_file ]]; then
+        mkdir -p "$(dirname "$chaos_file")"
+        (umask 077 && head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24 >"$chaos_file")
+    fi
+    CHAOS_TOKEN=$(<"$chaos_file")
+fi
+export CHAOS_TOKEN
+
 # "SERVICE IMAGE" per service of the resolved compose file.
 service_images() {
     compose config | awk '
@@ -108,7 +120,11 @@ print_urls() {
     echo "selfheal stack '$COMPOSE_PROJECT_NAME' is up:"
     for service in "$@"; do
         case $service in
-            app) echo "  app           http://$bind:${APP_PORT:-8080}/" ;;
+            app)
+                local chaos="fault injection off"
+                [[ -n ${CHAOS_TOKEN:-} ]] && chaos="chaos token: ${chaos_file#"$root/"} or \$CHAOS_TOKEN"
+                echo "  app           http://$bind:${APP_PORT:-8080}/ ($chaos)"
+                ;;
             watchdog) echo "  watchdog      http://$bind:${WATCHDOG_PORT:-9100}/api/v1/containers" ;;
             prometheus) echo "  prometheus    http://$bind:${PROMETHEUS_PORT:-9090}/" ;;
             alertmanager) echo "  alertmanager  http://$bind:${ALERTMANAGER_PORT:-9093}/" ;;

@@ -1,7 +1,10 @@
 //! The watchdog's own probes (layer 3): HTTP and TCP, each bounded by its timeout.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
 use selfheal_core::{ProbeFailure, ProbeKind, ProbeTarget};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -9,21 +12,20 @@ use tokio::time::Instant;
 /// The largest body read when a probe looks for expected text.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Runs probes. One client shared by all containers; connections are never reused, so each
-/// probe sees the service as a new client would.
-#[derive(Debug, Clone)]
+/// Runs probes. Each HTTP probe is one GET on a fresh connection (HTTP/1.1 with
+/// `Connection: close`), so it sees the service as a new client would; no pool, no redirects,
+/// no DNS unless the target names a host. Built on hyper's connection API directly: a probe
+/// costs one connect, one request and one read.
+#[derive(Debug, Clone, Default)]
 pub struct Prober {
-    client: reqwest::Client,
+    _private: (),
 }
 
+const USER_AGENT: &str = concat!("selfheal/", env!("CARGO_PKG_VERSION"));
+
 impl Prober {
-    pub fn new() -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("selfheal/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client })
+    pub fn new() -> Result<Self, std::io::Error> {
+        Ok(Self::default())
     }
 
     /// Probes `target`; `own_addr` is the container's address for targets without a host.
@@ -34,55 +36,111 @@ impl Prober {
         timeout: Duration,
     ) -> (Result<(), ProbeFailure>, Duration) {
         let started = Instant::now();
-        let host = match (&target.host, own_addr) {
-            (Some(h), _) => h.clone(),
-            (None, Some(IpAddr::V6(ip))) => format!("[{ip}]"),
-            (None, Some(ip)) => ip.to_string(),
-            (None, None) => return (Err(ProbeFailure::Resolve), started.elapsed()),
-        };
-        let result = match target.kind {
-            ProbeKind::Tcp => tcp(&host, target.port, timeout).await,
-            ProbeKind::Http => self.http(&host, target, timeout).await,
-        };
-        (result, started.elapsed())
-    }
-
-    async fn http(
-        &self,
-        host: &str,
-        target: &ProbeTarget,
-        timeout: Duration,
-    ) -> Result<(), ProbeFailure> {
-        let url = format!("http://{host}:{}{}", target.port, target.path);
-        let deadline = Instant::now() + timeout;
-        let response = tokio::time::timeout_at(deadline, self.client.get(&url).send())
-            .await
-            .map_err(|_| ProbeFailure::Timeout)?
-            .map_err(|e| classify(&e))?;
-        let status = response.status();
-        if !(status.is_success() || status.is_redirection()) {
-            return Err(ProbeFailure::Status);
-        }
-        let Some(expected) = &target.expect_body else {
-            return Ok(());
-        };
-        let mut response = response;
-        let mut body = Vec::new();
-        loop {
-            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+        let deadline = started + timeout;
+        let result = async {
+            let addr = resolve(target, own_addr, deadline).await?;
+            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
                 .await
                 .map_err(|_| ProbeFailure::Timeout)?
-                .map_err(|e| classify(&e))?;
-            match chunk {
-                Some(c) if body.len() < MAX_BODY => body.extend_from_slice(&c),
-                _ => break,
+                .map_err(|_| ProbeFailure::Connect)?;
+            match target.kind {
+                ProbeKind::Tcp => Ok(()),
+                ProbeKind::Http => http(stream, addr, target, deadline).await,
             }
         }
-        if String::from_utf8_lossy(&body).contains(expected.as_str()) {
-            Ok(())
-        } else {
-            Err(ProbeFailure::Body)
+        .await;
+        (result, started.elapsed())
+    }
+}
+
+async fn resolve(
+    target: &ProbeTarget,
+    own_addr: Option<IpAddr>,
+    deadline: Instant,
+) -> Result<SocketAddr, ProbeFailure> {
+    let host = match (&target.host, own_addr) {
+        (None, Some(ip)) => return Ok(SocketAddr::new(ip, target.port)),
+        (None, None) => return Err(ProbeFailure::Resolve),
+        (Some(h), _) => h,
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, target.port));
+    }
+    tokio::time::timeout_at(
+        deadline,
+        tokio::net::lookup_host((host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| ProbeFailure::Timeout)?
+    .map_err(|_| ProbeFailure::Resolve)?
+    .next()
+    .ok_or(ProbeFailure::Resolve)
+}
+
+async fn http(
+    stream: TcpStream,
+    addr: SocketAddr,
+    target: &ProbeTarget,
+    deadline: Instant,
+) -> Result<(), ProbeFailure> {
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|_| ProbeFailure::Connect)?;
+    // The connection is driven on its own task and dropped with the guard.
+    let _conn = AbortOnDrop(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let host = match &target.host {
+        Some(h) => format!("{h}:{}", target.port),
+        None => addr.to_string(),
+    };
+    let request = hyper::Request::get(target.path.as_str())
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::USER_AGENT, USER_AGENT)
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| ProbeFailure::Status)?;
+    let response = tokio::time::timeout_at(deadline, sender.send_request(request))
+        .await
+        .map_err(|_| ProbeFailure::Timeout)?
+        .map_err(|_| ProbeFailure::Connect)?;
+    let status = response.status();
+    if !(status.is_success() || status.is_redirection()) {
+        return Err(ProbeFailure::Status);
+    }
+    let Some(expected) = &target.expect_body else {
+        return Ok(());
+    };
+    let mut body = response.into_body();
+    let mut seen = Vec::new();
+    while seen.len() < MAX_BODY {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| ProbeFailure::Timeout)?;
+        match frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    seen.extend_from_slice(data);
+                }
+            }
+            Some(Err(_)) => return Err(ProbeFailure::Connect),
+            None => break,
         }
+    }
+    if String::from_utf8_lossy(&seen).contains(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(ProbeFailure::Body)
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -112,26 +170,6 @@ pub async fn schedule(
         if !report(result, took, lag) {
             return;
         }
-    }
-}
-
-fn classify(e: &reqwest::Error) -> ProbeFailure {
-    if e.is_timeout() {
-        ProbeFailure::Timeout
-    } else if e.is_connect() {
-        ProbeFailure::Connect
-    } else {
-        ProbeFailure::Status
-    }
-}
-
-async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<(), ProbeFailure> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
-        Err(_) => Err(ProbeFailure::Timeout),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(ProbeFailure::Resolve),
-        Ok(Err(_)) => Err(ProbeFailure::Connect),
-        Ok(Ok(_)) => Ok(()),
     }
 }
 

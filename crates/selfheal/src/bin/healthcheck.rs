@@ -63,11 +63,12 @@ fn status(target: &Target) -> Result<u16, String> {
 fn request(mut stream: TcpStream, target: &Target, timeout: Duration) -> std::io::Result<u16> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
+    // One write: a server that answers after the first segment must not see a half request.
+    let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\n\r\n",
         target.path, target.host
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut head = Vec::with_capacity(64);
     let mut buf = [0u8; 64];
     while !head.contains(&b'\n') && head.len() < 1024 {
@@ -138,8 +139,14 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         std::thread::spawn(move || {
             if let Ok((mut conn, _)) = listener.accept() {
+                let mut seen = Vec::new();
                 let mut buf = [0u8; 512];
-                let _ = conn.read(&mut buf);
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
                 let _ = conn.write_all(response.as_bytes());
             }
         });

@@ -86,6 +86,8 @@ struct ContainerTask {
     oom_pending: bool,
     /// Found down mid-incident; looking again before acting (a restart may be under way).
     down_deferred: bool,
+    /// What the shared view last showed.
+    published: Option<ViewKey>,
     /// Resumed an incident whose restart the previous run had sent, and not seen it running
     /// since.
     resumed_restart: bool,
@@ -149,6 +151,12 @@ pub fn spawn(
         let name = info.name.clone();
         let cancel = cancel.clone();
         let target_kind = target.kind;
+        // The histogram handle is looked up once, not per probe.
+        let duration = shared
+            .metrics
+            .probe_duration
+            .get_or_create(&probe_labels(&name, target_kind))
+            .clone();
         tokio::spawn(async move {
             let report = |result: Result<(), selfheal_core::ProbeFailure>,
                           took: std::time::Duration,
@@ -157,12 +165,7 @@ pub fn spawn(
                     // Stopped, exited or mid-restart: a failure now is expected, not news.
                     return true;
                 }
-                let labels = probe_labels(&name, target_kind);
-                shared
-                    .metrics
-                    .probe_duration
-                    .get_or_create(&labels)
-                    .observe(took.as_secs_f64());
+                duration.observe(took.as_secs_f64());
                 let input = match result {
                     Ok(()) => Input::ProbeOk,
                     Err(reason) => {
@@ -193,6 +196,7 @@ pub fn spawn(
         oom_pending: false,
         down_deferred: false,
         resumed_restart,
+        published: None,
         unhealthy_received: None,
         addr,
         probe_paused,
@@ -599,8 +603,31 @@ impl ContainerTask {
         });
     }
 
+    /// Updates the shared view, but only when something shown there changed: most messages
+    /// are probe successes that change nothing.
     fn publish(&mut self) {
         let now = Instant::now();
+        let incident = self.incident.as_ref().or(self.last_incident.as_ref());
+        let key = ViewKey {
+            state: self.sup.state(),
+            docker_health: self.sup.docker_health(),
+            failures: self.sup.probe_failures(),
+            restarts: self.sup.restarts_in_window(now),
+            in_flight: self.sup.restart_in_flight(),
+            incident: incident.map(|i| {
+                (
+                    i.id,
+                    i.attempts,
+                    i.outcome.clone(),
+                    i.action_begun.is_some(),
+                )
+            }),
+            name: self.info.name.clone(),
+        };
+        if self.published.as_ref() == Some(&key) {
+            return;
+        }
+        self.published = Some(key);
         let view = ContainerView {
             id: self.info.id.clone(),
             name: self.info.name.clone(),
@@ -617,6 +644,18 @@ impl ContainerTask {
         };
         self.ctx.shared.put_view(view);
     }
+}
+
+/// The parts of a container's view that change.
+#[derive(Debug, PartialEq)]
+struct ViewKey {
+    state: State,
+    docker_health: Option<DockerHealth>,
+    failures: u32,
+    restarts: u32,
+    in_flight: bool,
+    incident: Option<(u64, u32, String, bool)>,
+    name: String,
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = selfheal::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        // One worker: the daemon only waits on I/O, and a second worker measured no faster
+        // while adding cross-thread wake-ups (BENCHMARKS.md, footprint). Journal fsyncs and
+        // the like leave the worker through `block_in_place`.
+        .worker_threads(1)
         .enable_all()
         .build()
     {

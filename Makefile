@@ -60,4 +60,4 @@ bench: images ## benchmarks (about 15 min, not part of test): results in bench/r
 	target/release/examples/bench all --out bench/results
 
 drill: ## fault drill against the running stack's app (ARGS="--rounds 5 --slo 30s" to change)
-	cargo run --release --locked -p selfheal -- drill --report bench/drill/report.md $(ARGS)
+	cargo run --release --locked -p selfheal --bin selfheal -- drill --report .build/drill/report.md $(ARGS)

@@ -336,6 +336,16 @@ impl RoundRun<'_> {
         if !c.running {
             return Some("waiting for it to run".into());
         }
+        // In the watchdog's start period failures don't count, so a fault injected then would
+        // be timed from the end of the grace, not from the fault.
+        let grace = c
+            .labels
+            .get(selfheal_core::labels::START_PERIOD)
+            .and_then(|v| selfheal_core::parse_duration(v).ok())
+            .unwrap_or(selfheal_core::WatchDefaults::default().start_period);
+        if c.started_at.is_some_and(|t| t + grace > SystemTime::now()) {
+            return Some("in the watchdog's start period".into());
+        }
         if c.has_healthcheck {
             if c.health != Some(selfheal_core::DockerHealth::Healthy) {
                 return Some("waiting for Docker to report it healthy".into());

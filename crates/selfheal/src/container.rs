@@ -280,22 +280,32 @@ impl ContainerTask {
                 self.update_info(*info);
                 // A start happened even if the process already exited again: its die event
                 // follows in the stream.
-                let since = self
-                    .info
-                    .started_at
-                    .map_or(now, |t| self.ctx.shared.clock.instant(t));
-                self.feed(
-                    Input::Running {
-                        since: since.min(now),
-                    },
-                    now,
-                )
-                .await;
-                if let Some(h) = self.info.health.filter(|_| self.info.running) {
-                    if self.sup.docker_health() != Some(h) {
-                        self.feed(Input::Health(h), now).await;
-                    }
-                }
+                self.feed_running(now).await;
+                self.feed_health(now).await;
+            }
+        }
+    }
+
+    /// Tells the policy the container runs, since its StartedAt.
+    async fn feed_running(&mut self, now: Instant) {
+        let since = self
+            .info
+            .started_at
+            .map_or(now, |t| self.ctx.shared.clock.instant(t));
+        self.feed(
+            Input::Running {
+                since: since.min(now),
+            },
+            now,
+        )
+        .await;
+    }
+
+    /// Tells the policy Docker's health status when it is news.
+    async fn feed_health(&mut self, now: Instant) {
+        if let Some(h) = self.info.health.filter(|_| self.info.running) {
+            if self.sup.docker_health() != Some(h) {
+                self.feed(Input::Health(h), now).await;
             }
         }
     }
@@ -307,23 +317,9 @@ impl ContainerTask {
         let state = self.sup.state();
         if self.info.running {
             if restarted || matches!(state, State::Exited | State::Stopped) {
-                let since = self
-                    .info
-                    .started_at
-                    .map_or(now, |t| self.ctx.shared.clock.instant(t));
-                self.feed(
-                    Input::Running {
-                        since: since.min(now),
-                    },
-                    now,
-                )
-                .await;
+                self.feed_running(now).await;
             }
-            if let Some(h) = self.info.health {
-                if self.sup.docker_health() != Some(h) {
-                    self.feed(Input::Health(h), now).await;
-                }
-            }
+            self.feed_health(now).await;
         } else if !matches!(
             state,
             State::Stopped | State::Exited | State::Restarting | State::Quarantined

@@ -191,67 +191,43 @@ impl Metrics {
 
     /// Creates the label combinations of a new container so `rate()` works from its first event.
     pub fn add_container(&self, container: &str, probe: Option<ProbeKind>) {
-        for trigger in Trigger::ALL {
-            for result in RecoveryResult::ALL {
-                let _ = self.recovery_events.get_or_create(&RecoveryLabels {
-                    container: container.into(),
-                    trigger: trigger.as_str().into(),
-                    result: result.as_str().into(),
-                });
-            }
-            let _ = self.recovery_duration.get_or_create(&TriggerLabels {
-                container: container.into(),
-                trigger: trigger.as_str().into(),
-            });
+        let keys = SeriesKeys::of(container);
+        for k in keys.recovery() {
+            let _ = self.recovery_events.get_or_create(&k);
         }
-        for state in State::ALL {
-            let _ = self.container_state.get_or_create(&StateLabels {
-                container: container.into(),
-                state: state.as_str().into(),
-            });
+        for k in keys.trigger() {
+            let _ = self.recovery_duration.get_or_create(&k);
+        }
+        for k in keys.state() {
+            let _ = self.container_state.get_or_create(&k);
         }
         if let Some(kind) = probe {
             let _ = self
                 .probe_duration
                 .get_or_create(&probe_labels(container, kind));
-            for reason in ProbeFailure::ALL {
-                let _ = self.probe_failures.get_or_create(&ReasonLabels {
-                    container: container.into(),
-                    reason: reason.as_str().into(),
-                });
+            for k in keys.reason() {
+                let _ = self.probe_failures.get_or_create(&k);
             }
         }
     }
 
     /// Drops every series of a container that is gone.
     pub fn remove_container(&self, container: &str) {
-        for trigger in Trigger::ALL {
-            for result in RecoveryResult::ALL {
-                self.recovery_events.remove(&RecoveryLabels {
-                    container: container.into(),
-                    trigger: trigger.as_str().into(),
-                    result: result.as_str().into(),
-                });
-            }
-            self.recovery_duration.remove(&TriggerLabels {
-                container: container.into(),
-                trigger: trigger.as_str().into(),
-            });
+        let keys = SeriesKeys::of(container);
+        for k in keys.recovery() {
+            self.recovery_events.remove(&k);
         }
-        for state in State::ALL {
-            self.container_state.remove(&StateLabels {
-                container: container.into(),
-                state: state.as_str().into(),
-            });
+        for k in keys.trigger() {
+            self.recovery_duration.remove(&k);
+        }
+        for k in keys.state() {
+            self.container_state.remove(&k);
         }
         for kind in [ProbeKind::Http, ProbeKind::Tcp] {
             self.probe_duration.remove(&probe_labels(container, kind));
         }
-        for reason in ProbeFailure::ALL {
-            self.probe_failures.remove(&ReasonLabels {
-                container: container.into(),
-                reason: reason.as_str().into(),
-            });
+        for k in keys.reason() {
+            self.probe_failures.remove(&k);
         }
     }
 
@@ -274,6 +250,44 @@ impl Metrics {
                 result: result.as_str().into(),
             })
             .inc();
+    }
+}
+
+/// Every per-container label set of the bounded families, for creating or removing them.
+struct SeriesKeys<'a> {
+    container: &'a str,
+}
+
+impl<'a> SeriesKeys<'a> {
+    fn of(container: &'a str) -> Self {
+        Self { container }
+    }
+    fn recovery(&self) -> impl Iterator<Item = RecoveryLabels> + '_ {
+        Trigger::ALL.iter().flat_map(move |t| {
+            RecoveryResult::ALL.iter().map(move |r| RecoveryLabels {
+                container: self.container.into(),
+                trigger: t.as_str().into(),
+                result: r.as_str().into(),
+            })
+        })
+    }
+    fn trigger(&self) -> impl Iterator<Item = TriggerLabels> + '_ {
+        Trigger::ALL.iter().map(move |t| TriggerLabels {
+            container: self.container.into(),
+            trigger: t.as_str().into(),
+        })
+    }
+    fn state(&self) -> impl Iterator<Item = StateLabels> + '_ {
+        State::ALL.iter().map(move |s| StateLabels {
+            container: self.container.into(),
+            state: s.as_str().into(),
+        })
+    }
+    fn reason(&self) -> impl Iterator<Item = ReasonLabels> + '_ {
+        ProbeFailure::ALL.iter().map(move |r| ReasonLabels {
+            container: self.container.into(),
+            reason: r.as_str().into(),
+        })
     }
 }
 

@@ -6,28 +6,9 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
 use std::sync::mpsc;
-use std::time::Duration;
 use support::*;
 
-const FAST_HEALTH: &[&str] = &[
-    "--health-interval",
-    "1s",
-    "--health-timeout",
-    "1s",
-    "--health-retries",
-    "2",
-    "--health-start-period",
-    "1s",
-];
 const WATCH_FAST: &[&str] = &["--start-period", "1s", "--backoff-initial", "500ms"];
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
-    a.iter().chain(b).copied().collect()
-}
 
 #[test]
 fn dry_run_decides_and_records_but_changes_nothing() {
@@ -222,12 +203,7 @@ fn incidents_command_reads_the_journal() {
     app.wait_health("healthy", secs(20)).unwrap();
     w.wait_state(&app.name, "healthy", secs(20)).unwrap();
     app.chaos("unhealthy");
-    wait_for("a recovered incident", secs(30), || {
-        w.incidents(&app.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    w.wait_recovered(&app.name, secs(30));
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_selfheal"))
             .arg("incidents")

@@ -4,19 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
 use support::*;
 
-const FAST_HEALTH: &[&str] = &[
-    "--health-interval",
-    "1s",
-    "--health-timeout",
-    "1s",
-    "--health-retries",
-    "2",
-    "--health-start-period",
-    "1s",
-];
 const WATCH_FAST: &[&str] = &[
     "--start-period",
     "1s",
@@ -25,14 +14,6 @@ const WATCH_FAST: &[&str] = &[
     "--backoff-reset",
     "5s",
 ];
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
-    a.iter().chain(b).copied().collect()
-}
 
 /// Issue test 1: Docker's HEALTHCHECK turns unhealthy: restarted, incident closes with a time to recover.
 #[test]
@@ -54,12 +35,7 @@ fn unhealthy_container_is_restarted_and_the_incident_closes() {
     let started = app.started_at();
 
     app.chaos("unhealthy");
-    let recovered = wait_for("the incident to close", secs(40), || {
-        w.incidents(&app.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let recovered = w.wait_recovered(&app.name, secs(40));
 
     assert_ne!(app.started_at(), started, "the container was restarted");
     app.wait_health("healthy", secs(20)).unwrap();
@@ -117,12 +93,7 @@ fn hang_seen_only_by_the_http_probe_is_restarted() {
     w.wait_state(&app.name, "healthy", secs(20)).unwrap();
     let started = app.started_at();
     app.chaos("hang");
-    let incident = wait_for("the probe_failed incident to recover", secs(40), || {
-        w.incidents(&app.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let incident = w.wait_recovered(&app.name, secs(40));
     assert_eq!(incident["trigger"], "probe_failed");
     assert_ne!(app.started_at(), started);
     let (status, _) = http(
@@ -159,12 +130,7 @@ fn crash_restarted_by_docker_is_recorded_not_repeated() {
     app.wait_health("healthy", secs(20)).unwrap();
     w.wait_state(&app.name, "healthy", secs(20)).unwrap();
     app.chaos("crash");
-    let incident = wait_for("the died incident to recover", secs(40), || {
-        w.incidents(&app.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let incident = w.wait_recovered(&app.name, secs(40));
     assert_eq!(incident["trigger"], "died");
     assert_eq!(app.restart_count(), 1, "Docker restarted it once");
     let observed = [
@@ -281,12 +247,7 @@ fn crash_loop_backs_off_then_quarantines_while_others_heal() {
     other.chaos("unhealthy");
     w.wait_state(&looping.name, "quarantined", secs(60))
         .unwrap();
-    let healed = wait_for("the other container to be healed", secs(30), || {
-        w.incidents(&other.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    });
-    assert!(healed.is_ok(), "{healed:?}\n{}", w.log_tail());
+    w.wait_recovered(&other.name, secs(30));
 
     let quarantined = w.incidents(&looping.name);
     assert!(
@@ -364,12 +325,7 @@ fn container_without_opt_in_is_never_touched() {
     canary.chaos("unhealthy");
     app.wait_health("unhealthy", secs(20)).unwrap();
     // The canary proves the watchdog was acting during the same time.
-    wait_for("the canary to be healed", secs(30), || {
-        w.incidents(&canary.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    w.wait_recovered(&canary.name, secs(30));
     assert_eq!(
         app.started_at(),
         started,
@@ -443,12 +399,7 @@ fn bad_label_is_reported_and_others_are_still_healed() {
     let bad_started = bad.started_at();
     bad.chaos("unhealthy");
     good.chaos("unhealthy");
-    wait_for("the good container to be healed", secs(30), || {
-        w.incidents(&good.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    w.wait_recovered(&good.name, secs(30));
     bad.wait_health("unhealthy", secs(20)).unwrap();
     assert_eq!(
         bad.started_at(),
@@ -630,12 +581,7 @@ fn docker_connection_cut_and_restored_heals_the_fault_from_the_outage() {
     assert_eq!(app.started_at(), started);
 
     proxy.set_cut(false);
-    let incident = wait_for("the fault from the outage to be healed", secs(60), || {
-        w.incidents(&app.name)
-            .into_iter()
-            .find(|i| i["outcome"] == "recovered")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let incident = w.wait_recovered(&app.name, secs(60));
     assert_eq!(incident["trigger"], "unhealthy");
     assert_ne!(
         app.started_at(),

@@ -11,6 +11,26 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "selfheal/demo-app:latest";
+/// A Docker HEALTHCHECK that notices a fault within about two seconds.
+pub const FAST_HEALTH: &[&str] = &[
+    "--health-interval",
+    "1s",
+    "--health-timeout",
+    "1s",
+    "--health-retries",
+    "2",
+    "--health-start-period",
+    "1s",
+];
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `a` followed by `b`.
+pub fn with<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<&'a str> {
+    a.iter().chain(b).copied().collect()
+}
 pub const TOKEN: &str = "drill-token";
 
 pub fn docker(args: &[&str]) -> String {
@@ -371,6 +391,16 @@ impl Watchdog {
                     .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
             })
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// Waits for a recovered incident of `name`; panics with the watchdog's log otherwise.
+    pub fn wait_recovered(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        wait_for(&format!("a recovered incident of {name}"), timeout, || {
+            self.incidents(name)
+                .into_iter()
+                .find(|i| i["outcome"] == "recovered")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail()))
     }
 
     pub fn wait_state(&self, name: &str, want: &str, timeout: Duration) -> Result<(), String> {

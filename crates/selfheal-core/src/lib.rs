@@ -1,17 +1,24 @@
-//! The decision core of selfheal: label parsing, backoff, restart budget and the per-container
-//! recovery policy. No I/O and no clock of its own: every function takes `now` as an argument,
-//! so the whole policy is tested with paused time.
+//! The decision core of selfheal: label parsing, backoff, restart budget, Docker's restart
+//! policy and the per-container [`Supervisor`]. No I/O and no clock of its own: every function
+//! takes `now` as an argument, so the whole policy is tested with paused time and with
+//! property tests over random timed sequences.
 
 pub mod backoff;
 pub mod budget;
 pub mod duration;
 pub mod labels;
 pub mod policy;
+pub mod restart_policy;
+pub mod supervisor;
 
 pub use backoff::Backoff;
 pub use budget::RestartBudget;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use labels::{LabelError, ProbeKind, ProbeTarget, WatchDefaults, WatchSpec};
 pub use policy::{
-    DockerHealth, Effect, Input, Outcome, ProbeFailure, RecoveryResult, State, Supervisor, Trigger,
+    DockerHealth, Effect, Exit, IncidentTimes, NotAttempted, Observation, Outcome, PolicySpec,
+    ProbeFailure, ProbeOutcome, RecoveryResult, RestartOrder, RestartOutcome, RunStatus, Snapshot,
+    State, Trigger, Unobservable, DEFAULT_STOP_TIMEOUT,
 };
+pub use restart_policy::RestartPolicy;
+pub use supervisor::{Phase, Supervisor};

@@ -132,6 +132,11 @@ mod tests {
         assert!(ct.starts_with("application/openmetrics-text"));
         assert!(body.contains("app_recovery_events_total{container=\"web\",trigger=\"unhealthy\",result=\"success\"} 0"), "{body}");
         assert!(body.contains("selfheal_build_info{version="));
+        assert!(
+            body.contains("selfheal_journal_write_failures_total 0"),
+            "{body}"
+        );
+        assert!(body.contains("selfheal_incidents_unpersisted 0"), "{body}");
         assert!(body.ends_with("# EOF\n"));
         // Docker not connected yet: not healthy.
         let (s, _, body) = get(app.clone(), "/healthz").await;

@@ -1078,8 +1078,19 @@ mod tests {
             vec![SkipReason::IdOutOfRange; 2]
         );
         assert_eq!(j.next_id(), 3);
-        let (_, rec) = read_only(dir.path()).unwrap();
+        j.record(incident(3, IncidentOutcome::Open));
+        assert!(j.flush(WAIT));
+        let (list, rec) = read_only(dir.path()).unwrap();
         assert_eq!(rec.skipped_count, 2);
+        // The old incidents are still there, next to the new one.
+        assert_eq!(
+            ids_and_outcomes(&list),
+            vec![
+                (3, IncidentOutcome::Open),
+                (2, IncidentOutcome::Recovered),
+                (1, IncidentOutcome::Recovered)
+            ]
+        );
     }
 
     #[test]
@@ -1209,8 +1220,12 @@ mod tests {
             })
             .collect::<String>();
         std::fs::write(journal_path(dir.path()), text).unwrap();
-        let (j, _) =
+        // Left by a compaction that crashed before its rename: removed, never read.
+        std::fs::write(dir.path().join("incidents.jsonl.tmp"), "half a fi").unwrap();
+        let (j, rec) =
             IncidentJournal::open_with(dir.path(), JournalMetrics::default(), limits).unwrap();
+        assert!(rec.compacted);
+        assert_eq!(dir_entries(dir.path()), vec!["incidents.jsonl"]);
         let mut ids: Vec<u64> = j.list(None, None).iter().map(|i| i.id).collect();
         ids.sort_unstable();
         assert_eq!(ids, vec![3, 26, 27, 28, 29, 30]);

@@ -86,13 +86,21 @@ async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<IncidentQu
                 .into_response()
         }
     };
+    if q.container.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        // An empty filter would match every container (all ids start with "").
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": "container= is empty: give a name or an id" })),
+        )
+            .into_response();
+    }
     Json(shared.journal.list(since, q.container.as_deref())).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::IncidentJournal;
+    use crate::journal::{IncidentJournal, JournalMetrics};
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -115,7 +123,7 @@ mod tests {
     #[tokio::test]
     async fn routes() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = IncidentJournal::open(dir.path()).unwrap();
+        let (journal, _) = IncidentJournal::open(dir.path(), JournalMetrics::default()).unwrap();
         let shared = Shared::new(Arc::new(journal), false);
         shared.metrics.add_container("web", None);
         let app = router(shared.clone());
@@ -124,6 +132,11 @@ mod tests {
         assert!(ct.starts_with("application/openmetrics-text"));
         assert!(body.contains("app_recovery_events_total{container=\"web\",trigger=\"unhealthy\",result=\"success\"} 0"), "{body}");
         assert!(body.contains("selfheal_build_info{version="));
+        assert!(
+            body.contains("selfheal_journal_write_failures_total 0"),
+            "{body}"
+        );
+        assert!(body.contains("selfheal_incidents_unpersisted 0"), "{body}");
         assert!(body.ends_with("# EOF\n"));
         // Docker not connected yet: not healthy.
         let (s, _, body) = get(app.clone(), "/healthz").await;
@@ -136,6 +149,14 @@ mod tests {
         assert!(body.contains("bogus"));
         let (s, _, body) = get(app.clone(), "/api/v1/incidents?since=1h").await;
         assert_eq!((s, body.as_str()), (StatusCode::OK, "[]"));
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents?container=").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(ct.starts_with("application/json"), "{ct}");
+        let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            err["error"].as_str().unwrap().contains("container"),
+            "{body}"
+        );
         assert_eq!(get(app, "/api/v1/containers").await.2, "[]");
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::config::{WatchArgs, WatchConfig};
 use crate::docker::{self, bounded, ContainerInfo};
-use crate::journal::{self, Incident, IncidentJournal};
+use crate::journal::{self, Incident, IncidentJournal, JournalMetrics};
 use crate::shared::Shared;
 use crate::watch::Watcher;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
@@ -119,20 +119,33 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.resolve()?;
-    let (journal, recovery) = IncidentJournal::open(&cfg.state_dir)?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = crate::metrics::Metrics::register(&mut registry);
+    let journal_metrics = JournalMetrics {
+        write_failures: metrics.journal_write_failures.clone(),
+        unpersisted: metrics.incidents_unpersisted.clone(),
+    };
+    let (journal, recovery) = IncidentJournal::open(&cfg.state_dir, journal_metrics)?;
     if recovery.torn_tail_bytes > 0 {
         tracing::warn!(bytes = recovery.torn_tail_bytes, path = %journal.path().display(),
             "incident journal ended in a torn record (crash while writing); it was cut off");
     }
-    for line in recovery
+    for s in recovery
         .skipped
         .iter()
-        .skip(usize::from(recovery.torn_tail_bytes > 0))
+        .filter(|s| s.reason != journal::SkipReason::TornTail)
     {
-        tracing::warn!(record = %line, "skipped an unreadable incident record");
+        tracing::warn!(line = s.line, bytes = s.len, reason = s.reason.as_str(), excerpt = %s.excerpt,
+            "skipped an unreadable incident record");
+    }
+    if recovery.skipped_count > recovery.skipped.len() {
+        tracing::warn!(
+            more = recovery.skipped_count - recovery.skipped.len(),
+            "skipped more unreadable incident records than are listed"
+        );
     }
     tracing::info!(records = recovery.records, open = journal.open_incidents().len(), path = %journal.path().display(), "incident journal loaded");
-    let shared = Shared::new(Arc::new(journal), cfg.dry_run);
+    let shared = Shared::with_metrics(Arc::new(journal), registry, metrics, cfg.dry_run);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cfg.listen))?;
@@ -148,9 +161,16 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 .await;
         })
     };
+    let journal = shared.journal.clone();
     Watcher::new(cfg, shared)?.run(cancel.clone()).await;
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let flushed = tokio::task::spawn_blocking(move || journal.flush(Duration::from_secs(5)))
+        .await
+        .unwrap_or(false);
+    if !flushed {
+        tracing::error!("incidents not written to the journal before stopping");
+    }
     tracing::info!("selfheal watchdog stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -258,24 +278,15 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
                 .await?
         }
         None => {
-            let (all, skipped) = journal::read_only(&args.state_dir)?;
-            if !skipped.is_empty() {
+            let (all, report) = journal::read_only(&args.state_dir)?;
+            if report.skipped_count > 0 {
                 eprintln!(
                     "selfheal: skipped {} unreadable record(s) in the journal",
-                    skipped.len()
+                    report.skipped_count
                 );
             }
             all.into_iter()
-                .filter(|i| {
-                    args.container
-                        .as_deref()
-                        .is_none_or(|c| i.container == c || i.container_id.starts_with(c))
-                })
-                .filter(|i| {
-                    since.is_none_or(|s| {
-                        humantime::parse_rfc3339_weak(&i.detected).is_ok_and(|d| d >= s)
-                    })
-                })
+                .filter(|i| i.matches(since, args.container.as_deref()))
                 .collect()
         }
     };
@@ -294,7 +305,7 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
             i.id,
             i.detected,
             truncate(&i.container, 24),
-            i.trigger,
+            i.trigger.as_str(),
             i.outcome,
             secs(i.time_to_detect_seconds),
             secs(i.time_to_recover_seconds),

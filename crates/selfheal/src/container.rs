@@ -3,7 +3,7 @@
 
 use crate::docker::ContainerInfo;
 use crate::executor::{ExecOutcome, Executor, DEFAULT_STOP_TIMEOUT};
-use crate::journal::Incident;
+use crate::journal::{Incident, IncidentOutcome};
 use crate::metrics::probe_labels;
 use crate::notify::{Notification, Notifier};
 use crate::probe::Prober;
@@ -121,7 +121,7 @@ pub fn spawn(
         let first = humantime::parse_rfc3339_weak(&i.first_failure).ok()?;
         let detected = humantime::parse_rfc3339_weak(&i.detected).ok()?;
         Some(OpenIncident {
-            trigger: Trigger::parse(&i.trigger)?,
+            trigger: i.trigger,
             first_failure: ctx.shared.clock.instant(first),
             detected: ctx.shared.clock.instant(detected),
             attempts: i.attempts,
@@ -477,7 +477,7 @@ impl ContainerTask {
                     container_id: self.info.id.clone(),
                     compose_project: self.info.compose_project(),
                     compose_service: self.info.compose_service(),
-                    trigger: trigger.as_str().into(),
+                    trigger,
                     first_failure: clock.rfc3339(first_failure),
                     detected: clock.rfc3339(detected),
                     action_begun: None,
@@ -487,8 +487,9 @@ impl ContainerTask {
                     ),
                     time_to_recover_seconds: None,
                     attempts: 0,
-                    outcome: "open".into(),
+                    outcome: IncidentOutcome::Open,
                     dry_run: shared.dry_run,
+                    unpersisted: false,
                 };
                 tracing::warn!(container = %name, %trigger, incident = incident.id, "incident opened");
                 self.notify("opened", &incident);
@@ -524,7 +525,7 @@ impl ContainerTask {
                         .observe(ttr.as_secs_f64());
                 }
                 if let Some(mut i) = self.incident.take() {
-                    i.outcome = outcome.as_str().into();
+                    i.outcome = outcome.into();
                     i.attempts = attempts;
                     if outcome == Outcome::Recovered {
                         i.healthy_again = Some(shared.clock.rfc3339(now));
@@ -558,11 +559,8 @@ impl ContainerTask {
 
     fn write_incident(&self) {
         if let Some(i) = &self.incident {
-            // fsync: let the runtime move other work off this thread meanwhile.
-            let journal = &self.ctx.shared.journal;
-            if let Err(e) = tokio::task::block_in_place(|| journal.record(i)) {
-                tracing::error!(error = %e, "could not write the incident journal");
-            }
+            // Never waits on the disk: the journal's writer thread appends it.
+            self.ctx.shared.journal.record(i.clone());
         }
     }
 
@@ -592,7 +590,7 @@ impl ContainerTask {
             text,
             event,
             container: i.container.clone(),
-            trigger: i.trigger.clone(),
+            trigger: i.trigger.to_string(),
             incident_id: i.id,
             time_to_recover_seconds: i.time_to_recover_seconds,
             attempts: i.attempts,
@@ -614,7 +612,7 @@ impl ContainerTask {
                 (
                     i.id,
                     i.attempts,
-                    i.outcome.clone(),
+                    i.outcome.to_string(),
                     i.action_begun.is_some(),
                 )
             }),

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub docker_reconnects: Counter,
     pub event_to_action: Histogram,
     pub build_info: Family<VersionLabels, Gauge>,
+    pub journal_write_failures: Counter,
+    pub incidents_unpersisted: Gauge,
 }
 
 impl Metrics {
@@ -106,6 +108,8 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             ]),
             build_info: Family::default(),
+            journal_write_failures: Counter::default(),
+            incidents_unpersisted: Gauge::default(),
         };
         // Counters are registered without `_total`: the library appends it.
         registry.register(
@@ -180,6 +184,16 @@ impl Metrics {
             "selfheal_build_info",
             "Build information",
             m.build_info.clone(),
+        );
+        registry.register(
+            "selfheal_journal_write_failures",
+            "Failed writes of the incident journal (appends, reopens, compactions)",
+            m.journal_write_failures.clone(),
+        );
+        registry.register(
+            "selfheal_incidents_unpersisted",
+            "Incidents whose latest version is only in memory because a journal write failed",
+            m.incidents_unpersisted.clone(),
         );
         m.build_info
             .get_or_create(&VersionLabels {

@@ -87,6 +87,16 @@ impl Shared {
     pub fn new(journal: Arc<IncidentJournal>, dry_run: bool) -> Arc<Self> {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        Self::with_metrics(journal, registry, metrics, dry_run)
+    }
+
+    /// With metrics registered before the journal was opened (it is given their handles).
+    pub fn with_metrics(
+        journal: Arc<IncidentJournal>,
+        registry: Registry,
+        metrics: Metrics,
+        dry_run: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             metrics,
             registry,

@@ -250,8 +250,8 @@ impl Watcher {
             // Incidents left open by a previous run for containers that no longer exist.
             for mut i in self.shared.journal.open_incidents() {
                 if !seen.contains(&i.container_id) {
-                    i.outcome = "abandoned".into();
-                    let _ = self.shared.journal.record(&i);
+                    i.outcome = crate::journal::IncidentOutcome::Abandoned;
+                    self.shared.journal.record(i);
                 }
             }
         }

@@ -9,6 +9,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use selfheal::journal::IncidentOutcome;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -403,8 +404,8 @@ pub async fn crash() -> Result<serde_json::Value, String> {
         "watchdog": summarize("watchdog"),
         "floor": summarize("floor"),
         "incidents": incidents.len(),
-        "incidents_recovered": incidents.iter().filter(|i| i.outcome == "recovered").count(),
-        "incident_triggers": incidents.iter().map(|i| i.trigger.clone()).collect::<Vec<_>>(),
+        "incidents_recovered": incidents.iter().filter(|i| i.outcome == IncidentOutcome::Recovered).count(),
+        "incident_triggers": incidents.iter().map(|i| i.trigger).collect::<Vec<_>>(),
         "watchdog_recorded_time_to_recover_s": dist(&recorded),
         "recovery_events_observed": observed,
         "goal": "fault -> healthy p50 <= 1.5 s",
@@ -536,7 +537,7 @@ pub async fn mass() -> Result<serde_json::Value, String> {
             "total": restarts.values().sum::<usize>(),
         },
         "incidents": incidents.len(),
-        "incidents_recovered": incidents.iter().filter(|i| i.outcome == "recovered").count(),
+        "incidents_recovered": incidents.iter().filter(|i| i.outcome == IncidentOutcome::Recovered).count(),
         "floor_fault_to_all_healthy_no_detection_s": floor_all.0,
         "floor_plus_detection_s": floor_all.0 + 2.0,
         "goal": "all healthy <= 20 s",

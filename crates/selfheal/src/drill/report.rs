@@ -138,8 +138,8 @@ impl RoundRecord {
         self.restarts = t.starts;
         if let Some(i) = incident {
             self.incident_id = Some(i.id);
-            self.incident_trigger = Some(i.trigger.clone());
-            self.incident_outcome = Some(i.outcome.clone());
+            self.incident_trigger = Some(i.trigger.to_string());
+            self.incident_outcome = Some(i.outcome.to_string());
         }
     }
 }

@@ -6,7 +6,7 @@ use super::report::RoundRecord;
 use super::target::Target;
 use super::{Progress, Scenario};
 use crate::docker::{bounded, ContainerInfo};
-use crate::journal::Incident;
+use crate::journal::{Incident, IncidentOutcome};
 use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -228,7 +228,7 @@ impl RoundRun<'_> {
             }
             let quarantined = incident
                 .as_ref()
-                .is_some_and(|i| i.outcome == "quarantined");
+                .is_some_and(|i| i.outcome == IncidentOutcome::Quarantined);
             // Healthy by Docker's word; wait a little for the watchdog to close its incident
             // so the record has its times too.
             let incident_settled = self.watchdog.is_none()

@@ -572,7 +572,7 @@ impl Run {
                 self.model.order = None;
                 self.model.attempted.push(sent);
                 self.model.recent += 1;
-                if pick % 5 == 0 {
+                if pick.is_multiple_of(5) {
                     self.model.down();
                     self.feed(Observation::RestartFinished(RestartOutcome::Failed(
                         "Docker said no".into(),

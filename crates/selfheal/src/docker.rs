@@ -5,7 +5,7 @@
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
 use bollard::Docker;
-use selfheal_core::DockerHealth;
+use selfheal_core::{DockerHealth, Exit, RestartPolicy, RunStatus, Snapshot};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -71,8 +71,12 @@ pub struct ContainerInfo {
     pub name: String,
     pub labels: HashMap<String, String>,
     pub running: bool,
+    pub paused: bool,
     /// Waiting for Docker's restart policy to start it again.
     pub restarting: bool,
+    pub exit_code: i64,
+    /// When the current run of failing HEALTHCHECK results began (`State.Health.Log`).
+    pub health_failing_since: Option<SystemTime>,
     pub started_at: Option<SystemTime>,
     pub health: Option<DockerHealth>,
     pub has_healthcheck: bool,
@@ -107,6 +111,11 @@ impl ContainerInfo {
                 HealthStatusEnum::STARTING => Some(DockerHealth::Starting),
                 _ => None,
             });
+        let health_failing_since = state
+            .health
+            .as_ref()
+            .and_then(|h| h.log.as_ref())
+            .and_then(|log| first_failing_check(log));
         let mut addresses: Vec<(String, IpAddr)> = c
             .network_settings
             .and_then(|n| n.networks)
@@ -143,7 +152,10 @@ impl ContainerInfo {
                 .to_string(),
             labels: config.labels.unwrap_or_default(),
             running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
             restarting: state.restarting.unwrap_or(false),
+            exit_code: state.exit_code.unwrap_or(0),
+            health_failing_since,
             started_at: state
                 .started_at
                 .as_deref()
@@ -160,14 +172,33 @@ impl ContainerInfo {
         }
     }
 
-    /// Will Docker's own restart policy start the container again after it exited `exit_code`?
-    pub fn docker_restarts(&self, exit_code: i64) -> bool {
-        match self.restart_policy.as_str() {
-            "always" | "unless-stopped" => true,
-            "on-failure" => {
-                exit_code != 0 && (self.max_retries == 0 || self.restart_count < self.max_retries)
-            }
-            _ => false,
+    pub fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy::from_docker(&self.restart_policy, self.max_retries)
+    }
+
+    /// How the process ended last, as of this inspect.
+    pub fn exit(&self, code: i64, oom_killed: bool) -> Exit {
+        Exit {
+            code,
+            oom_killed,
+            restart_count: self.restart_count,
+        }
+    }
+
+    /// What the healing core needs of this inspect; `at` maps Docker's times to the core's.
+    pub fn snapshot(&self, at: impl Fn(SystemTime) -> tokio::time::Instant) -> Snapshot {
+        let exit = self.exit(self.exit_code, self.oom_killed);
+        let status = match (self.running, self.started_at) {
+            (true, Some(started)) if !self.restarting => RunStatus::Running {
+                started_at: at(started),
+                paused: self.paused,
+            },
+            _ if self.restarting => RunStatus::Restarting { exit },
+            _ => RunStatus::Exited { exit },
+        };
+        Snapshot {
+            status,
+            health: self.health.filter(|_| self.running),
         }
     }
 
@@ -200,6 +231,16 @@ impl ContainerInfo {
             .or(self.addresses.first())
             .map(|(_, ip)| *ip)
     }
+}
+
+/// The start of the oldest failing check in the unbroken run of failures that ends the log.
+fn first_failing_check(log: &[bollard::models::HealthcheckResult]) -> Option<SystemTime> {
+    log.iter()
+        .rev()
+        .take_while(|r| r.exit_code.is_some_and(|c| c != 0))
+        .filter_map(|r| r.start.as_ref())
+        .filter_map(|t| humantime::parse_rfc3339_weak(t).ok())
+        .min()
 }
 
 #[cfg(test)]
@@ -236,22 +277,5 @@ mod tests {
             Some("127.0.0.1".parse().unwrap())
         );
         assert_eq!(ContainerInfo::default().probe_address(None, &[]), None);
-    }
-
-    #[test]
-    fn restart_policy_semantics() {
-        let mut c = ContainerInfo {
-            restart_policy: "on-failure".into(),
-            ..Default::default()
-        };
-        assert!(c.docker_restarts(1));
-        assert!(!c.docker_restarts(0));
-        c.max_retries = 3;
-        c.restart_count = 3;
-        assert!(!c.docker_restarts(1), "Docker gave up after on-failure:3");
-        c.restart_policy = "no".into();
-        assert!(!c.docker_restarts(137));
-        c.restart_policy = "unless-stopped".into();
-        assert!(c.docker_restarts(0));
     }
 }

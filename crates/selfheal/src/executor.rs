@@ -1,26 +1,43 @@
-//! The executor: the only code that changes containers.
+//! The executor: the only code that changes containers. It carries out the healing core's
+//! restart orders and reports how each ended in the core's own terms.
 
-use crate::docker::DockerError;
+use crate::docker::{ContainerInfo, DockerError};
 use crate::shared::Shared;
-use bollard::query_parameters::RestartContainerOptionsBuilder;
+use bollard::query_parameters::{InspectContainerOptions, RestartContainerOptionsBuilder};
 use bollard::Docker;
+use selfheal_core::{NotAttempted, RestartOrder, RestartOutcome};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{RwLock, Semaphore};
 
-/// Docker's default stop timeout, used when neither the label nor the container set one.
-pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
 /// Margin over the stop timeout for the HTTP call, so the client never gives up while Docker is
 /// still waiting for the process to exit (a known failure of autoheal-style tools).
 const RESTART_MARGIN: Duration = Duration::from_secs(30);
 
+/// How a restart order ended, from the engine's side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecOutcome {
-    Restarted,
-    Failed(String),
-    DryRun,
-    Cancelled,
+    Finished(RestartOutcome),
+    /// Docker answered 404: the container no longer exists.
     Gone,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The container engine as a container task sees it: look, and restart. The real one is
+/// [`Executor`] over bollard; tests drive the task loop with a fake.
+pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
+    /// `GET /containers/{id}/json`, or `None` when it cannot be read now.
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>>;
+    /// Carries out `order`; `on_sent` is awaited right before the request goes to Docker.
+    fn restart<'a>(
+        &'a self,
+        id: &'a str,
+        order: &'a RestartOrder,
+        on_sent: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, ExecOutcome>;
 }
 
 /// Restarts containers, bounded by a global limit of restarts in flight.
@@ -44,46 +61,46 @@ impl Executor {
         }
     }
 
-    /// `GET /containers/{id}/json`, or `None` when it cannot be read now.
-    pub async fn inspect(&self, id: &str) -> Option<crate::docker::ContainerInfo> {
+    async fn inspect_now(&self, id: &str) -> Option<ContainerInfo> {
         let docker = self.docker.read().await.clone()?;
-        let opts = None::<bollard::query_parameters::InspectContainerOptions>;
-        let c = crate::docker::bounded(docker.inspect_container(id, opts))
+        let c = crate::docker::bounded(docker.inspect_container(id, None::<InspectContainerOptions>))
             .await
             .ok()?;
-        Some(crate::docker::ContainerInfo::from_inspect(c))
+        Some(ContainerInfo::from_inspect(c))
     }
 
-    /// `POST /containers/{id}/restart?t=<stop timeout>`.
-    ///
-    /// `must_be_running`: if the restart had to wait for its turn, it is dropped
-    /// ([`ExecOutcome::Cancelled`]) when the container stopped meanwhile (a user's stop wins).
-    /// `on_sent` runs right before the request goes out.
-    pub async fn restart(
+    /// `POST /containers/{id}/restart?t=<stop timeout>`. If the order had to wait for its
+    /// turn and requires a running container, it is dropped when the container stopped
+    /// meanwhile (a user's stop wins).
+    async fn restart_now(
         &self,
         id: &str,
-        stop_timeout: u32,
-        must_be_running: bool,
-        on_sent: impl FnOnce(),
+        order: &RestartOrder,
+        on_sent: BoxFuture<'_, ()>,
     ) -> ExecOutcome {
         if self.shared.dry_run {
-            return ExecOutcome::DryRun;
+            return ExecOutcome::Finished(RestartOutcome::Skipped);
         }
+        let not_attempted = |why| ExecOutcome::Finished(RestartOutcome::NotAttempted(why));
         let (_permit, waited) = match self.limit.clone().try_acquire_owned() {
             Ok(p) => (p, false),
             Err(_) => match self.limit.clone().acquire_owned().await {
                 Ok(p) => (p, true),
-                Err(_) => return ExecOutcome::Failed("executor closed".into()),
+                Err(_) => return not_attempted(NotAttempted::Unreachable),
             },
         };
-        if waited && must_be_running && self.inspect(id).await.is_some_and(|c| !c.running) {
-            return ExecOutcome::Cancelled;
+        if waited
+            && order.require_running
+            && self.inspect_now(id).await.is_some_and(|c| !c.running)
+        {
+            return not_attempted(NotAttempted::Cancelled);
         }
         let Some(docker) = self.docker.read().await.clone() else {
-            return ExecOutcome::Failed("Docker engine not connected".into());
+            return not_attempted(NotAttempted::Unreachable);
         };
-        on_sent();
+        on_sent.await;
         self.shared.metrics.restarts_in_flight.inc();
+        let stop_timeout = order.stop_timeout;
         let budget = Duration::from_secs(u64::from(stop_timeout)) + RESTART_MARGIN;
         let docker = docker.with_timeout(budget);
         let opts = RestartContainerOptionsBuilder::default()
@@ -91,13 +108,34 @@ impl Executor {
             .build();
         let result = tokio::time::timeout(budget, docker.restart_container(id, Some(opts))).await;
         self.shared.metrics.restarts_in_flight.dec();
-        match result {
-            Ok(Ok(())) => ExecOutcome::Restarted,
+        let outcome = match result {
+            Ok(Ok(())) => RestartOutcome::Done,
             Ok(Err(e)) => match DockerError::from_api(e) {
-                DockerError::NotFound => ExecOutcome::Gone,
-                e => ExecOutcome::Failed(e.to_string()),
+                DockerError::NotFound => return ExecOutcome::Gone,
+                // Docker's own answer: it tried and refused or failed.
+                DockerError::Api(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
+                    RestartOutcome::Failed(e.to_string())
+                }
+                // The request did not get an answer from Docker at all.
+                _ => RestartOutcome::NotAttempted(NotAttempted::Unreachable),
             },
-            Err(_) => ExecOutcome::Failed(format!("restart did not finish within {budget:?}")),
-        }
+            Err(_) => RestartOutcome::Failed(format!("restart did not finish within {budget:?}")),
+        };
+        ExecOutcome::Finished(outcome)
+    }
+}
+
+impl ContainerRuntime for Executor {
+    fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>> {
+        Box::pin(self.inspect_now(id))
+    }
+
+    fn restart<'a>(
+        &'a self,
+        id: &'a str,
+        order: &'a RestartOrder,
+        on_sent: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, ExecOutcome> {
+        Box::pin(self.restart_now(id, order, on_sent))
     }
 }

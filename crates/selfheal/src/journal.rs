@@ -83,6 +83,10 @@ pub struct Incident {
     pub detected: String,
     #[serde(default)]
     pub action_begun: Option<String>,
+    /// When the latest restart was sent (a restart a crash of the watchdog interrupted is
+    /// finished from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<String>,
     #[serde(default)]
     pub healthy_again: Option<String>,
     #[serde(default)]
@@ -891,6 +895,7 @@ mod tests {
             first_failure: format!("2026-01-01T00:00:0{}Z", id % 10),
             detected: format!("2026-01-01T00:00:0{}Z", id % 10),
             action_begun: None,
+            last_restart: None,
             healthy_again: None,
             time_to_detect_seconds: None,
             time_to_recover_seconds: None,

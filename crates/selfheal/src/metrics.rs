@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use selfheal_core::{ProbeFailure, ProbeKind, RecoveryResult, State, Trigger};
+use selfheal_core::{ProbeFailure, ProbeKind, RecoveryResult, State, Trigger, Unobservable};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RecoveryLabels {
@@ -72,6 +72,7 @@ pub struct Metrics {
     pub container_state: Family<StateLabels, Gauge>,
     pub probe_duration: Family<ProbeLabels, Histogram>,
     pub probe_failures: Family<ReasonLabels, Counter>,
+    pub probe_unobservable: Family<ReasonLabels, Counter>,
     pub quarantined: Gauge,
     pub docker_up: Gauge,
     pub watched: Gauge,
@@ -97,6 +98,7 @@ impl Metrics {
                 ])
             }),
             probe_failures: Family::default(),
+            probe_unobservable: Family::default(),
             quarantined: Gauge::default(),
             docker_up: Gauge::default(),
             watched: Gauge::default(),
@@ -140,6 +142,11 @@ impl Metrics {
             m.probe_failures.clone(),
         );
         registry.register(
+            "selfheal_probe_unobservable",
+            "Probes that could not look at the container (the watchdog's own trouble: DNS, no address, no descriptors), by container and reason; never counted against the container",
+            m.probe_unobservable.clone(),
+        );
+        registry.register(
             "selfheal_quarantined_containers",
             "Containers past their restart budget, left alone until healthy",
             m.quarantined.clone(),
@@ -176,7 +183,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "selfheal_reaction",
-            "Time from a Docker health_status unhealthy event to the restart being issued",
+            "Time from detecting a failure (a Docker health_status unhealthy event, the probe failure that crossed the threshold, a death) to its restart being issued, backoff included",
             Unit::Seconds,
             m.event_to_action.clone(),
         );
@@ -222,6 +229,9 @@ impl Metrics {
             for k in keys.reason() {
                 let _ = self.probe_failures.get_or_create(&k);
             }
+            for k in keys.unobservable() {
+                let _ = self.probe_unobservable.get_or_create(&k);
+            }
         }
     }
 
@@ -242,6 +252,9 @@ impl Metrics {
         }
         for k in keys.reason() {
             self.probe_failures.remove(&k);
+        }
+        for k in keys.unobservable() {
+            self.probe_unobservable.remove(&k);
         }
     }
 
@@ -295,6 +308,12 @@ impl<'a> SeriesKeys<'a> {
         State::ALL.iter().map(move |s| StateLabels {
             container: self.container.into(),
             state: s.as_str().into(),
+        })
+    }
+    fn unobservable(&self) -> impl Iterator<Item = ReasonLabels> + '_ {
+        Unobservable::ALL.iter().map(move |r| ReasonLabels {
+            container: self.container.into(),
+            reason: r.as_str().into(),
         })
     }
     fn reason(&self) -> impl Iterator<Item = ReasonLabels> + '_ {

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use selfheal_core::{ProbeFailure, ProbeKind, ProbeTarget};
+use selfheal_core::{ProbeFailure, ProbeKind, ProbeOutcome, ProbeTarget, Unobservable};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -29,27 +29,48 @@ impl Prober {
     }
 
     /// Probes `target`; `own_addr` is the container's address for targets without a host.
+    /// What keeps the watchdog itself from looking (a name that does not resolve, no address,
+    /// no descriptors left) is [`ProbeOutcome::Unobservable`], never a failure.
     pub async fn probe(
         &self,
         target: &ProbeTarget,
         own_addr: Option<IpAddr>,
         timeout: Duration,
-    ) -> (Result<(), ProbeFailure>, Duration) {
+    ) -> (ProbeOutcome, Duration) {
         let started = Instant::now();
         let deadline = started + timeout;
         let result = async {
             let addr = resolve(target, own_addr, deadline).await?;
             let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
                 .await
-                .map_err(|_| ProbeFailure::Timeout)?
-                .map_err(|_| ProbeFailure::Connect)?;
+                .map_err(|_| Err(ProbeFailure::Timeout))?
+                .map_err(|e| connect_error(&e))?;
             match target.kind {
                 ProbeKind::Tcp => Ok(()),
-                ProbeKind::Http => http(stream, addr, target, deadline).await,
+                ProbeKind::Http => http(stream, addr, target, deadline).await.map_err(Err),
             }
         }
         .await;
-        (result, started.elapsed())
+        let outcome = match result {
+            Ok(()) => ProbeOutcome::Passed,
+            Err(Err(f)) => ProbeOutcome::Failed(f),
+            Err(Ok(u)) => ProbeOutcome::Unobservable(u),
+        };
+        (outcome, started.elapsed())
+    }
+}
+
+/// Why a probe did not get through: the container's failure (`Err`) or the watchdog's own
+/// trouble (`Ok`).
+type Blocked = Result<Unobservable, ProbeFailure>;
+
+/// A refused or reset connection is the container's; running out of descriptors or memory
+/// is the watchdog's (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+fn connect_error(e: &std::io::Error) -> Blocked {
+    const OWN_TROUBLE: [i32; 4] = [24, 23, 105, 12];
+    match e.raw_os_error() {
+        Some(code) if OWN_TROUBLE.contains(&code) => Ok(Unobservable::Resources),
+        _ => Err(ProbeFailure::Connect),
     }
 }
 
@@ -57,10 +78,10 @@ async fn resolve(
     target: &ProbeTarget,
     own_addr: Option<IpAddr>,
     deadline: Instant,
-) -> Result<SocketAddr, ProbeFailure> {
+) -> Result<SocketAddr, Blocked> {
     let host = match (&target.host, own_addr) {
         (None, Some(ip)) => return Ok(SocketAddr::new(ip, target.port)),
-        (None, None) => return Err(ProbeFailure::Resolve),
+        (None, None) => return Err(Ok(Unobservable::NoAddress)),
         (Some(h), _) => h,
     };
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -71,10 +92,10 @@ async fn resolve(
         tokio::net::lookup_host((host.as_str(), target.port)),
     )
     .await
-    .map_err(|_| ProbeFailure::Timeout)?
-    .map_err(|_| ProbeFailure::Resolve)?
+    .map_err(|_| Ok(Unobservable::Resolve))?
+    .map_err(|_| Ok(Unobservable::Resolve))?
     .next()
-    .ok_or(ProbeFailure::Resolve)
+    .ok_or(Ok(Unobservable::Resolve))
 }
 
 async fn http(
@@ -155,7 +176,7 @@ pub async fn schedule(
     timeout: Duration,
     addr: tokio::sync::watch::Receiver<Option<IpAddr>>,
     cancel: tokio_util::sync::CancellationToken,
-    mut report: impl FnMut(Result<(), ProbeFailure>, Duration, Duration) -> bool,
+    mut report: impl FnMut(ProbeOutcome, Duration, Duration) -> bool,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -220,19 +241,19 @@ mod tests {
             p.probe(&target(ProbeKind::Http, ok, None), LOCAL, t)
                 .await
                 .0,
-            Ok(())
+            ProbeOutcome::Passed
         );
         assert_eq!(
             p.probe(&target(ProbeKind::Http, ok, Some("all ok")), LOCAL, t)
                 .await
                 .0,
-            Ok(())
+            ProbeOutcome::Passed
         );
         assert_eq!(
             p.probe(&target(ProbeKind::Http, ok, Some("degraded")), LOCAL, t)
                 .await
                 .0,
-            Err(ProbeFailure::Body)
+            ProbeOutcome::Failed(ProbeFailure::Body)
         );
         let bad = server(Some(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
@@ -242,13 +263,13 @@ mod tests {
             p.probe(&target(ProbeKind::Http, bad, None), LOCAL, t)
                 .await
                 .0,
-            Err(ProbeFailure::Status)
+            ProbeOutcome::Failed(ProbeFailure::Status)
         );
         let hung = server(None).await;
         let (r, took) = p
             .probe(&target(ProbeKind::Http, hung, None), LOCAL, t)
             .await;
-        assert_eq!(r, Err(ProbeFailure::Timeout));
+        assert_eq!(r, ProbeOutcome::Failed(ProbeFailure::Timeout));
         assert!(took < Duration::from_secs(2), "timeout honoured: {took:?}");
         let closed = TcpListener::bind("127.0.0.1:0")
             .await
@@ -260,11 +281,11 @@ mod tests {
             p.probe(&target(ProbeKind::Http, closed, None), LOCAL, t)
                 .await
                 .0,
-            Err(ProbeFailure::Connect)
+            ProbeOutcome::Failed(ProbeFailure::Connect)
         );
         assert_eq!(
             p.probe(&target(ProbeKind::Http, ok, None), None, t).await.0,
-            Err(ProbeFailure::Resolve)
+            ProbeOutcome::Unobservable(Unobservable::NoAddress)
         );
     }
 
@@ -277,7 +298,7 @@ mod tests {
             p.probe(&target(ProbeKind::Tcp, open, None), LOCAL, t)
                 .await
                 .0,
-            Ok(())
+            ProbeOutcome::Passed
         );
         let closed = TcpListener::bind("127.0.0.1:0")
             .await
@@ -289,7 +310,7 @@ mod tests {
             p.probe(&target(ProbeKind::Tcp, closed, None), LOCAL, t)
                 .await
                 .0,
-            Err(ProbeFailure::Connect)
+            ProbeOutcome::Failed(ProbeFailure::Connect)
         );
     }
 }

@@ -26,6 +26,10 @@ pub struct ContainerView {
     pub consecutive_failures: u32,
     pub restarts_in_window: u32,
     pub restart_in_flight: bool,
+    /// Why the watchdog's own probe cannot look at the container right now (its own
+    /// trouble, never counted against the container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cannot_observe: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<WatchSpec>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

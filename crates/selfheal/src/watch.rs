@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use selfheal_core::labels::parse_labels;
-use selfheal_core::{DockerHealth, Input, LabelError};
+use selfheal_core::{DockerHealth, LabelError, Observation};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +24,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The container events the policy needs; exec and attach chatter is filtered out by Docker.
-const WATCHED_EVENTS: [&str; 8] = [
+const WATCHED_EVENTS: [&str; 10] = [
     "start",
     "die",
     "kill",
     "oom",
     "stop",
+    "pause",
+    "unpause",
     "health_status",
     "destroy",
     "rename",
@@ -74,7 +76,7 @@ impl Watcher {
         };
         let ctx = Context {
             shared: shared.clone(),
-            executor,
+            runtime: Arc::new(executor),
             prober: Prober::new()?,
             notifier,
             backoff: cfg.backoff,
@@ -234,7 +236,7 @@ impl Watcher {
             .cloned()
             .collect();
         for id in gone {
-            self.forget(&id);
+            self.forget(&id).await;
         }
         let vanished: Vec<String> = self
             .ignored
@@ -243,15 +245,14 @@ impl Watcher {
             .cloned()
             .collect();
         for id in vanished {
-            self.forget(&id);
+            self.forget(&id).await;
         }
         if !self.first_sync_done {
             self.first_sync_done = true;
             // Incidents left open by a previous run for containers that no longer exist.
-            for mut i in self.shared.journal.open_incidents() {
+            for i in self.shared.journal.open_incidents() {
                 if !seen.contains(&i.container_id) {
-                    i.outcome = crate::journal::IncidentOutcome::Abandoned;
-                    self.shared.journal.record(i);
+                    container::close_orphan(&self.shared, i);
                 }
             }
         }
@@ -267,7 +268,7 @@ impl Watcher {
             match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
                 Ok(c) => ContainerInfo::from_inspect(c),
                 Err(docker::DockerError::NotFound) => {
-                    self.forget(id);
+                    self.forget(id).await;
                     return;
                 }
                 Err(e) => {
@@ -276,16 +277,16 @@ impl Watcher {
                 }
             };
         match parse_labels(&info.labels, &self.cfg.defaults, self.cfg.watch_all) {
-            Ok(None) => self.forget(id),
+            Ok(None) => self.forget(id).await,
             Ok(Some(spec)) => {
                 self.clear_ignored(&info);
                 if let Some(task) = self.tasks.get(id) {
                     let msg = if start_event {
                         Msg::Started(Box::new(info))
                     } else {
-                        Msg::Sync(Box::new(info))
+                        Msg::Snapshot(Box::new(info))
                     };
-                    let _ = task.tx.send(msg);
+                    task.send(msg).await;
                     return;
                 }
                 tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
@@ -295,14 +296,7 @@ impl Watcher {
                     .open_incidents()
                     .into_iter()
                     .find(|i| i.container_id == info.id);
-                // The task starts knowing no start time, so the first sync reports the run.
-                let blank = ContainerInfo {
-                    started_at: None,
-                    running: false,
-                    ..info.clone()
-                };
-                let handle = container::spawn(self.ctx.clone(), blank, spec, resumed, &self.cancel);
-                let _ = handle.tx.send(Msg::Sync(Box::new(info)));
+                let handle = container::spawn(self.ctx.clone(), info, spec, resumed, &self.cancel);
                 self.tasks.insert(id.to_string(), handle);
             }
             Err(errors) => {
@@ -333,6 +327,7 @@ impl Watcher {
                     consecutive_failures: 0,
                     restarts_in_window: 0,
                     restart_in_flight: false,
+                    cannot_observe: None,
                     spec: None,
                     label_errors: errors.clone(),
                     last_incident: None,
@@ -357,10 +352,10 @@ impl Watcher {
         }
     }
 
-    fn forget(&mut self, id: &str) {
+    async fn forget(&mut self, id: &str) {
         if let Some(t) = self.tasks.remove(id) {
             // The task closes any open incident, removes its view and metrics, and ends.
-            let _ = t.tx.send(Msg::Input(Input::Removed));
+            t.send(Msg::Removed).await;
         }
         if let Some(errors) = self.ignored.remove(id) {
             if let Some(v) = self
@@ -400,12 +395,13 @@ impl Watcher {
                 return;
             }
             "destroy" => {
-                self.forget(&id);
+                self.forget(&id).await;
                 return;
             }
             "rename" => {
                 if let Some(name) = attrs.get("name") {
-                    self.send(&id, Msg::Rename(name.trim_start_matches('/').to_string()));
+                    self.send(&id, Msg::Rename(name.trim_start_matches('/').to_string()))
+                        .await;
                 }
                 return;
             }
@@ -422,7 +418,7 @@ impl Watcher {
                     .get("signal")
                     .is_none_or(|s| STOP_SIGNALS.contains(&s.as_str())) =>
             {
-                Msg::Input(Input::ExternalKill)
+                Msg::Observe(Observation::Killed)
             }
             "oom" => Msg::Oom,
             "die" => Msg::Died {
@@ -431,18 +427,22 @@ impl Watcher {
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(-1),
             },
-            "stop" => Msg::Input(Input::Stopped),
+            "stop" => Msg::Observe(Observation::Stopped),
+            "pause" => Msg::Observe(Observation::Paused),
+            "unpause" => Msg::Observe(Observation::Unpaused),
             "health_status: unhealthy" => Msg::Unhealthy { received },
-            "health_status: healthy" => Msg::Input(Input::Health(DockerHealth::Healthy)),
-            "health_status: starting" => Msg::Input(Input::Health(DockerHealth::Starting)),
+            "health_status: healthy" => Msg::Observe(Observation::Health(DockerHealth::Healthy)),
+            "health_status: starting" => {
+                Msg::Observe(Observation::Health(DockerHealth::Starting))
+            }
             _ => return,
         };
-        self.send(&id, msg);
+        self.send(&id, msg).await;
     }
 
-    fn send(&self, id: &str, msg: Msg) {
+    async fn send(&self, id: &str, msg: Msg) {
         if let Some(t) = self.tasks.get(id) {
-            let _ = t.tx.send(msg);
+            t.send(msg).await;
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::harness::{cpu_seconds, dist};
 use selfheal::probe::{schedule, Prober};
-use selfheal_core::{ProbeKind, ProbeTarget};
+use selfheal_core::{ProbeKind, ProbeOutcome, ProbeTarget};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
@@ -182,9 +182,14 @@ fn one_core(mode: &str, n: usize, endpoints: &[String]) -> Result<serde_json::Va
                             if let Ok(mut v) = lags.lock() {
                                 v.push(lag.as_secs_f64());
                             }
-                            if let Err(reason) = result {
+                            let reason = match result {
+                                ProbeOutcome::Passed => None,
+                                ProbeOutcome::Failed(f) => Some(f.as_str()),
+                                ProbeOutcome::Unobservable(u) => Some(u.as_str()),
+                            };
+                            if let Some(reason) = reason {
                                 if let Ok(mut f) = failures.lock() {
-                                    *f.entry(reason.as_str()).or_default() += 1;
+                                    *f.entry(reason).or_default() += 1;
                                 }
                             }
                             true

@@ -1,0 +1,478 @@
+//! One task per watched container: a thin shell around the container's [`Supervisor`]. It
+//! turns Docker events, inspects and probe results into observations, and carries the
+//! supervisor's effects out through the [`ContainerRuntime`] (restart, inspect) and the
+//! [`IncidentRecorder`] (journal, metrics, notifications). It decides nothing itself.
+
+mod notice;
+mod record;
+
+pub use record::close_orphan;
+
+use crate::docker::ContainerInfo;
+use crate::executor::{ContainerRuntime, ExecOutcome};
+use crate::journal::Incident;
+use crate::metrics::probe_labels;
+use crate::notify::Notifier;
+use crate::probe::Prober;
+use crate::shared::{ContainerView, Shared};
+use record::IncidentRecorder;
+use selfheal_core::{
+    Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeOutcome, RecoveryResult,
+    RestartOrder, State, Supervisor, WatchSpec,
+};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A task's inbox is bounded: the watch loop, the probe and the task's own helpers share it.
+/// A full inbox makes the sender wait (events are never dropped).
+pub const INBOX: usize = 256;
+
+/// Messages to a container task.
+#[derive(Debug)]
+pub enum Msg {
+    /// An event the core takes as it is (health, kill, stop, pause, probe result, ...).
+    Observe(Observation),
+    /// A Docker `health_status: unhealthy` event, with when it was received.
+    Unhealthy { received: Instant },
+    /// A `start` event, with inspect data read right after it.
+    Started(Box<ContainerInfo>),
+    /// Fresh inspect data after a gap (watching began, a reconnect, the core asked).
+    Snapshot(Box<ContainerInfo>),
+    /// A `die` event.
+    Died { exit_code: i64 },
+    Oom,
+    Rename(String),
+    /// The first failing check of Docker's health log, read for the open incident.
+    HealthFailingSince(SystemTime),
+    /// The executor's report on a restart order.
+    Restart(ExecOutcome),
+    /// Destroyed, or no longer opted in: close out and end.
+    Removed,
+}
+
+/// Everything a task needs from the daemon.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub prober: Prober,
+    pub notifier: Notifier,
+    pub backoff: Backoff,
+    pub probe_network: Option<String>,
+    pub own_networks: Arc<Vec<String>>,
+}
+
+pub struct ContainerHandle {
+    pub tx: mpsc::Sender<Msg>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ContainerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerHandle").finish_non_exhaustive()
+    }
+}
+
+impl ContainerHandle {
+    pub fn stop(self) {
+        self.cancel.cancel();
+        drop(self.task);
+    }
+
+    /// Hands `msg` to the task, waiting while its inbox is full.
+    pub async fn send(&self, msg: Msg) {
+        let _ = self.tx.send(msg).await;
+    }
+}
+
+struct ContainerTask {
+    ctx: Context,
+    info: ContainerInfo,
+    spec: WatchSpec,
+    sup: Supervisor,
+    incidents: IncidentRecorder,
+    oom_pending: bool,
+    /// What the shared view last showed.
+    published: Option<ViewKey>,
+    addr: watch::Sender<Option<IpAddr>>,
+    probing: Arc<AtomicBool>,
+    tx: mpsc::Sender<Msg>,
+    /// The time of the last observation: observations are fed in order.
+    last_now: Instant,
+}
+
+/// The healing core's settings for a container.
+fn policy_spec(spec: &WatchSpec, info: &ContainerInfo, backoff: Backoff) -> PolicySpec {
+    PolicySpec {
+        failures: spec.failures,
+        start_period: spec.start_period,
+        stop_timeout: spec.stop_timeout,
+        container_stop_timeout: info.stop_timeout,
+        restart_max: spec.restart_max,
+        restart_window: spec.restart_window,
+        backoff,
+        restart_policy: info.restart_policy(),
+        has_probe: spec.probe.is_some(),
+        has_docker_health: info.has_healthcheck,
+    }
+}
+
+/// Starts watching one container. `resumed` is an incident left open by a previous run. The
+/// first message the task handles is a [`Msg::Snapshot`] of `info`.
+pub fn spawn(
+    ctx: Context,
+    info: ContainerInfo,
+    spec: WatchSpec,
+    resumed: Option<Incident>,
+    parent: &CancellationToken,
+) -> ContainerHandle {
+    let (tx, rx) = mpsc::channel(INBOX);
+    let cancel = parent.child_token();
+    let times = resumed
+        .as_ref()
+        .and_then(|i| IncidentRecorder::times_of(&ctx.shared, i));
+    if let Some(i) = &resumed {
+        tracing::info!(container = %info.name, incident = i.id, "resuming open incident");
+    }
+    ctx.shared
+        .metrics
+        .add_container(&info.name, spec.probe.as_ref().map(|p| p.kind));
+    ctx.shared.metrics.set_state(&info.name, State::Starting);
+    let (addr, addr_rx) =
+        watch::channel(info.probe_address(ctx.probe_network.as_deref(), &ctx.own_networks));
+    let probing = Arc::new(AtomicBool::new(false));
+    let probe_task = spec.probe.clone().map(|target| {
+        let prober = ctx.prober.clone();
+        let tx = tx.clone();
+        let (interval, timeout) = (spec.interval, spec.timeout);
+        let shared = ctx.shared.clone();
+        let name = info.name.clone();
+        let cancel = cancel.clone();
+        let probing = probing.clone();
+        // The histogram handle is looked up once, not per probe.
+        let duration = shared
+            .metrics
+            .probe_duration
+            .get_or_create(&probe_labels(&name, target.kind))
+            .clone();
+        tokio::spawn(async move {
+            let report = |outcome: ProbeOutcome, took: std::time::Duration, _lag| {
+                if !probing.load(Ordering::Relaxed) {
+                    // The core does not count probes now (not running, paused, restarting).
+                    return true;
+                }
+                duration.observe(took.as_secs_f64());
+                let reason = |r: &str| crate::metrics::ReasonLabels {
+                    container: name.clone(),
+                    reason: r.into(),
+                };
+                match outcome {
+                    ProbeOutcome::Failed(f) => {
+                        shared.metrics.probe_failures.get_or_create(&reason(f.as_str())).inc();
+                    }
+                    ProbeOutcome::Unobservable(u) => {
+                        shared
+                            .metrics
+                            .probe_unobservable
+                            .get_or_create(&reason(u.as_str()))
+                            .inc();
+                    }
+                    ProbeOutcome::Passed => {}
+                }
+                // Never block the probe schedule on a busy task: a probe result dropped is
+                // one the next probe replaces.
+                !matches!(
+                    tx.try_send(Msg::Observe(Observation::Probe(outcome))),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                )
+            };
+            crate::probe::schedule(prober, target, interval, timeout, addr_rx, cancel, report)
+                .await;
+        })
+    });
+    let now = Instant::now();
+    let policy = policy_spec(&spec, &info, ctx.backoff);
+    let mut task = ContainerTask {
+        sup: Supervisor::new(policy, times, now),
+        incidents: IncidentRecorder::new(ctx.shared.clone(), ctx.notifier.clone(), resumed),
+        ctx,
+        spec,
+        oom_pending: false,
+        published: None,
+        addr,
+        probing,
+        tx: tx.clone(),
+        info: info.clone(),
+        last_now: now,
+    };
+    let token = cancel.clone();
+    let handle = tokio::spawn(async move {
+        task.publish();
+        task.run(rx, token).await;
+        if let Some(p) = probe_task {
+            p.abort();
+        }
+    });
+    let _ = tx.try_send(Msg::Snapshot(Box::new(info)));
+    ContainerHandle {
+        tx,
+        cancel,
+        task: handle,
+    }
+}
+
+impl ContainerTask {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToken) {
+        loop {
+            let wake = self.sup.wake_at();
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => return,
+                m = rx.recv() => match m { Some(m) => m, None => return },
+                _ = sleep_until(wake) => Msg::Observe(Observation::Tick),
+            };
+            let removed = matches!(msg, Msg::Removed | Msg::Restart(ExecOutcome::Gone));
+            self.on_msg(msg);
+            if removed {
+                self.ctx.shared.remove_view(&self.info.id);
+                self.ctx.shared.metrics.remove_container(&self.info.name);
+                tracing::info!(container = %self.info.name, "no longer watched");
+                return;
+            }
+            self.publish();
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::Observe(obs) => self.feed(obs, now),
+            // Received before it waited in the inbox: the reaction is measured from there.
+            Msg::Unhealthy { received } => {
+                self.feed(Observation::Health(DockerHealth::Unhealthy), received)
+            }
+            Msg::Oom => self.oom_pending = true,
+            Msg::Died { exit_code } => {
+                let oom = std::mem::take(&mut self.oom_pending);
+                let exit = self.info.exit(exit_code, oom);
+                self.feed(Observation::Died(exit), now);
+            }
+            Msg::Rename(name) => self.rename(name),
+            Msg::Started(info) => {
+                self.update_info(*info);
+                // A start happened even if the process already exited again: its die event
+                // follows in the stream.
+                if let Some(at) = self.info.started_at {
+                    let at = self.ctx.shared.clock.instant(at);
+                    self.feed(Observation::Started { at }, now);
+                }
+                if let Some(h) = self.info.health.filter(|_| self.info.running) {
+                    if self.sup.docker_health() != Some(h) {
+                        self.feed(Observation::Health(h), now);
+                    }
+                }
+            }
+            Msg::Snapshot(info) => {
+                self.update_info(*info);
+                let clock = self.ctx.shared.clock;
+                let snapshot = self.info.snapshot(|t| clock.instant(t));
+                self.feed(Observation::Snapshot(snapshot), now);
+            }
+            Msg::HealthFailingSince(at) => {
+                let at = self.ctx.shared.clock.instant(at);
+                self.feed(Observation::HealthFailingSince(at), now);
+            }
+            Msg::Restart(ExecOutcome::Finished(outcome)) => {
+                self.feed(Observation::RestartFinished(outcome), now)
+            }
+            Msg::Restart(ExecOutcome::Gone) | Msg::Removed => {
+                self.feed(Observation::Removed, now)
+            }
+        }
+    }
+
+    fn rename(&mut self, name: String) {
+        let metrics = &self.ctx.shared.metrics;
+        metrics.remove_container(&self.info.name);
+        tracing::info!(from = %self.info.name, to = %name, "container renamed");
+        self.info.name = name;
+        metrics.add_container(&self.info.name, self.spec.probe.as_ref().map(|p| p.kind));
+        metrics.set_state(&self.info.name, self.sup.state());
+    }
+
+    fn update_info(&mut self, info: ContainerInfo) {
+        self.info = ContainerInfo {
+            name: self.info.name.clone(),
+            ..info
+        };
+        let _ = self.addr.send(
+            self.info
+                .probe_address(self.ctx.probe_network.as_deref(), &self.ctx.own_networks),
+        );
+    }
+
+    /// Feeds one observation to the core and carries out what it returns: a restart first,
+    /// before anything is written down.
+    fn feed(&mut self, obs: Observation, at: Instant) {
+        let now = at.max(self.last_now);
+        self.last_now = now;
+        let effects = self.sup.handle(obs, now);
+        for e in &effects {
+            if let Effect::Restart(order) = e {
+                self.dispatch_restart(order.clone());
+            }
+        }
+        for e in effects {
+            self.carry_out(e, now);
+        }
+        self.probing
+            .store(self.sup.wants_probes(), Ordering::Relaxed);
+    }
+
+    fn dispatch_restart(&mut self, order: RestartOrder) {
+        let reaction = Instant::now().saturating_duration_since(order.detected);
+        self.ctx
+            .shared
+            .metrics
+            .event_to_action
+            .observe(reaction.as_secs_f64());
+        let verb = if self.ctx.shared.dry_run {
+            "would restart (dry run)"
+        } else {
+            "restarting"
+        };
+        tracing::warn!(container = %self.info.name, trigger = %order.trigger, attempt = order.attempt,
+            stop_timeout = order.stop_timeout, reaction = ?reaction, "{verb}");
+        let runtime = self.ctx.runtime.clone();
+        let id = self.info.id.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let sent = tx.clone();
+            // Queued ahead of the restart's own events: from here on they are the restart's.
+            let on_sent = Box::pin(async move {
+                let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
+            });
+            let outcome = runtime.restart(&id, &order, on_sent).await;
+            let _ = tx.send(Msg::Restart(outcome)).await;
+        });
+    }
+
+    /// Asks the runtime for fresh data off the task's path; `then` turns it into a message.
+    fn look(&self, then: fn(ContainerInfo) -> Option<Msg>) {
+        let runtime = self.ctx.runtime.clone();
+        let id = self.info.id.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Some(msg) = runtime.inspect(&id).await.and_then(then) {
+                let _ = tx.send(msg).await;
+            }
+        });
+    }
+
+    fn carry_out(&mut self, effect: Effect, now: Instant) {
+        let name = self.info.name.clone();
+        let shared = self.ctx.shared.clone();
+        match effect {
+            Effect::StateChanged { from, to } => {
+                tracing::info!(container = %name, %from, %to, "state");
+                shared.metrics.set_state(&name, to);
+            }
+            Effect::IncidentOpened(t) => self.incidents.opened(&t, &self.info),
+            Effect::IncidentUpdated(t) => self.incidents.updated(&t),
+            Effect::IncidentClosed {
+                incident,
+                outcome,
+                time_to_recover,
+            } => self
+                .incidents
+                .closed(&incident, outcome, time_to_recover, &name, now),
+            Effect::Restart(_) => {}
+            Effect::Recovery { trigger, result } => {
+                shared.metrics.recovery(&name, trigger, result);
+                match result {
+                    RecoveryResult::Failed => self.incidents.restart_failed(),
+                    RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
+                        "restarted by Docker's restart policy; recorded, not repeated"),
+                    _ => {}
+                }
+            }
+            Effect::Quarantined { restarts_in_window } => tracing::error!(
+                container = %name, restarts_in_window,
+                "restart budget spent: quarantined, left alone until it is healthy again"
+            ),
+            Effect::Released => {
+                tracing::info!(container = %name, "healthy again by itself: released from quarantine")
+            }
+            Effect::Inspect => self.look(|info| Some(Msg::Snapshot(Box::new(info)))),
+            Effect::ReadHealthLog => self.look(|info| {
+                info.health_failing_since.map(Msg::HealthFailingSince)
+            }),
+        }
+    }
+
+    /// Updates the shared view, but only when something shown there changed: most messages
+    /// are probe successes that change nothing.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let incident = self.incidents.current();
+        let key = ViewKey {
+            state: self.sup.state(),
+            docker_health: self.sup.docker_health(),
+            failures: self.sup.consecutive_failures(),
+            restarts: self.sup.restarts_in_window(now),
+            in_flight: self.sup.restart_in_flight(),
+            unobservable: self.sup.unobservable().map(|u| u.as_str()),
+            incident: incident.map(|i| (i.id, i.attempts, i.outcome, i.action_begun.is_some())),
+            name: self.info.name.clone(),
+        };
+        if self.published.as_ref() == Some(&key) {
+            return;
+        }
+        let view = ContainerView {
+            id: self.info.id.clone(),
+            name: self.info.name.clone(),
+            compose_project: self.info.compose_project(),
+            compose_service: self.info.compose_service(),
+            state: key.state.as_str().into(),
+            docker_health: key.docker_health.map(|h| h.as_str().into()),
+            consecutive_failures: key.failures,
+            restarts_in_window: key.restarts,
+            restart_in_flight: key.in_flight,
+            cannot_observe: key.unobservable.map(Into::into),
+            spec: Some(self.spec.clone()),
+            label_errors: Vec::new(),
+            last_incident: incident.cloned(),
+        };
+        self.published = Some(key);
+        self.ctx.shared.put_view(view);
+    }
+}
+
+/// The parts of a container's view that change.
+#[derive(Debug, PartialEq)]
+struct ViewKey {
+    state: State,
+    docker_health: Option<DockerHealth>,
+    failures: u32,
+    restarts: u32,
+    in_flight: bool,
+    unobservable: Option<&'static str>,
+    incident: Option<(u64, u32, crate::journal::IncidentOutcome, bool)>,
+    name: String,
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

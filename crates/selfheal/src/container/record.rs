@@ -1,0 +1,173 @@
+//! Incident recording: the core's incident times become journal records, metrics and
+//! notifications. Nothing here decides anything.
+
+use super::notice::{self, Event};
+use crate::docker::ContainerInfo;
+use crate::journal::{Incident, IncidentOutcome};
+use crate::notify::Notifier;
+use crate::shared::Shared;
+use selfheal_core::{IncidentTimes, Outcome};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The journal record of a container's open incident, and of its last closed one.
+#[derive(Debug)]
+pub struct IncidentRecorder {
+    shared: Arc<Shared>,
+    notifier: Notifier,
+    pub open: Option<Incident>,
+    pub last: Option<Incident>,
+}
+
+impl IncidentRecorder {
+    pub fn new(shared: Arc<Shared>, notifier: Notifier, resumed: Option<Incident>) -> Self {
+        Self {
+            shared,
+            notifier,
+            open: resumed,
+            last: None,
+        }
+    }
+
+    /// The core's view of a journal record a previous run left open.
+    pub fn times_of(shared: &Shared, i: &Incident) -> Option<IncidentTimes> {
+        let at = |s: &str| {
+            humantime::parse_rfc3339_weak(s)
+                .ok()
+                .map(|t| shared.clock.instant(t))
+        };
+        Some(IncidentTimes {
+            trigger: i.trigger,
+            first_failure: at(&i.first_failure)?,
+            detected: at(&i.detected)?,
+            action_begun: i.action_begun.as_deref().and_then(at),
+            last_restart: i
+                .last_restart
+                .as_deref()
+                .or(i.action_begun.as_deref())
+                .and_then(at),
+            attempts: i.attempts,
+        })
+    }
+
+    pub fn current(&self) -> Option<&Incident> {
+        self.open.as_ref().or(self.last.as_ref())
+    }
+
+    pub fn opened(&mut self, t: &IncidentTimes, info: &ContainerInfo) {
+        let shared = &self.shared;
+        let mut incident = Incident {
+            id: shared.journal.next_id(),
+            container: info.name.clone(),
+            container_id: info.id.clone(),
+            compose_project: info.compose_project(),
+            compose_service: info.compose_service(),
+            trigger: t.trigger,
+            first_failure: String::new(),
+            detected: String::new(),
+            action_begun: None,
+            last_restart: None,
+            healthy_again: None,
+            time_to_detect_seconds: None,
+            time_to_recover_seconds: None,
+            attempts: 0,
+            outcome: IncidentOutcome::Open,
+            dry_run: shared.dry_run,
+            unpersisted: false,
+        };
+        self.fill(&mut incident, t);
+        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id, "incident opened");
+        self.notifier
+            .send(notice::notification(Event::Opened, &incident));
+        self.shared.journal.record(incident.clone());
+        self.open = Some(incident);
+    }
+
+    pub fn updated(&mut self, t: &IncidentTimes) {
+        if let Some(mut i) = self.open.take() {
+            self.fill(&mut i, t);
+            self.shared.journal.record(i.clone());
+            self.open = Some(i);
+        }
+    }
+
+    pub fn closed(
+        &mut self,
+        t: &IncidentTimes,
+        outcome: Outcome,
+        time_to_recover: Option<Duration>,
+        container: &str,
+        now: Instant,
+    ) {
+        if let Some(ttr) = time_to_recover {
+            self.shared
+                .metrics
+                .recovery_duration
+                .get_or_create(&crate::metrics::TriggerLabels {
+                    container: container.into(),
+                    trigger: t.trigger.as_str().into(),
+                })
+                .observe(ttr.as_secs_f64());
+        }
+        let Some(mut i) = self.open.take() else {
+            return;
+        };
+        self.fill(&mut i, t);
+        i.outcome = outcome.into();
+        if outcome == Outcome::Recovered {
+            i.healthy_again = Some(self.shared.clock.rfc3339(now));
+            i.time_to_recover_seconds = time_to_recover.map(|d| d.as_secs_f64());
+        }
+        tracing::info!(
+            container, incident = i.id, %outcome,
+            time_to_recover = ?time_to_recover, attempts = i.attempts, "incident closed"
+        );
+        match outcome {
+            Outcome::Recovered => self.notify(Event::Recovered, &i),
+            Outcome::Quarantined => self.notify(Event::Quarantined, &i),
+            Outcome::Abandoned => {}
+        }
+        self.shared.journal.record(i.clone());
+        self.last = Some(i);
+    }
+
+    pub fn restart_failed(&self) {
+        if let Some(i) = &self.open {
+            self.notify(Event::Failed, i);
+        }
+    }
+
+    fn notify(&self, event: Event, i: &Incident) {
+        self.notifier.send(notice::notification(event, i));
+    }
+
+    fn fill(&self, i: &mut Incident, t: &IncidentTimes) {
+        let clock = &self.shared.clock;
+        i.trigger = t.trigger;
+        i.first_failure = clock.rfc3339(t.first_failure);
+        i.detected = clock.rfc3339(t.detected);
+        i.action_begun = t.action_begun.map(|a| clock.rfc3339(a));
+        i.last_restart = t.last_restart.map(|a| clock.rfc3339(a));
+        i.time_to_detect_seconds = Some(
+            t.detected
+                .saturating_duration_since(t.first_failure)
+                .as_secs_f64(),
+        );
+        i.attempts = t.attempts;
+    }
+}
+
+/// Closes an incident a previous run left open for a container that no longer exists, as the
+/// core decides.
+pub fn close_orphan(shared: &Shared, mut i: Incident) {
+    let Some(times) = IncidentRecorder::times_of(shared, &i) else {
+        return;
+    };
+    if let selfheal_core::Effect::IncidentClosed { outcome, .. } =
+        selfheal_core::Supervisor::close_orphan(times)
+    {
+        i.outcome = outcome.into();
+        shared.journal.record(i);
+    }
+}

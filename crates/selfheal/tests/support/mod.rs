@@ -3,8 +3,8 @@
 //! scoped to the test's containers, and cleanup on drop.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -302,17 +302,21 @@ pub fn http(
     Ok((status, body))
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The address in the last complete `listening on ADDR` line of `log` (what `selfheal watch`
+/// logs once it has bound its listener).
+fn listening_address(log: &str) -> Option<SocketAddr> {
+    let complete = &log[..log.rfind('\n')?];
+    complete
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("listening on ")?.1.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
 }
 
 /// A `selfheal watch` process scoped to one test's containers.
 pub struct Watchdog {
     child: Option<Child>,
+    /// The port the running watchdog bound (`--listen 127.0.0.1:0`); changes at every start.
     pub port: u16,
     pub log: PathBuf,
     pub state_dir: PathBuf,
@@ -324,7 +328,7 @@ impl Watchdog {
     pub fn spawn(env: &TestEnv, extra: &[&str], docker_host: Option<String>) -> Self {
         let mut w = Self {
             child: None,
-            port: free_port(),
+            port: 0,
             log: env.dir.path().join("watchdog.log"),
             state_dir: env.dir.path().join("state"),
             args: extra.iter().map(|s| s.to_string()).collect(),
@@ -336,7 +340,11 @@ impl Watchdog {
         w
     }
 
+    /// Starts the process on a port the kernel picks (no race with parallel tests over a
+    /// "free" port), reads that port from its log, and waits until its API answers.
     pub fn start(&mut self) {
+        // The log is appended to across restarts: only what this start writes counts.
+        let log_from = std::fs::metadata(&self.log).map_or(0, |m| m.len());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -345,7 +353,7 @@ impl Watchdog {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfheal"));
         cmd.arg("watch")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("127.0.0.1:0")
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(&self.args)
@@ -358,6 +366,22 @@ impl Watchdog {
             None => cmd.env_remove("DOCKER_HOST"),
         };
         self.child = Some(cmd.spawn().expect("selfheal starts"));
+        let bound = wait_for(
+            "the watchdog to log its address",
+            Duration::from_secs(20),
+            || {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    panic!("the watchdog exited with {status}\n{}", self.log_tail());
+                }
+                let mut text = String::new();
+                let mut f = std::fs::File::open(&self.log).ok()?;
+                f.seek(SeekFrom::Start(log_from)).ok()?;
+                f.read_to_string(&mut text).ok()?;
+                listening_address(&text)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail()));
+        self.port = bound.port();
         let port = self.port;
         wait_for("the watchdog to answer", Duration::from_secs(20), || {
             http(

@@ -176,7 +176,9 @@ async fn unhealthy_makes_health_503_for_good() {
     assert_eq!(send(&router, get("/")).await.0, StatusCode::OK);
 }
 
-#[tokio::test]
+// Paused time: the app's 100 ms delay before exiting and the test's polling advance together,
+// so a loaded machine cannot stretch them apart.
+#[tokio::test(start_paused = true)]
 async fn crash_exits_with_a_non_zero_code() {
     let (state, exits) = state_with_chaos();
     let router = app(state);
@@ -195,7 +197,9 @@ async fn crash_exits_with_a_non_zero_code() {
     assert_eq!(*exits.lock().expect("lock"), vec![CRASH_EXIT_CODE]);
 }
 
-#[tokio::test]
+// Paused time: a hung request is pending for good, so the 300 ms timeout is one that fires
+// in order, not a wall-clock window.
+#[tokio::test(start_paused = true)]
 async fn hang_stops_every_answer_health_included() {
     let (state, _) = state_with_chaos();
     let router = app(state);
@@ -334,6 +338,8 @@ async fn shutdown_does_not_wait_for_a_hung_request_past_the_deadline() {
     assert!(hung.is_err(), "answered while hung: {hung:?}");
     let start = tokio::time::Instant::now();
     stop_tx.send(()).expect("server running");
+    // The hung request never ends, so the server stopping at all shows it gave up on it; the
+    // 5 s is a deadline for that, not a timing window (a loaded machine is only slower).
     let finished = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("server stopped within 5 s")
@@ -341,7 +347,7 @@ async fn shutdown_does_not_wait_for_a_hung_request_past_the_deadline() {
         .expect("serve ok");
     assert!(!finished, "a hung request cannot finish");
     let took = start.elapsed();
-    assert!(took >= deadline && took < deadline * 4, "{took:?}");
+    assert!(took >= deadline, "stopped before the deadline: {took:?}");
 }
 
 #[tokio::test]

@@ -149,6 +149,9 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {}: {e}", cfg.listen))?;
+    // With port 0 the kernel picks the port: this line says which (tests and benches read it).
+    let bound = listener.local_addr()?;
+    tracing::info!(%bound, "listening on {bound}");
     tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, watch_all = cfg.watch_all, "selfheal watchdog starting");
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));

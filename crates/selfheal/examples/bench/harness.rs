@@ -199,6 +199,31 @@ impl Drop for Run {
     }
 }
 
+/// Copies the child's stderr lines to ours (as `Stdio::inherit` would) on a thread, and sends
+/// the address of the first `listening on ADDR` line.
+fn forward_stderr_until_bound(
+    stderr: std::process::ChildStderr,
+) -> tokio::sync::oneshot::Receiver<std::net::SocketAddr> {
+    use std::io::BufRead;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let addr = line
+                .split_once("listening on ")
+                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok());
+            if let Some(addr) = addr {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+            eprintln!("{line}");
+        }
+    });
+    rx
+}
+
 /// The real watchdog binary (`target/release/selfheal`) as a child; killed on drop.
 #[derive(Debug)]
 pub struct Watchdog {
@@ -219,29 +244,35 @@ pub fn watchdog_binary() -> PathBuf {
 }
 
 impl Watchdog {
+    /// Starts the binary on a port the kernel picks (`--listen 127.0.0.1:0`; a port probed
+    /// free beforehand can be taken meanwhile) and learns it from the `listening on` log line.
     pub async fn start(filter: &str, extra: &[&str]) -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
         let state = tempfile::tempdir().map_err(|e| e.to_string())?;
         let bin = watchdog_binary();
-        let child = Command::new(&bin)
-            .args(["watch", "--listen", &format!("127.0.0.1:{port}")])
+        let mut child = Command::new(&bin)
+            .args(["watch", "--listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(state.path())
             .args(["--filter-label", filter])
             .args(extra)
-            .env("RUST_LOG", "error")
+            // Errors only, as before, plus the one info line that names the bound address.
+            .env("RUST_LOG", "error,selfheal::cli=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{}: {e}", bin.display()))?;
-        let w = Self {
+        let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+        let bound = forward_stderr_until_bound(stderr);
+        let mut w = Self {
             child,
-            api: format!("http://127.0.0.1:{port}"),
+            api: String::new(),
             _state: state,
         };
+        let addr = tokio::time::timeout(Duration::from_secs(30), bound)
+            .await
+            .map_err(|_| "the watchdog logged no `listening on` address within 30s".to_string())?
+            .map_err(|_| "the watchdog exited before it was listening".to_string())?;
+        w.api = format!("http://{addr}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -1,9 +1,10 @@
 //! Helpers for tests against the real Docker engine: unique names, a private network per
-//! test, a watchdog process scoped to the test's containers, and cleanup on drop.
+//! test, containers of the demo app or of a third-party image (busybox), a watchdog process
+//! scoped to the test's containers, and cleanup on drop.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,6 +12,23 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "selfheal/demo-app:latest";
+/// A third-party image with nothing of this project inside: static busybox whose default
+/// command is `httpd -f -p 8080 -h /www`, serving `/health` (docker/offline/build.sh).
+pub const BUSYBOX: &str = "selfheal/busybox:latest";
+/// A HEALTHCHECK for [`BUSYBOX`]: wget of `/health` every 1 s, unhealthy after 2 failures.
+/// No `wget -T`: Debian 12's static busybox 1.35 segfaults with it; Docker's timeout applies.
+pub const BUSYBOX_HEALTH: &[&str] = &[
+    "--health-cmd",
+    "wget -q -O /dev/null http://127.0.0.1:8080/health || exit 1",
+    "--health-interval",
+    "1s",
+    "--health-timeout",
+    "1s",
+    "--health-retries",
+    "2",
+    "--health-start-period",
+    "1s",
+];
 /// A Docker HEALTHCHECK that notices a fault within about two seconds.
 pub const FAST_HEALTH: &[&str] = &[
     "--health-interval",
@@ -56,10 +74,10 @@ pub fn docker_ok(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-pub fn require_image() {
+pub fn require_image(image: &str) {
     assert!(
-        docker_ok(&["image", "inspect", IMAGE]),
-        "{IMAGE} is missing: run `make images` first (make test does)"
+        docker_ok(&["image", "inspect", image]),
+        "{image} is missing: run `make images` first (make test does)"
     );
 }
 
@@ -93,7 +111,6 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new(test: &str) -> Self {
-        require_image();
         let id = format!(
             "sh-{test}-{}-{}",
             std::process::id(),
@@ -120,8 +137,27 @@ impl TestEnv {
         format!("selfheal-test.run={}", self.id)
     }
 
-    /// `docker run -d` of the demo app on the test network with the scope label.
+    /// `docker run -d` of the demo app (chaos on with [`TOKEN`], ready at once) on the test
+    /// network with the scope label. `args` are `docker run` options; if they name [`IMAGE`],
+    /// what follows it is the command.
     pub fn run(&self, name: &str, args: &[&str]) -> Ctr {
+        let (options, cmd) = match args.iter().position(|a| *a == IMAGE) {
+            Some(i) => (&args[..i], &args[i + 1..]),
+            None => (args, &[][..]),
+        };
+        let token = format!("CHAOS_TOKEN={TOKEN}");
+        let env = ["-e", token.as_str(), "-e", "READY_DELAY=0s"];
+        self.run_image_cmd(name, IMAGE, &with(&env, options), cmd)
+    }
+
+    /// `docker run -d [args] image` on the test network with the scope label; removed on drop.
+    pub fn run_image(&self, name: &str, image: &str, args: &[&str]) -> Ctr {
+        self.run_image_cmd(name, image, args, &[])
+    }
+
+    /// As [`TestEnv::run_image`], with a command (and its arguments) after the image.
+    pub fn run_image_cmd(&self, name: &str, image: &str, args: &[&str], cmd: &[&str]) -> Ctr {
+        require_image(image);
         let full = format!("{}-{name}", self.id);
         let scope = self.scope();
         let mut all = vec![
@@ -133,17 +169,13 @@ impl TestEnv {
             &self.network,
             "--label",
             &scope,
-            "-e",
-            "CHAOS_TOKEN=drill-token",
-            "-e",
-            "READY_DELAY=0s",
         ];
         all.extend_from_slice(args);
-        if !args.contains(&IMAGE) {
-            all.push(IMAGE);
-        }
-        let id = docker(&all);
+        all.push(image);
+        all.extend_from_slice(cmd);
+        // Recorded before it runs: a failed `docker run` may still leave a created container.
         self.containers.lock().expect("lock").push(full.clone());
+        let id = docker(&all);
         Ctr {
             name: full,
             id,
@@ -191,6 +223,15 @@ impl Ctr {
     }
     pub fn running(&self) -> bool {
         self.inspect("{{.State.Running}}") == "true"
+    }
+    /// SIGSTOP to the main process (`docker kill -s STOP`): Docker still says running, but
+    /// it answers nothing, so its HEALTHCHECK or a probe times out.
+    pub fn freeze(&self) {
+        docker(&["kill", "-s", "STOP", &self.name]);
+    }
+    /// Undoes [`Ctr::freeze`] (`docker kill -s CONT`).
+    pub fn thaw(&self) {
+        docker(&["kill", "-s", "CONT", &self.name]);
     }
     pub fn restart_count(&self) -> u32 {
         self.inspect("{{.RestartCount}}").parse().unwrap_or(0)
@@ -261,17 +302,21 @@ pub fn http(
     Ok((status, body))
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// The address in the last complete `listening on ADDR` line of `log` (what `selfheal watch`
+/// logs once it has bound its listener).
+fn listening_address(log: &str) -> Option<SocketAddr> {
+    let complete = &log[..log.rfind('\n')?];
+    complete
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("listening on ")?.1.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
 }
 
 /// A `selfheal watch` process scoped to one test's containers.
 pub struct Watchdog {
     child: Option<Child>,
+    /// The port the running watchdog bound (`--listen 127.0.0.1:0`); changes at every start.
     pub port: u16,
     pub log: PathBuf,
     pub state_dir: PathBuf,
@@ -283,7 +328,7 @@ impl Watchdog {
     pub fn spawn(env: &TestEnv, extra: &[&str], docker_host: Option<String>) -> Self {
         let mut w = Self {
             child: None,
-            port: free_port(),
+            port: 0,
             log: env.dir.path().join("watchdog.log"),
             state_dir: env.dir.path().join("state"),
             args: extra.iter().map(|s| s.to_string()).collect(),
@@ -295,7 +340,11 @@ impl Watchdog {
         w
     }
 
+    /// Starts the process on a port the kernel picks (no race with parallel tests over a
+    /// "free" port), reads that port from its log, and waits until its API answers.
     pub fn start(&mut self) {
+        // The log is appended to across restarts: only what this start writes counts.
+        let log_from = std::fs::metadata(&self.log).map_or(0, |m| m.len());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -304,7 +353,7 @@ impl Watchdog {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfheal"));
         cmd.arg("watch")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("127.0.0.1:0")
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(&self.args)
@@ -317,6 +366,22 @@ impl Watchdog {
             None => cmd.env_remove("DOCKER_HOST"),
         };
         self.child = Some(cmd.spawn().expect("selfheal starts"));
+        let bound = wait_for(
+            "the watchdog to log its address",
+            Duration::from_secs(20),
+            || {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    panic!("the watchdog exited with {status}\n{}", self.log_tail());
+                }
+                let mut text = String::new();
+                let mut f = std::fs::File::open(&self.log).ok()?;
+                f.seek(SeekFrom::Start(log_from)).ok()?;
+                f.read_to_string(&mut text).ok()?;
+                listening_address(&text)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail()));
+        self.port = bound.port();
         let port = self.port;
         wait_for("the watchdog to answer", Duration::from_secs(20), || {
             http(

@@ -63,9 +63,10 @@ impl Executor {
 
     async fn inspect_now(&self, id: &str) -> Option<ContainerInfo> {
         let docker = self.docker.read().await.clone()?;
-        let c = crate::docker::bounded(docker.inspect_container(id, None::<InspectContainerOptions>))
-            .await
-            .ok()?;
+        let c =
+            crate::docker::bounded(docker.inspect_container(id, None::<InspectContainerOptions>))
+                .await
+                .ok()?;
         Some(ContainerInfo::from_inspect(c))
     }
 
@@ -89,9 +90,7 @@ impl Executor {
                 Err(_) => return not_attempted(NotAttempted::Unreachable),
             },
         };
-        if waited
-            && order.require_running
-            && self.inspect_now(id).await.is_some_and(|c| !c.running)
+        if waited && order.require_running && self.inspect_now(id).await.is_some_and(|c| !c.running)
         {
             return not_attempted(NotAttempted::Cancelled);
         }

@@ -432,9 +432,7 @@ impl Watcher {
             "unpause" => Msg::Observe(Observation::Unpaused),
             "health_status: unhealthy" => Msg::Unhealthy { received },
             "health_status: healthy" => Msg::Observe(Observation::Health(DockerHealth::Healthy)),
-            "health_status: starting" => {
-                Msg::Observe(Observation::Health(DockerHealth::Starting))
-            }
+            "health_status: starting" => Msg::Observe(Observation::Health(DockerHealth::Starting)),
             _ => return,
         };
         self.send(&id, msg).await;

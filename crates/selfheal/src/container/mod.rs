@@ -39,13 +39,17 @@ pub enum Msg {
     /// An event the core takes as it is (health, kill, stop, pause, probe result, ...).
     Observe(Observation),
     /// A Docker `health_status: unhealthy` event, with when it was received.
-    Unhealthy { received: Instant },
+    Unhealthy {
+        received: Instant,
+    },
     /// A `start` event, with inspect data read right after it.
     Started(Box<ContainerInfo>),
     /// Fresh inspect data after a gap (watching began, a reconnect, the core asked).
     Snapshot(Box<ContainerInfo>),
     /// A `die` event.
-    Died { exit_code: i64 },
+    Died {
+        exit_code: i64,
+    },
     Oom,
     Rename(String),
     /// The first failing check of Docker's health log, read for the open incident.
@@ -175,7 +179,11 @@ pub fn spawn(
                 };
                 match outcome {
                     ProbeOutcome::Failed(f) => {
-                        shared.metrics.probe_failures.get_or_create(&reason(f.as_str())).inc();
+                        shared
+                            .metrics
+                            .probe_failures
+                            .get_or_create(&reason(f.as_str()))
+                            .inc();
                     }
                     ProbeOutcome::Unobservable(u) => {
                         shared
@@ -291,9 +299,7 @@ impl ContainerTask {
             Msg::Restart(ExecOutcome::Finished(outcome)) => {
                 self.feed(Observation::RestartFinished(outcome), now)
             }
-            Msg::Restart(ExecOutcome::Gone) | Msg::Removed => {
-                self.feed(Observation::Removed, now)
-            }
+            Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
         }
     }
 
@@ -410,9 +416,9 @@ impl ContainerTask {
                 tracing::info!(container = %name, "healthy again by itself: released from quarantine")
             }
             Effect::Inspect => self.look(|info| Some(Msg::Snapshot(Box::new(info)))),
-            Effect::ReadHealthLog => self.look(|info| {
-                info.health_failing_since.map(Msg::HealthFailingSince)
-            }),
+            Effect::ReadHealthLog => {
+                self.look(|info| info.health_failing_since.map(Msg::HealthFailingSince))
+            }
         }
     }
 
@@ -473,6 +479,3 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
-
-#[cfg(test)]
-mod tests;

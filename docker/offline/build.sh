@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the stack's images without a registry: each image is a FROM scratch rootfs holding one
 # binary compiled or installed on this machine, the shared libraries `ldd` says it needs, a
-# non-root user (uid/gid 10001) and /tmp. No shell, no package manager.
+# non-root user (uid/gid 10001) and /tmp. No shell, no package manager, except in busybox: a
+# third-party image for tests and benchmarks (Debian's static busybox, its applets, httpd).
 #
 #   docker/offline/build.sh [IMAGE...]    IMAGE: demo-app watchdog prometheus alertmanager
-#                                          node-exporter (default: all)
+#                                          node-exporter busybox (default: all)
 # Env: TARGET_DIR (target/release), BUILD_DIR (.build/images), IMAGE_PREFIX (selfheal).
 set -euo pipefail
 
@@ -37,9 +38,10 @@ add_binary() {
     cp -L "$binary" "$rootfs$dest"
     chmod 0755 "$rootfs$dest"
     # `ldd` lines: "libc.so.6 => /lib/.../libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)".
+    # A static binary (busybox) lists none; ldd's "not a dynamic executable" is not an error here.
     while read -r lib; do
         copy_in "$lib" "$rootfs"
-    done < <(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+    done < <(ldd "$binary" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
 }
 
 # make_rootfs BINARY DEST ROOTFS: a fresh rootfs with the binary, the user and /tmp.
@@ -107,7 +109,22 @@ image() {
             make_rootfs /usr/bin/prometheus-node-exporter /bin/node_exporter "$rootfs"
             add_binary "$target_dir/healthcheck" /bin/healthcheck "$rootfs"
             build "$name" "$(deb_version prometheus-node-exporter)" "$context" ;;
-        *) die "unknown image $name (demo-app watchdog prometheus alertmanager node-exporter)" ;;
+        busybox)
+            # Statically linked: add_binary copies no libraries. One relative link per applet.
+            make_rootfs /bin/busybox /bin/busybox "$rootfs"
+            local applet
+            for applet in $(/bin/busybox --list); do
+                [[ $applet == busybox ]] || ln -s busybox "$rootfs/bin/$applet"
+            done
+            for applet in sh httpd wget sleep kill; do
+                [[ -L $rootfs/bin/$applet ]] || die "busybox has no applet $applet"
+            done
+            mkdir -p "$rootfs/www"
+            printf '<!doctype html><title>selfheal/busybox</title><p>busybox httpd\n' \
+                >"$rootfs/www/index.html"
+            printf 'ok\n' >"$rootfs/www/health"
+            build "$name" "$(deb_version busybox-static)" "$context" ;;
+        *) die "unknown image $name (demo-app watchdog prometheus alertmanager node-exporter busybox)" ;;
     esac
 }
 
@@ -119,7 +136,7 @@ watchdog_ready() {
 command -v docker >/dev/null || die "docker not found"
 images=("$@")
 if [[ ${#images[@]} -eq 0 ]]; then
-    images=(demo-app prometheus alertmanager node-exporter)
+    images=(demo-app prometheus alertmanager node-exporter busybox)
     if watchdog_ready "$target_dir/selfheal"; then
         images+=(watchdog)
     else

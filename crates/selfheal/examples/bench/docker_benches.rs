@@ -3,7 +3,7 @@
 //! run: the same fault on twin containers that the benchmark itself heals with plain Docker
 //! API calls, as fast as a client can.
 
-use crate::harness::{dist, mean, now_ns, p50, secs, Recorder, Run, Watchdog};
+use crate::harness::{dist, mean, now_ns, p50, secs, Recorder, Run, Watchdog, IMAGE};
 use bollard::query_parameters::{
     EventsOptionsBuilder, KillContainerOptionsBuilder, RestartContainerOptionsBuilder,
 };
@@ -15,19 +15,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-const EVENT_WAIT: Duration = Duration::from_secs(30);
+pub const EVENT_WAIT: Duration = Duration::from_secs(30);
 
-type Series = HashMap<&'static str, Vec<f64>>;
+pub type Series = HashMap<&'static str, Vec<f64>>;
 
-fn push(m: &mut Series, key: &'static str, value: f64) {
+pub fn push(m: &mut Series, key: &'static str, value: f64) {
     m.entry(key).or_default().push(value);
 }
 
-fn s(v: &[&str]) -> Vec<String> {
+pub fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-async fn restart(docker: &Docker, id: &str, t: i32) -> Result<(), String> {
+pub async fn restart(docker: &Docker, id: &str, t: i32) -> Result<(), String> {
     docker
         .restart_container(
             id,
@@ -152,6 +152,11 @@ pub async fn reaction() -> Result<serde_json::Value, String> {
         (pct * 10.0).round() / 10.0
     };
     Ok(json!({
+        "method": "Two watched and two floor containers, rounds alternating sides; fault = \
+            POST /chaos/unhealthy once healthy and the incident closed; reaction = Docker \
+            timeNano of the first `kill` after `health_status: unhealthy` minus that of the \
+            unhealthy event; floor healed by an event-driven docker restart -t 1.",
+        "image": IMAGE,
         "rounds_per_side": ROUNDS,
         "healthcheck": "interval 500ms, retries 1; stop timeout 1s",
         "watchdog": summarize("watchdog"),
@@ -167,7 +172,11 @@ pub async fn reaction() -> Result<serde_json::Value, String> {
     }))
 }
 
-async fn wait_incidents_closed(wd: &Watchdog, run: &Run, within: Duration) -> Result<(), String> {
+pub async fn wait_incidents_closed(
+    wd: &Watchdog,
+    run: &Run,
+    within: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + within;
     loop {
         if !wd.incidents(&run.http).await.iter().any(|i| i.is_open()) {
@@ -181,7 +190,7 @@ async fn wait_incidents_closed(wd: &Watchdog, run: &Run, within: Duration) -> Re
 }
 
 /// Polls the app every 10 ms until it answers; returns when (ns).
-async fn wait_app(run: &Run, name: &str, within: Duration) -> Result<i64, String> {
+pub async fn wait_app(run: &Run, name: &str, within: Duration) -> Result<i64, String> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(ip) = run.ip(name).await {
@@ -223,11 +232,14 @@ async fn wait_up_for(run: &Run, name: &str, period: Duration) -> Result<(), Stri
 /// 2 s stop timeout: fault -> app answering again.
 pub async fn hang() -> Result<serde_json::Value, String> {
     const ROUNDS: usize = 10;
+    // `BENCH_HANG_IMAGE=selfheal/busybox:latest` runs the same case on the third-party image.
+    let image = std::env::var("BENCH_HANG_IMAGE").unwrap_or_else(|_| IMAGE.to_string());
     let run = Run::new("hang").await?;
     let (wg, fg) = (run.group("w"), run.group("f"));
     let watched: Vec<String> = (0..2).map(|i| run.name("w", i)).collect();
     let floor = vec![run.name("f", 0)];
-    run.create(
+    run.create_with(
+        &image,
         &watched,
         &s(&[
             "--no-healthcheck",
@@ -244,7 +256,7 @@ pub async fn hang() -> Result<serde_json::Value, String> {
         ]),
     )
     .await?;
-    run.create(&floor, &s(&["--no-healthcheck", "--label", &fg]))
+    run.create_with(&image, &floor, &s(&["--no-healthcheck", "--label", &fg]))
         .await?;
     let rec = Recorder::start(&run.docker, &run.label()).await;
     let wd = Watchdog::start(&wg, &[]).await?;
@@ -301,6 +313,12 @@ pub async fn hang() -> Result<serde_json::Value, String> {
     let detect_mean = detect_min + defaults.interval.as_secs_f64() / 2.0;
     let f_p50 = p50(&f_restart);
     Ok(json!({
+        "method": "Two watched containers (own probe only), one round each in turn once up for \
+            the start period and the incident closed; fault = benchmark clock before \
+            docker kill -s STOP; restart begun = first `kill` event that is not the SIGSTOP; \
+            serving = first 200 from /health (10 ms poll). Floor: same freeze on a twin, then \
+            docker restart -t 2 at once, plus the mean detection the defaults allow.",
+        "image": image,
         "rounds": ROUNDS,
         "settings": format!("probe every {:?}, timeout {:?}, {} failures; stop timeout 2 s",
             defaults.interval, defaults.timeout, defaults.failures),
@@ -314,7 +332,7 @@ pub async fn hang() -> Result<serde_json::Value, String> {
     }))
 }
 
-async fn freeze(docker: &Docker, id: &str) -> Result<(), String> {
+pub async fn freeze(docker: &Docker, id: &str) -> Result<(), String> {
     docker
         .kill_container(
             id,
@@ -400,6 +418,10 @@ pub async fn crash() -> Result<serde_json::Value, String> {
             .unwrap_or_default()
     };
     Ok(json!({
+        "method": "One crash (POST /chaos/crash, exit 3) per container, restart: \
+            unless-stopped brings it back; fault = benchmark clock before the request; die and \
+            start = Docker events; serving = first 200 from /health (10 ms poll).",
+        "image": IMAGE,
         "containers_per_side": N,
         "watchdog": summarize("watchdog"),
         "floor": summarize("floor"),
@@ -526,6 +548,12 @@ pub async fn mass() -> Result<serde_json::Value, String> {
         peak_events = peak_events.max(cur);
     }
     Ok(json!({
+        "method": "50 containers (own probe, defaults) made unhealthy through \
+            /chaos/unhealthy, 16 requests at a time; done when each had a `start` event after \
+            the fault and answers /health; in-flight peak from the gauge (50 ms samples) and \
+            from kill -> start spans. Floor: the benchmark restarts the 50 itself, 4 at a \
+            time, before the watchdog runs.",
+        "image": IMAGE,
         "containers": N,
         "max_concurrent_restarts": IN_FLIGHT,
         "watchdog_fault_to_all_healthy_s": all.0,

@@ -1,17 +1,10 @@
 //! 5: the watchdog's RSS and CPU while it watches 0 (the floor), 10, 100 and 200 real
 //! containers, each probed over HTTP every second, for a fixed window.
 
-use crate::harness::{cpu_seconds, memory_mib, Run, Watchdog};
+use crate::harness::{cpu_seconds, env_num, memory_mib, Run, Watchdog};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 pub async fn run() -> Result<serde_json::Value, String> {
     let max = env_num("BENCH_FOOTPRINT_MAX", 200) as usize;

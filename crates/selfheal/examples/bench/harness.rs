@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 pub const IMAGE: &str = "selfheal/demo-app:latest";
+/// The third-party image: Debian's static busybox, `httpd -f -p 8080 -h /www`, serving /health.
+pub const BUSYBOX_IMAGE: &str = "selfheal/busybox:latest";
 pub const TOKEN: &str = "bench-chaos-token";
 /// Label key every container of a benchmark run carries (value: the run id).
 pub const RUN_LABEL: &str = "bench.selfheal.run";
@@ -25,6 +27,21 @@ pub fn now_ns() -> i64 {
 
 pub fn secs(ns: i64) -> f64 {
     ns as f64 / 1e9
+}
+
+/// A whole number from the environment, or `default`.
+pub fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// An RFC 3339 time (as the watchdog's journal writes them) in ns since the epoch.
+pub fn rfc3339_ns(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
 }
 
 /// Containers of one benchmark run; all removed when dropped.
@@ -64,6 +81,17 @@ impl Run {
 
     /// Starts demo-app containers `names` with extra `docker run` arguments, four at a time.
     pub async fn create(&self, names: &[String], extra: &[String]) -> Result<(), String> {
+        self.create_with(IMAGE, names, extra).await
+    }
+
+    /// Starts containers `names` of `image` with extra `docker run` arguments, four at a time.
+    /// (The demo-app's environment variables are set for any image; others ignore them.)
+    pub async fn create_with(
+        &self,
+        image: &str,
+        names: &[String],
+        extra: &[String],
+    ) -> Result<(), String> {
         let label = self.label();
         let jobs = names.iter().map(|n| {
             let mut args: Vec<String> = vec![
@@ -81,7 +109,7 @@ impl Run {
                 "RUST_LOG=warn".into(),
             ];
             args.extend(extra.iter().cloned());
-            args.push(IMAGE.into());
+            args.push(image.into());
             async move {
                 let out = tokio::process::Command::new("docker")
                     .args(&args)
@@ -122,6 +150,22 @@ impl Run {
 
     pub async fn id_of(&self, name: &str) -> Option<String> {
         self.inspect(name).await?.id
+    }
+
+    /// Removes one container at once (SIGKILL, so a frozen one goes too).
+    pub async fn remove(&self, name: &str) -> Result<(), String> {
+        self.docker
+            .remove_container(
+                name,
+                Some(
+                    bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(|e| format!("rm -f {name}: {e}"))
     }
 
     /// The app's /health answers 200 right now.
@@ -336,6 +380,36 @@ impl Watchdog {
         }
     }
 
+    /// Polls `/api/v1/containers` until it lists container `id`.
+    pub async fn wait_knows(
+        &self,
+        http: &reqwest::Client,
+        id: &str,
+        within: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let list: Vec<serde_json::Value> = match http
+                .get(format!("{}/api/v1/containers", self.api))
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            if list.iter().any(|c| c["id"].as_str() == Some(id)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the watchdog did not pick up {id} within {within:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn watched(&self, http: &reqwest::Client) -> usize {
         self.metric(http, "selfheal_watched_containers")
             .await
@@ -411,6 +485,37 @@ impl Recorder {
                 .map(|e| e.ns)
                 .min()
         })
+    }
+
+    /// The first `kill` event of container `id` at or after `after` that is not the fault's own
+    /// SIGSTOP (19) or a SIGCONT (18): the SIGTERM with which a restart begins.
+    pub fn first_restart_kill(&self, id: &str, after: i64) -> Option<i64> {
+        self.events.lock().ok().and_then(|v| {
+            v.iter()
+                .filter(|e| e.id == id && e.action == "kill" && e.ns >= after)
+                .filter(|e| !matches!(e.attrs.get("signal").map(String::as_str), Some("19" | "18")))
+                .map(|e| e.ns)
+                .min()
+        })
+    }
+
+    /// Polls until `first_restart_kill(id, after)` exists.
+    pub async fn wait_restart_kill(
+        &self,
+        id: &str,
+        after: i64,
+        within: Duration,
+    ) -> Result<i64, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(t) = self.first_restart_kill(id, after) {
+                return Ok(t);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no restart (kill event) within {within:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Polls until `first(id, action, after)` exists.

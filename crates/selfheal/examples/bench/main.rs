@@ -4,11 +4,16 @@
 //! (`--all-targets`), calls the library's real code (`probe::schedule`, the Docker edge), and is
 //! never shipped in the watchdog's image or installed with it.
 //!
-//! `bench [all|reaction|hang|crash|footprint|probe-scale|mass] [--out DIR]`. Each benchmark
-//! measures its figure and its floor in the same run and writes `DIR/<name>.json`. Every
-//! container carries a label unique to the run and is removed at the end, even on failure or
-//! Ctrl+C.
+//! `bench [all|reaction|reaction-soon|hang|hang-soon|refault|crash|footprint|probe-scale|mass]
+//! [--out DIR]`. Each benchmark measures its figure and its floor in the same run and writes
+//! `DIR/<name>.json`. Every container carries a label unique to the run and is removed at the
+//! end, even on failure or Ctrl+C.
+//!
+//! Environment: `BENCH_SOON_ROUNDS` (rounds per image of reaction-soon and hang-soon, 8),
+//! `BENCH_REFAULT_CYCLES` (6), `BENCH_IMAGES` (images of those three: `demo-app,busybox`),
+//! `BENCH_FOOTPRINT_MAX` (200), `BENCH_FOOTPRINT_SECONDS` (60).
 
+mod after_start;
 mod docker_benches;
 mod footprint;
 mod harness;
@@ -17,9 +22,12 @@ mod probe_scale;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const BENCHES: [&str; 6] = [
+const BENCHES: [&str; 9] = [
     "reaction",
+    "reaction-soon",
     "hang",
+    "hang-soon",
+    "refault",
     "crash",
     "mass",
     "probe-scale",
@@ -102,6 +110,9 @@ async fn run_one(name: &str) -> Result<serde_json::Value, String> {
     match name {
         "reaction" => docker_benches::reaction().await,
         "hang" => docker_benches::hang().await,
+        "reaction-soon" => after_start::reaction_soon().await,
+        "hang-soon" => after_start::hang_soon().await,
+        "refault" => after_start::refault().await,
         "crash" => docker_benches::crash().await,
         "mass" => docker_benches::mass().await,
         "footprint" => footprint::run().await,
@@ -112,5 +123,10 @@ async fn run_one(name: &str) -> Result<serde_json::Value, String> {
 
 fn usage() -> ExitCode {
     eprintln!("usage: bench [all|{}]... [--out DIR]", BENCHES.join("|"));
+    eprintln!(
+        "env: BENCH_SOON_ROUNDS (8, per image: reaction-soon, hang-soon), BENCH_REFAULT_CYCLES \
+         (6), BENCH_IMAGES (demo-app,busybox: reaction-soon, hang-soon, refault), \
+         BENCH_FOOTPRINT_MAX (200), BENCH_FOOTPRINT_SECONDS (60)"
+    );
     ExitCode::from(2)
 }

@@ -132,8 +132,8 @@ fn span(from: &str, to: Option<&str>) -> Option<f64> {
     Some(secs(rfc3339_ns(to?)? - rfc3339_ns(from)?))
 }
 
-/// Runs `body` on a fresh container `name` of `image` and removes it afterwards, whatever
-/// happened; returns the container's id with the result.
+/// Starts a fresh container `name` of `image`, runs `body` with its id and removes it
+/// afterwards (`rm -f`), whatever `body` returned.
 async fn with_fresh<T, F, Fut>(
     run: &Run,
     image: &str,

@@ -74,12 +74,14 @@ fn main() -> ExitCode {
     let mut failed = false;
     for name in which {
         eprintln!("== {name}");
+        let began = std::time::Instant::now();
         let result = rt.block_on(async {
             tokio::select! {
                 r = run_one(&name) => r,
                 _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
             }
         });
+        eprintln!("== {name}: {:.0} s", began.elapsed().as_secs_f64());
         match result {
             Ok(value) => {
                 let path = out.join(format!("{name}.json"));

@@ -224,6 +224,8 @@ pub struct IncidentTimes {
     pub last_restart: Option<Instant>,
     /// Restarts attempted by the watchdog, plus restarts by Docker's policy observed.
     pub attempts: u32,
+    /// When the run that failed began, if known: no evidence about it is older.
+    pub run_began: Option<Instant>,
 }
 
 /// A restart the executor is to carry out.

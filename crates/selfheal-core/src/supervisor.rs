@@ -486,15 +486,12 @@ impl Supervisor {
 
     fn on_health_failing_since(&mut self, at: Instant, out: &mut Vec<Effect>) {
         let Some(i) = &mut self.incident else { return };
+        // Not before the run that failed began.
+        let at = i.run_began.map_or(at, |began| at.max(began));
         if i.trigger != Trigger::Unhealthy || at >= i.first_failure {
             return;
         }
-        // Not before the run the incident is about.
-        let floor = match &self.phase {
-            Phase::Running { run, .. } | Phase::Paused { run, .. } => Some(run.since),
-            _ => None,
-        };
-        i.first_failure = floor.map_or(at, |f| at.max(f));
+        i.first_failure = at;
         out.push(Effect::IncidentUpdated(i.clone()));
     }
 
@@ -922,6 +919,10 @@ impl Supervisor {
         if self.incident.is_some() {
             return;
         }
+        let run_began = match &self.phase {
+            Phase::Running { run, .. } | Phase::Paused { run, .. } => Some(run.since),
+            _ => None,
+        };
         let i = IncidentTimes {
             trigger,
             first_failure,
@@ -929,6 +930,7 @@ impl Supervisor {
             action_begun: None,
             last_restart: None,
             attempts: 0,
+            run_began,
         };
         out.push(Effect::IncidentOpened(i.clone()));
         self.incident = Some(i);

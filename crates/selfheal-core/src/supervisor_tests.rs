@@ -324,6 +324,30 @@ async fn docker_health_log_dates_the_first_failure() {
         .is_empty());
 }
 
+/// The log is read after the restart is sent, often after the new run began: it dates the
+/// failure of the run that failed, never later than that run's start... and never earlier.
+#[tokio::test(start_paused = true)]
+async fn docker_health_log_read_after_the_restart_dates_the_old_run() {
+    let mut h = Harness::healthy(docker_health_spec()).await;
+    let run_began = Instant::now() - secs(120);
+    let fault = Instant::now() - secs(2);
+    h.feed(Observation::Health(DockerHealth::Unhealthy));
+    h.restart_completes();
+    let e = h.feed(Observation::HealthFailingSince(fault));
+    let Some(Effect::IncidentUpdated(i)) = e.first() else {
+        panic!("{e:?}")
+    };
+    assert_eq!(i.first_failure, fault, "not clamped to the new run's start");
+    let e = h.feed(Observation::HealthFailingSince(run_began - secs(60)));
+    let Some(Effect::IncidentUpdated(i)) = e.first() else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        i.first_failure, run_began,
+        "never before the run that failed began"
+    );
+}
+
 /// Backoff: the gap before the n-th restart grows, and is forgotten only after the container
 /// stayed healthy for `reset_after`.
 #[tokio::test(start_paused = true)]
@@ -543,6 +567,7 @@ async fn a_resumed_restart_finishes_and_its_events_are_not_a_user_stop() {
         action_begun: Some(sent),
         last_restart: Some(sent),
         attempts: 1,
+        run_began: None,
     };
     let mut h = Harness {
         sup: Supervisor::new(spec(), Some(resumed.clone()), Instant::now()),

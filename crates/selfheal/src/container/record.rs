@@ -48,6 +48,7 @@ impl IncidentRecorder {
                 .or(i.action_begun.as_deref())
                 .and_then(at),
             attempts: i.attempts,
+            run_began: None,
         })
     }
 

@@ -181,9 +181,8 @@ struct Run {
 
 impl Run {
     fn feed(&mut self, obs: Observation) -> Result<Vec<Effect>, TestCaseError> {
-        let before = self.sup.state();
         let mut effects = self.sup.handle(obs.clone(), self.now);
-        self.check(&obs, before, &effects)?;
+        self.check(&obs, &effects)?;
         if effects.contains(&Effect::Inspect) {
             // Like the daemon: inspect and report what Docker shows.
             self.model.unknown = false;
@@ -207,12 +206,7 @@ impl Run {
     }
 
     /// The invariants that hold after every single observation.
-    fn check(
-        &mut self,
-        obs: &Observation,
-        _before: State,
-        effects: &[Effect],
-    ) -> Result<(), TestCaseError> {
+    fn check(&mut self, obs: &Observation, effects: &[Effect]) -> Result<(), TestCaseError> {
         let now = self.now;
         let spec = &self.spec;
         for e in effects {
@@ -341,8 +335,7 @@ impl Run {
         match step {
             Step::Wait(ms) => self.now += Duration::from_millis(ms),
             Step::Tick => {
-                let effects = self.feed(Observation::Tick)?;
-                self.after_exec_effects(&effects)?;
+                self.feed(Observation::Tick)?;
             }
             Step::Start => {
                 // Docker starts only a container that is not running.
@@ -500,7 +493,7 @@ impl Run {
                 if self.model.running || self.model.order.is_some() {
                     return Ok(());
                 }
-                let effects = self.feed(Observation::Snapshot(Snapshot {
+                self.feed(Observation::Snapshot(Snapshot {
                     status: RunStatus::Exited {
                         exit: Exit {
                             code,
@@ -510,14 +503,9 @@ impl Run {
                     },
                     health: None,
                 }))?;
-                self.after_exec_effects(&effects)?;
             }
             Step::Execute(pick) => self.execute(pick)?,
         }
-        Ok(())
-    }
-
-    fn after_exec_effects(&mut self, _effects: &[Effect]) -> Result<(), TestCaseError> {
         Ok(())
     }
 

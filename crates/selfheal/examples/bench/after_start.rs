@@ -227,12 +227,8 @@ pub async fn reaction_soon() -> Result<serde_json::Value, String> {
             let name = run.name(&format!("rs-{}", t.key), i);
             let (wd, rec, run, nm) = (&wd, &rec, &run, &name);
             let row = with_fresh(run, t.image, nm, &args, |id| async move {
-                let started = rec.wait(&id, "start", 0, EVENT_WAIT).await?;
-                wd.wait_knows(&run.http, &id, EVENT_WAIT).await?;
-                let answered = wait_serving(run, nm, EVENT_WAIT).await?;
-                sleep_until_ns(answered + soon_delay(i, rounds).as_nanos() as i64).await;
-                let fault = now_ns();
-                freeze(&run.docker, &id).await?;
+                let (started, answered, fault) =
+                    freeze_soon_after_start(rec, wd, run, nm, &id, soon_delay(i, rounds)).await?;
                 let unhealthy = rec
                     .wait(&id, "health_status: unhealthy", fault, EVENT_WAIT)
                     .await?;
@@ -333,7 +329,27 @@ pub async fn reaction_soon() -> Result<serde_json::Value, String> {
     }))
 }
 
-fn probe_args(group: &str) -> Vec<String> {
+/// Waits until the container has started, the watchdog knows it and it first answers, then
+/// freezes it `delay` later. Returns the start, first answer and fault times (ns).
+async fn freeze_soon_after_start(
+    rec: &Recorder,
+    wd: &Watchdog,
+    run: &Run,
+    name: &str,
+    id: &str,
+    delay: Duration,
+) -> Result<(i64, i64, i64), String> {
+    let started = rec.wait(id, "start", 0, EVENT_WAIT).await?;
+    wd.wait_knows(&run.http, id, EVENT_WAIT).await?;
+    let answered = wait_serving(run, name, EVENT_WAIT).await?;
+    sleep_until_ns(answered + delay.as_nanos() as i64).await;
+    let fault = now_ns();
+    freeze(&run.docker, id).await?;
+    Ok((started, answered, fault))
+}
+
+/// Probe-only watching (no HEALTHCHECK), stop timeout 2 s: the own-probe benchmarks' labels.
+pub fn probe_args(group: &str) -> Vec<String> {
     s(&[
         "--no-healthcheck",
         "--label",
@@ -373,12 +389,8 @@ pub async fn hang_soon() -> Result<serde_json::Value, String> {
             let name = run.name(&format!("hs-{}", t.key), i);
             let (wd, rec, run, nm) = (&wd, &rec, &run, &name);
             let row = with_fresh(run, t.image, nm, &args, |id| async move {
-                let started = rec.wait(&id, "start", 0, EVENT_WAIT).await?;
-                wd.wait_knows(&run.http, &id, EVENT_WAIT).await?;
-                let answered = wait_serving(run, nm, EVENT_WAIT).await?;
-                sleep_until_ns(answered + soon_delay(i, rounds).as_nanos() as i64).await;
-                let fault = now_ns();
-                freeze(&run.docker, &id).await?;
+                let (started, answered, fault) =
+                    freeze_soon_after_start(rec, wd, run, nm, &id, soon_delay(i, rounds)).await?;
                 let kill = rec.wait_restart_kill(&id, fault, EVENT_WAIT).await?;
                 let start = rec.wait(&id, "start", kill, EVENT_WAIT).await?;
                 let serving = wait_serving(run, nm, EVENT_WAIT).await?;

@@ -238,24 +238,8 @@ pub async fn hang() -> Result<serde_json::Value, String> {
     let (wg, fg) = (run.group("w"), run.group("f"));
     let watched: Vec<String> = (0..2).map(|i| run.name("w", i)).collect();
     let floor = vec![run.name("f", 0)];
-    run.create_with(
-        &image,
-        &watched,
-        &s(&[
-            "--no-healthcheck",
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.probe.http=:8080/health",
-            "--label",
-            "selfheal.stop-timeout=2",
-            "--label",
-            "selfheal.restart.max=1000",
-            "--label",
-            &wg,
-        ]),
-    )
-    .await?;
+    run.create_with(&image, &watched, &crate::after_start::probe_args(&wg))
+        .await?;
     run.create_with(&image, &floor, &s(&["--no-healthcheck", "--label", &fg]))
         .await?;
     let rec = Recorder::start(&run.docker, &run.label()).await;

@@ -1,7 +1,7 @@
 //! The watchdog's Prometheus metrics. Names are a contract with the dashboards, the alert rules
 //! and users' queries (see ARCHITECTURE.md); `app_recovery_events_total` keeps its original name.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -9,23 +9,50 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use selfheal_core::{ProbeFailure, ProbeKind, RecoveryResult, State, Trigger, Unobservable};
 
+/// A bounded label value: one of the healing core's enums, encoded by its contract name
+/// (`unhealthy`, `dry_run`, `backing_off`, ...). No string is parsed back into a decision.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Label<T>(pub T);
+
+/// The core's enums that are label values.
+pub trait LabelName: Copy {
+    fn name(self) -> &'static str;
+}
+
+macro_rules! label_names {
+    ($($t:ty),+) => {$(
+        impl LabelName for $t {
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
+    )+};
+}
+label_names!(Trigger, RecoveryResult, State, ProbeFailure, Unobservable);
+
+impl<T: LabelName> EncodeLabelValue for Label<T> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.0.name())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RecoveryLabels {
     pub container: String,
-    pub trigger: String,
-    pub result: String,
+    pub trigger: Label<Trigger>,
+    pub result: Label<RecoveryResult>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
     pub container: String,
-    pub trigger: String,
+    pub trigger: Label<Trigger>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub container: String,
-    pub state: String,
+    pub state: Label<State>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,9 +68,15 @@ pub enum KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+pub struct FailureLabels {
     pub container: String,
-    pub reason: String,
+    pub reason: Label<ProbeFailure>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnobservableLabels {
+    pub container: String,
+    pub reason: Label<Unobservable>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,8 +104,8 @@ pub struct Metrics {
     pub recovery_duration: Family<TriggerLabels, Histogram>,
     pub container_state: Family<StateLabels, Gauge>,
     pub probe_duration: Family<ProbeLabels, Histogram>,
-    pub probe_failures: Family<ReasonLabels, Counter>,
-    pub probe_unobservable: Family<ReasonLabels, Counter>,
+    pub probe_failures: Family<FailureLabels, Counter>,
+    pub probe_unobservable: Family<UnobservableLabels, Counter>,
     pub quarantined: Gauge,
     pub docker_up: Gauge,
     pub watched: Gauge,
@@ -263,7 +296,7 @@ impl Metrics {
             self.container_state
                 .get_or_create(&StateLabels {
                     container: container.into(),
-                    state: state.as_str().into(),
+                    state: Label(*state),
                 })
                 .set(i64::from(*state == current));
         }
@@ -273,8 +306,8 @@ impl Metrics {
         self.recovery_events
             .get_or_create(&RecoveryLabels {
                 container: container.into(),
-                trigger: trigger.as_str().into(),
-                result: result.as_str().into(),
+                trigger: Label(trigger),
+                result: Label(result),
             })
             .inc();
     }
@@ -293,33 +326,33 @@ impl<'a> SeriesKeys<'a> {
         Trigger::ALL.iter().flat_map(move |t| {
             RecoveryResult::ALL.iter().map(move |r| RecoveryLabels {
                 container: self.container.into(),
-                trigger: t.as_str().into(),
-                result: r.as_str().into(),
+                trigger: Label(*t),
+                result: Label(*r),
             })
         })
     }
     fn trigger(&self) -> impl Iterator<Item = TriggerLabels> + '_ {
         Trigger::ALL.iter().map(move |t| TriggerLabels {
             container: self.container.into(),
-            trigger: t.as_str().into(),
+            trigger: Label(*t),
         })
     }
     fn state(&self) -> impl Iterator<Item = StateLabels> + '_ {
         State::ALL.iter().map(move |s| StateLabels {
             container: self.container.into(),
-            state: s.as_str().into(),
+            state: Label(*s),
         })
     }
-    fn unobservable(&self) -> impl Iterator<Item = ReasonLabels> + '_ {
-        Unobservable::ALL.iter().map(move |r| ReasonLabels {
+    fn unobservable(&self) -> impl Iterator<Item = UnobservableLabels> + '_ {
+        Unobservable::ALL.iter().map(move |r| UnobservableLabels {
             container: self.container.into(),
-            reason: r.as_str().into(),
+            reason: Label(*r),
         })
     }
-    fn reason(&self) -> impl Iterator<Item = ReasonLabels> + '_ {
-        ProbeFailure::ALL.iter().map(move |r| ReasonLabels {
+    fn reason(&self) -> impl Iterator<Item = FailureLabels> + '_ {
+        ProbeFailure::ALL.iter().map(move |r| FailureLabels {
             container: self.container.into(),
-            reason: r.as_str().into(),
+            reason: Label(*r),
         })
     }
 }

@@ -173,23 +173,23 @@ pub fn spawn(
                     return true;
                 }
                 duration.observe(took.as_secs_f64());
-                let reason = |r: &str| crate::metrics::ReasonLabels {
-                    container: name.clone(),
-                    reason: r.into(),
-                };
                 match outcome {
                     ProbeOutcome::Failed(f) => {
-                        shared
-                            .metrics
-                            .probe_failures
-                            .get_or_create(&reason(f.as_str()))
-                            .inc();
+                        let labels = crate::metrics::FailureLabels {
+                            container: name.clone(),
+                            reason: crate::metrics::Label(f),
+                        };
+                        shared.metrics.probe_failures.get_or_create(&labels).inc();
                     }
                     ProbeOutcome::Unobservable(u) => {
+                        let labels = crate::metrics::UnobservableLabels {
+                            container: name.clone(),
+                            reason: crate::metrics::Label(u),
+                        };
                         shared
                             .metrics
                             .probe_unobservable
-                            .get_or_create(&reason(u.as_str()))
+                            .get_or_create(&labels)
                             .inc();
                     }
                     ProbeOutcome::Passed => {}

@@ -107,7 +107,7 @@ impl IncidentRecorder {
                 .recovery_duration
                 .get_or_create(&crate::metrics::TriggerLabels {
                     container: container.into(),
-                    trigger: t.trigger.as_str().into(),
+                    trigger: crate::metrics::Label(t.trigger),
                 })
                 .observe(ttr.as_secs_f64());
         }

@@ -1,0 +1,232 @@
+//! The container task loop with a fake runtime and paused time: what reaches the runtime, the
+//! journal and the view for a sequence of messages. The bollard runtime is covered by the
+//! tests against the real engine.
+
+use super::*;
+use crate::executor::BoxFuture;
+use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
+use selfheal_core::labels::parse_labels;
+use selfheal_core::{RestartOutcome, Trigger, WatchDefaults};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Records every restart order and answers as told; `inspect` returns `shown`.
+#[derive(Debug)]
+struct FakeRuntime {
+    restarts: Mutex<Vec<RestartOrder>>,
+    answer: Mutex<RestartOutcome>,
+    shown: Mutex<Option<ContainerInfo>>,
+}
+
+impl FakeRuntime {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            restarts: Mutex::new(Vec::new()),
+            answer: Mutex::new(RestartOutcome::Done),
+            shown: Mutex::new(None),
+        })
+    }
+    fn restarts(&self) -> Vec<RestartOrder> {
+        self.restarts.lock().expect("lock").clone()
+    }
+}
+
+impl ContainerRuntime for FakeRuntime {
+    fn inspect<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>> {
+        Box::pin(async move { self.shown.lock().expect("lock").clone() })
+    }
+    fn restart<'a>(
+        &'a self,
+        _id: &'a str,
+        order: &'a RestartOrder,
+        on_sent: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, ExecOutcome> {
+        Box::pin(async move {
+            let answer = self.answer.lock().expect("lock").clone();
+            if !matches!(answer, RestartOutcome::NotAttempted(_)) {
+                on_sent.await;
+                self.restarts.lock().expect("lock").push(order.clone());
+            }
+            ExecOutcome::Finished(answer)
+        })
+    }
+}
+
+struct World {
+    shared: Arc<Shared>,
+    runtime: Arc<FakeRuntime>,
+    handle: ContainerHandle,
+    info: ContainerInfo,
+    _dir: tempfile::TempDir,
+    _cancel: CancellationToken,
+}
+
+/// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
+fn world() -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (journal, _) =
+        IncidentJournal::open(dir.path(), JournalMetrics::default()).expect("journal");
+    let shared = Shared::new(Arc::new(journal), false);
+    let runtime = FakeRuntime::new();
+    let ctx = Context {
+        shared: shared.clone(),
+        runtime: runtime.clone(),
+        prober: Prober::default(),
+        notifier: Notifier::disabled(),
+        backoff: Backoff::default(),
+        probe_network: None,
+        own_networks: Arc::new(Vec::new()),
+    };
+    let info = ContainerInfo {
+        id: "c0ffee".into(),
+        name: "web".into(),
+        running: true,
+        started_at: Some(SystemTime::now() - Duration::from_secs(120)),
+        has_healthcheck: true,
+        health: Some(DockerHealth::Healthy),
+        ..ContainerInfo::default()
+    };
+    let labels = HashMap::from([("selfheal.enable".to_string(), "true".to_string())]);
+    let spec = parse_labels(&labels, &WatchDefaults::default(), false)
+        .expect("labels")
+        .expect("opted in");
+    let cancel = CancellationToken::new();
+    let handle = spawn(ctx, info.clone(), spec, None, &cancel);
+    World {
+        shared,
+        runtime,
+        handle,
+        info,
+        _dir: dir,
+        _cancel: cancel,
+    }
+}
+
+impl World {
+    fn state(&self) -> String {
+        self.shared
+            .views()
+            .first()
+            .map(|v| v.state.clone())
+            .unwrap_or_default()
+    }
+
+    /// Polls `f` on paused time (each wait lets every task run) until it holds.
+    async fn until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
+        for _ in 0..600 {
+            if f(self) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "not reached within 60 s of paused time: {what} (state {})",
+            self.state()
+        );
+    }
+
+    /// The restart's own start, reported as the watch loop does after a `start` event.
+    async fn started_again(&self) {
+        // Docker's clock, as the watchdog maps it (time here is paused, the wall clock not).
+        let info = ContainerInfo {
+            started_at: Some(self.shared.clock.wall(Instant::now())),
+            health: Some(DockerHealth::Starting),
+            ..self.info.clone()
+        };
+        self.handle.send(Msg::Started(Box::new(info))).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unhealthy_becomes_one_restart_and_the_start_then_healthy_closes_the_incident() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    w.handle
+        .send(Msg::Unhealthy {
+            received: Instant::now(),
+        })
+        .await;
+    w.until("one restart", |w| w.runtime.restarts().len() == 1)
+        .await;
+    let order = &w.runtime.restarts()[0];
+    assert_eq!(order.trigger, Trigger::Unhealthy);
+    assert_eq!((order.attempt, order.stop_timeout), (1, 10));
+    assert!(order.require_running);
+    // The restart's own kill, die and stop change nothing; its start and Docker's healthy
+    // close the incident.
+    w.handle.send(Msg::Observe(Observation::Killed)).await;
+    w.handle.send(Msg::Died { exit_code: 143 }).await;
+    w.handle.send(Msg::Observe(Observation::Stopped)).await;
+    w.started_again().await;
+    w.handle
+        .send(Msg::Observe(Observation::Health(DockerHealth::Healthy)))
+        .await;
+    w.until("recovered", |w| {
+        w.shared
+            .journal
+            .list(None, None)
+            .first()
+            .is_some_and(|i| i.outcome == IncidentOutcome::Recovered)
+    })
+    .await;
+    let incident = &w.shared.journal.list(None, None)[0];
+    assert_eq!(
+        (incident.attempts, incident.trigger),
+        (1, Trigger::Unhealthy)
+    );
+    assert!(incident.action_begun.is_some() && incident.healthy_again.is_some());
+    assert_eq!(
+        w.runtime.restarts().len(),
+        1,
+        "the restart's own events caused none"
+    );
+    assert_eq!(w.state(), "healthy");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_container_is_never_restarted() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    w.handle.send(Msg::Observe(Observation::Paused)).await;
+    w.handle
+        .send(Msg::Unhealthy {
+            received: Instant::now(),
+        })
+        .await;
+    w.until("paused", |w| w.state() == "paused").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(w.runtime.restarts().is_empty());
+    assert!(w.shared.journal.list(None, None).is_empty());
+}
+
+/// Docker unreachable when the restart was due: no budget spent, nothing counted as failed,
+/// and the task looks again (inspect) and restarts once Docker answers.
+#[tokio::test(start_paused = true)]
+async fn a_restart_docker_never_got_is_retried_after_looking_again() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    *w.runtime.answer.lock().expect("lock") =
+        RestartOutcome::NotAttempted(selfheal_core::NotAttempted::Unreachable);
+    *w.runtime.shown.lock().expect("lock") = Some(ContainerInfo {
+        health: Some(DockerHealth::Unhealthy),
+        ..w.info.clone()
+    });
+    w.handle
+        .send(Msg::Unhealthy {
+            received: Instant::now(),
+        })
+        .await;
+    w.until("unhealthy, waiting to look again", |w| {
+        w.state() == "unhealthy"
+    })
+    .await;
+    assert!(w.runtime.restarts().is_empty());
+    let views = w.shared.views();
+    assert_eq!(views[0].restarts_in_window, 0, "no budget spent");
+    *w.runtime.answer.lock().expect("lock") = RestartOutcome::Done;
+    w.until("restarted once Docker answers", |w| {
+        w.runtime.restarts().len() == 1
+    })
+    .await;
+}

@@ -41,13 +41,45 @@ pub struct LabelError {
 }
 
 impl LabelError {
+    /// The value is kept with any credentials in it redacted: label errors are shown in the
+    /// log, the API and `selfheal check`.
     fn new(label: &str, value: &str, reason: impl Into<String>) -> Self {
         Self {
             label: label.into(),
-            value: value.into(),
+            value: redact_userinfo(value),
             reason: reason.into(),
         }
     }
+}
+
+/// `scheme://user:secret@host/...` -> `scheme://***@host/...`; anything else as it is.
+pub fn redact_userinfo(value: &str) -> String {
+    let (scheme, rest) = match value.find("://") {
+        Some(i) => value.split_at(i + 3),
+        None => ("", value),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => value.to_string(),
+    }
+}
+
+/// A host name (RFC 1123 labels) or an IP address; `[v6]` brackets already stripped.
+fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -303,14 +335,24 @@ fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
-/// `host:port` or `:port` (the container's own address).
+/// `host:port` or `:port` (the container's own address). Credentials are refused: the probe
+/// would send them nowhere useful, and they would show up wherever the label is shown.
 fn parse_host_port(s: &str) -> Result<(Option<String>, u16), String> {
+    if s.contains('@') {
+        return Err("credentials (user:password@) are not supported in a probe address".into());
+    }
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| "expected :PORT or HOST:PORT".to_string())?;
     let port = parse_port(port)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok(((!host.is_empty()).then(|| host.to_string()), port))
+    if host.is_empty() {
+        return Ok((None, port));
+    }
+    if !valid_host(host) {
+        return Err(format!("{host:?} is not a host name or an IP address"));
+    }
+    Ok((Some(host.to_string()), port))
 }
 
 fn parse_http(v: &str) -> Result<ProbeTarget, String> {
@@ -331,10 +373,12 @@ fn parse_http(v: &str) -> Result<ProbeTarget, String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = if authority.contains(':') {
+    let (host, port) = if authority.contains(':') || authority.contains('@') {
         parse_host_port(authority)?
-    } else {
+    } else if valid_host(authority) {
         (Some(authority.to_string()), 80)
+    } else {
+        return Err(format!("{authority:?} is not a host name or an IP address"));
     };
     Ok(ProbeTarget {
         kind: ProbeKind::Http,
@@ -438,12 +482,44 @@ mod tests {
         assert_eq!((t.host, t.port), (None, 6379));
         let t = parse_tcp("[::1]:6379").unwrap();
         assert_eq!(t.host.as_deref(), Some("::1"));
-        for bad in ["8080/health", "https://x/", ":0/", ":99999/", "http://:80/"] {
+        for bad in [
+            "8080/health",
+            "https://x/",
+            ":0/",
+            ":99999/",
+            "http://:80/",
+            "http://user:secret@127.0.0.1:8080/health",
+            "http://user@db:80/",
+            "http://bad host:80/",
+            "http://-x.example:80/",
+        ] {
             assert!(parse_http(bad).is_err(), "{bad}");
         }
         for bad in ["6379", ":x", ""] {
             assert!(parse_tcp(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_are_refused_and_never_shown() {
+        let errs = parse(&[
+            (ENABLE, "true"),
+            (PROBE_HTTP, "http://user:secret@127.0.0.1:8080/health"),
+        ])
+        .unwrap_err();
+        assert_eq!(errs[0].label, PROBE_HTTP);
+        assert_eq!(errs[0].value, "http://***@127.0.0.1:8080/health");
+        assert!(!errs[0].to_string().contains("secret"), "{}", errs[0]);
+        assert!(errs[0].reason.contains("credentials"));
+        let tcp = parse(&[(ENABLE, "true"), (PROBE_TCP, "admin:pw@db:5432")]).unwrap_err();
+        assert_eq!(tcp[0].value, "***@db:5432");
+        assert_eq!(redact_userinfo("http://db:80/a@b"), "http://db:80/a@b");
+        // A name that will not resolve is valid syntax: at run time it is "cannot observe".
+        assert!(parse(&[
+            (ENABLE, "true"),
+            (PROBE_HTTP, "http://does-not-exist.invalid:8080/health")
+        ])
+        .is_ok());
     }
 
     #[test]

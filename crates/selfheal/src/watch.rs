@@ -56,6 +56,9 @@ pub struct Watcher {
     session_connected: bool,
     /// The watchdog's own container, when it runs in one: never its own patient.
     own_id: Option<String>,
+    /// Docker's time (ns since the epoch) up to which every event has been handled: the last
+    /// event's, or when the session subscribed. An outage is replayed from here.
+    seen_until: Option<i64>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -94,6 +97,7 @@ impl Watcher {
             cancel: CancellationToken::new(),
             session_connected: false,
             own_id: None,
+            seen_until: None,
         })
     }
 
@@ -139,6 +143,8 @@ impl Watcher {
         if let Some(f) = &self.cfg.filter_label {
             filters.insert("label", vec![f.as_str()]);
         }
+        let replay_from = self.seen_until.filter(|_| reconnect);
+        let subscribed_at = now_nanos();
         let mut stream = docker.events(Some(
             EventsOptionsBuilder::default().filters(&filters).build(),
         ));
@@ -156,6 +162,10 @@ impl Watcher {
         bounded(docker.ping()).await?;
         *self.docker.write().await = Some(docker.clone());
         self.discover_own_networks(&docker).await;
+        if let Some(from) = replay_from {
+            self.replay(&docker, from, subscribed_at).await;
+        }
+        self.seen_until = Some(self.seen_until.unwrap_or(0).max(subscribed_at));
         self.resync(&docker).await?;
         self.shared.set_docker_up(true);
         self.session_connected = true;
@@ -379,8 +389,54 @@ impl Watcher {
         self.shared.remove_view(id);
     }
 
+    /// Feeds the lifecycle events Docker recorded while the connection was down (`from` to
+    /// `until`, ns) in order, before the re-list: a crash is then told from a stop by its own
+    /// events. Health events are left out: the re-list shows the health as it is now, and an
+    /// `unhealthy` from the outage may be long over. Docker keeps a bounded history; what it
+    /// no longer has, the re-list reads from the exit code (see the healing core).
+    async fn replay(&mut self, docker: &Docker, from: i64, until: i64) {
+        let mut filters = HashMap::new();
+        filters.insert("type", vec!["container"]);
+        let lifecycle: Vec<&str> = WATCHED_EVENTS
+            .into_iter()
+            .filter(|e| *e != "health_status")
+            .collect();
+        filters.insert("event", lifecycle);
+        if let Some(f) = &self.cfg.filter_label {
+            filters.insert("label", vec![f.as_str()]);
+        }
+        let (since, until) = (docker_time(from.saturating_add(1)), docker_time(until));
+        let opts = EventsOptionsBuilder::default()
+            .since(&since)
+            .until(&until)
+            .filters(&filters)
+            .build();
+        let events: Vec<EventMessage> = match tokio::time::timeout(
+            docker::API_TIMEOUT,
+            docker.events(Some(opts)).collect::<Vec<_>>(),
+        )
+        .await
+        {
+            Ok(items) => items.into_iter().filter_map(Result::ok).collect(),
+            Err(_) => {
+                tracing::warn!("replaying the outage's events timed out; reading exits instead");
+                return;
+            }
+        };
+        tracing::info!(
+            events = events.len(),
+            "replaying Docker events from the outage"
+        );
+        for ev in events {
+            self.on_event(docker, ev).await;
+        }
+    }
+
     async fn on_event(&mut self, docker: &Docker, ev: EventMessage) {
         let received = Instant::now();
+        if let Some(t) = ev.time_nano {
+            self.seen_until = Some(self.seen_until.unwrap_or(0).max(t));
+        }
         let Some(actor) = ev.actor else { return };
         let Some(id) = actor.id else { return };
         let attrs = actor.attributes.unwrap_or_default();
@@ -443,6 +499,17 @@ impl Watcher {
             t.send(msg).await;
         }
     }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Docker's `since`/`until` syntax for a time in ns since the epoch: `SECONDS.NANOSECONDS`.
+fn docker_time(nanos: i64) -> String {
+    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -622,3 +622,56 @@ fn docker_connection_cut_and_restored_heals_the_fault_from_the_outage() {
     .expect("healthz answers");
     assert_eq!(status, 200);
 }
+
+/// A crash while Docker is unreachable is healed once after the reconnect; a user's stop in
+/// the same outage is left alone. Neither container has a restart policy. The watchdog
+/// replays Docker's events for the outage before it lists the containers again.
+#[test]
+fn a_crash_and_a_stop_during_an_outage_are_told_apart() {
+    let env = TestEnv::new("outage");
+    let args = with(FAST_HEALTH, &["--label", "selfheal.enable=true"]);
+    let crashes = env.run("crashes", &args);
+    let stopped = env.run("stopped", &args);
+    let proxy = SocketProxy::start(env.dir.path().join("docker.sock"));
+    let host = format!("unix://{}", proxy.path.display());
+    let w = Watchdog::spawn(&env, WATCH_FAST, Some(host));
+    for c in [&crashes, &stopped] {
+        c.wait_health("healthy", secs(20)).unwrap();
+        w.wait_state(&c.name, "healthy", secs(20)).unwrap();
+    }
+    let started = crashes.started_at();
+
+    proxy.set_cut(true);
+    wait_for("the watchdog to notice the cut", secs(20), || {
+        (w.metric("selfheal_docker_up", &[]) == Some(0.0)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    crashes.chaos("crash");
+    wait_for("the crash", secs(20), || (!crashes.running()).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    docker(&["stop", "-t", "2", &stopped.name]);
+
+    proxy.set_cut(false);
+    let incident = w.wait_recovered(&crashes.name, secs(60));
+    assert_eq!(incident["trigger"], "died");
+    assert_ne!(
+        crashes.started_at(),
+        started,
+        "started again by the watchdog"
+    );
+    let once = [
+        ("container", crashes.name.as_str()),
+        ("trigger", "died"),
+        ("result", "success"),
+    ];
+    assert_eq!(w.metric("app_recovery_events_total", &once), Some(1.0));
+    w.wait_state(&stopped.name, "stopped", secs(10)).unwrap();
+    assert!(!stopped.running(), "a user's stop is never undone");
+    assert!(
+        std::fs::read_to_string(&w.log)
+            .unwrap_or_default()
+            .contains("replaying Docker events from the outage"),
+        "the outage was replayed\n{}",
+        w.log_tail()
+    );
+}

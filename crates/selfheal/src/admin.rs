@@ -31,6 +31,8 @@ async fn index() -> &'static str {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    // Read at scrape time, so the gauges are exact when they are read.
+    shared.degraded();
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &shared.registry) {
         Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
@@ -42,10 +44,14 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let docker = shared.docker_up.load(Ordering::Relaxed);
     let silent = shared.since_heartbeat();
     let loop_alive = silent < HEARTBEAT_STALE;
+    // Degraded is reported, not failed: a bad probe host or a full disk must not get the
+    // watchdog itself restarted.
+    let degraded: Vec<&str> = shared.degraded().into_iter().map(|d| d.as_str()).collect();
     let body = serde_json::json!({
         "docker_up": docker,
         "event_loop_alive": loop_alive,
         "seconds_since_heartbeat": silent.as_secs_f64(),
+        "degraded": degraded,
     });
     let status = if docker && loop_alive {
         StatusCode::OK

@@ -28,7 +28,14 @@ macro_rules! label_names {
         }
     )+};
 }
-label_names!(Trigger, RecoveryResult, State, ProbeFailure, Unobservable);
+label_names!(
+    Trigger,
+    RecoveryResult,
+    State,
+    ProbeFailure,
+    Unobservable,
+    Degraded
+);
 
 impl<T: LabelName> EncodeLabelValue for Label<T> {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -79,6 +86,36 @@ pub struct UnobservableLabels {
     pub reason: Label<Unobservable>,
 }
 
+/// Why the watchdog reports itself degraded: its own trouble, never a container's.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Degraded {
+    DockerUnreachable,
+    /// Incidents in memory that could not be written to the journal yet.
+    JournalUnpersisted,
+    /// Containers its own probes cannot reach (DNS, no address, no descriptors).
+    CannotObserve,
+}
+
+impl Degraded {
+    pub const ALL: [Degraded; 3] = [
+        Degraded::DockerUnreachable,
+        Degraded::JournalUnpersisted,
+        Degraded::CannotObserve,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Degraded::DockerUnreachable => "docker_unreachable",
+            Degraded::JournalUnpersisted => "journal_unpersisted",
+            Degraded::CannotObserve => "cannot_observe",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DegradedLabels {
+    pub reason: Label<Degraded>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LabelErrorLabels {
     pub container: String,
@@ -117,6 +154,7 @@ pub struct Metrics {
     pub build_info: Family<VersionLabels, Gauge>,
     pub journal_write_failures: Counter,
     pub incidents_unpersisted: Gauge,
+    pub degraded: Family<DegradedLabels, Gauge>,
 }
 
 impl Metrics {
@@ -145,6 +183,7 @@ impl Metrics {
             build_info: Family::default(),
             journal_write_failures: Counter::default(),
             incidents_unpersisted: Gauge::default(),
+            degraded: Family::default(),
         };
         // Counters are registered without `_total`: the library appends it.
         registry.register(
@@ -184,6 +223,14 @@ impl Metrics {
             "Containers past their restart budget, left alone until healthy",
             m.quarantined.clone(),
         );
+        registry.register(
+            "selfheal_degraded",
+            "1 for each reason the watchdog cannot see or record as it should (Docker unreachable, incidents not yet written, containers its probes cannot reach); never counted against a container",
+            m.degraded.clone(),
+        );
+        for reason in Degraded::ALL {
+            m.set_degraded(reason, false);
+        }
         registry.register(
             "selfheal_docker_up",
             "1 while the Docker engine answers",
@@ -289,6 +336,14 @@ impl Metrics {
         for k in keys.unobservable() {
             self.probe_unobservable.remove(&k);
         }
+    }
+
+    pub fn set_degraded(&self, reason: Degraded, on: bool) {
+        self.degraded
+            .get_or_create(&DegradedLabels {
+                reason: Label(reason),
+            })
+            .set(i64::from(on));
     }
 
     pub fn set_state(&self, container: &str, current: State) {

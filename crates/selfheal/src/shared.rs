@@ -1,7 +1,7 @@
 //! State shared between the watch loop, the container tasks and the admin server.
 
 use crate::journal::{Incident, IncidentJournal};
-use crate::metrics::Metrics;
+use crate::metrics::{Degraded, Metrics};
 use prometheus_client::registry::Registry;
 use selfheal_core::{LabelError, WatchSpec};
 use serde::Serialize;
@@ -129,6 +129,34 @@ impl Shared {
     pub fn set_docker_up(&self, up: bool) {
         self.docker_up.store(up, Ordering::Relaxed);
         self.metrics.docker_up.set(i64::from(up));
+    }
+
+    /// Why the watchdog cannot see or record as it should right now; each reason is also set
+    /// on `selfheal_degraded`. None of them is counted against a container, and only Docker
+    /// being unreachable makes `/healthz` fail.
+    pub fn degraded(&self) -> Vec<Degraded> {
+        let views = self.containers.read().unwrap_or_else(|p| p.into_inner());
+        let now = [
+            (
+                Degraded::DockerUnreachable,
+                !self.docker_up.load(Ordering::Relaxed),
+            ),
+            (
+                Degraded::JournalUnpersisted,
+                self.metrics.incidents_unpersisted.get() > 0,
+            ),
+            (
+                Degraded::CannotObserve,
+                views.values().any(|v| v.cannot_observe.is_some()),
+            ),
+        ];
+        now.into_iter()
+            .map(|(reason, on)| {
+                self.metrics.set_degraded(reason, on);
+                (reason, on)
+            })
+            .filter_map(|(reason, on)| on.then_some(reason))
+            .collect()
     }
 
     pub fn put_view(&self, view: ContainerView) {

@@ -149,3 +149,93 @@ fn a_paused_container_is_left_alone() {
     wd.wait_state(&c.name, "healthy", secs(10)).unwrap();
     assert_eq!(c.started_at(), started, "still the same run");
 }
+
+/// "Cannot observe" is not "failed": a probe host that does not resolve raises no incident and
+/// restarts nothing; the watchdog says it cannot see (API, metric, `/healthz` body) and stays
+/// healthy itself. A probe address with credentials is a label error whose value is shown
+/// redacted everywhere.
+#[test]
+fn the_watchdogs_own_trouble_is_never_blamed_on_a_container() {
+    let env = TestEnv::new("cannot-observe");
+    let unresolvable = env.run_image(
+        "unresolvable",
+        BUSYBOX,
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.probe.http=http://does-not-exist.invalid:8080/health",
+        ],
+    );
+    let secret = env.run_image(
+        "secret",
+        BUSYBOX,
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.probe.http=http://user:hunter2@127.0.0.1:8080/health",
+        ],
+    );
+    let wd = env.watchdog(&[]);
+    let started = unresolvable.started_at();
+    wait_for("the probe to report it cannot look", secs(20), || {
+        let c = wd.container(&unresolvable.name)?;
+        (c["cannot_observe"] == "resolve").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+    wait_for("several probes that could not look", secs(20), || {
+        let n = wd.metric(
+            "selfheal_probe_unobservable_total",
+            &[("container", &unresolvable.name), ("reason", "resolve")],
+        )?;
+        (n >= 5.0).then_some(())
+    })
+    .unwrap();
+    assert!(wd.incidents(&unresolvable.name).is_empty());
+    assert_eq!(unresolvable.started_at(), started, "never restarted");
+    assert_eq!(
+        wd.metric(
+            "selfheal_probe_failures_total",
+            &[("container", &unresolvable.name), ("reason", "connect")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        wd.metric("selfheal_degraded", &[("reason", "cannot_observe")]),
+        Some(1.0)
+    );
+    let health = wd.json("/healthz");
+    assert_eq!(health["degraded"][0], "cannot_observe", "{health}");
+    let (status, _) = http(
+        "GET",
+        &format!("127.0.0.1:{}", wd.port),
+        "/healthz",
+        None,
+        secs(2),
+    )
+    .expect("healthz answers");
+    assert_eq!(status, 200, "degraded is reported, not failed");
+
+    // Credentials: a label error, shown redacted in the API, the log and `selfheal check`.
+    let view = wd.container(&secret.name).expect("listed");
+    assert_eq!(view["state"], "ignored", "{view}");
+    assert_eq!(
+        view["label_errors"][0]["value"],
+        "http://***@127.0.0.1:8080/health"
+    );
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .args(["check", "--filter-label", &env.scope()])
+        .env_remove("SELFHEAL_CONFIG")
+        .output()
+        .expect("selfheal check runs");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("credentials"), "{stdout}");
+    let everything = format!(
+        "{stdout}{}{}",
+        wd.get("/api/v1/containers"),
+        std::fs::read_to_string(&wd.log).unwrap_or_default()
+    );
+    assert!(!everything.contains("hunter2"), "the secret leaked");
+}

@@ -39,6 +39,8 @@ const WATCHED_EVENTS: [&str; 10] = [
 /// SIGINT, SIGQUIT, SIGKILL, SIGTERM (as numbers, the way `kill` events carry them).
 const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// Events read from Docker and not yet routed.
+const EVENT_QUEUE: usize = 1024;
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
@@ -148,15 +150,17 @@ impl Watcher {
         let mut stream = docker.events(Some(
             EventsOptionsBuilder::default().filters(&filters).build(),
         ));
-        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Result<EventMessage, String>>();
+        // Bounded: a busy loop slows reading the stream (Docker buffers it), it never grows
+        // memory without end.
+        let (ev_tx, mut ev_rx) = mpsc::channel::<Result<EventMessage, String>>(EVENT_QUEUE);
         let forward = tokio::spawn(async move {
             while let Some(item) = stream.next().await {
                 let failed = item.is_err();
-                if ev_tx.send(item.map_err(|e| e.to_string())).is_err() || failed {
+                if ev_tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
                     return;
                 }
             }
-            let _ = ev_tx.send(Err("event stream ended".into()));
+            let _ = ev_tx.send(Err("event stream ended".into())).await;
         });
         let _guard = AbortOnDrop(forward);
         bounded(docker.ping()).await?;
@@ -269,9 +273,17 @@ impl Watcher {
         Ok(())
     }
 
-    /// Inspects one container and starts, updates or stops watching it.
+    /// Starts watching a container not known yet (it is inspected here, once, for its labels
+    /// and configuration), or has a known one's task look at it (inspected in that task).
     async fn refresh(&mut self, docker: &Docker, id: &str, start_event: bool) {
         if self.own_id.as_deref() == Some(id) {
+            return;
+        }
+        if let Some(task) = self.tasks.get(id) {
+            task.send(Msg::Look {
+                started: start_event,
+            })
+            .await;
             return;
         }
         let info =
@@ -290,15 +302,6 @@ impl Watcher {
             Ok(None) => self.forget(id).await,
             Ok(Some(spec)) => {
                 self.clear_ignored(&info);
-                if let Some(task) = self.tasks.get(id) {
-                    let msg = if start_event {
-                        Msg::Started(Box::new(info))
-                    } else {
-                        Msg::Snapshot(Box::new(info))
-                    };
-                    task.send(msg).await;
-                    return;
-                }
                 tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
                 let resumed = self
                     .shared

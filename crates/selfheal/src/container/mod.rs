@@ -42,6 +42,11 @@ pub enum Msg {
     Unhealthy {
         received: Instant,
     },
+    /// Look at the container (inspect it in this task, in order with its events); `started`:
+    /// after a `start` event.
+    Look {
+        started: bool,
+    },
     /// A `start` event, with inspect data read right after it.
     Started(Box<ContainerInfo>),
     /// Fresh inspect data after a gap (watching began, a reconnect, the core asked).
@@ -246,7 +251,7 @@ impl ContainerTask {
                 _ = sleep_until(wake) => Msg::Observe(Observation::Tick),
             };
             let removed = matches!(msg, Msg::Removed | Msg::Restart(ExecOutcome::Gone));
-            self.on_msg(msg);
+            self.on_msg(msg).await;
             if removed {
                 self.ctx.shared.remove_view(&self.info.id);
                 self.ctx.shared.metrics.remove_container(&self.info.name);
@@ -257,9 +262,22 @@ impl ContainerTask {
         }
     }
 
-    fn on_msg(&mut self, msg: Msg) {
+    async fn on_msg(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
+            // Inspected here and now, so what it shows comes in order with the events before
+            // and after it (a start's inspect before that run's die).
+            Msg::Look { started } => {
+                let Some(info) = self.ctx.runtime.inspect(&self.info.id).await else {
+                    return;
+                };
+                let msg = if started {
+                    Msg::Started(Box::new(info))
+                } else {
+                    Msg::Snapshot(Box::new(info))
+                };
+                Box::pin(self.on_msg(msg)).await;
+            }
             Msg::Observe(obs) => self.feed(obs, now),
             // Received before it waited in the inbox: the reaction is measured from there.
             Msg::Unhealthy { received } => {
@@ -369,6 +387,16 @@ impl ContainerTask {
         });
     }
 
+    /// Queues a message to this task without waiting on its own inbox.
+    fn send_self(&self, msg: Msg) {
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.tx.try_send(msg) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(msg).await;
+            });
+        }
+    }
+
     /// Asks the runtime for fresh data off the task's path; `then` turns it into a message.
     fn look(&self, then: fn(ContainerInfo) -> Option<Msg>) {
         let runtime = self.ctx.runtime.clone();
@@ -415,7 +443,8 @@ impl ContainerTask {
             Effect::Released => {
                 tracing::info!(container = %name, "healthy again by itself: released from quarantine")
             }
-            Effect::Inspect => self.look(|info| Some(Msg::Snapshot(Box::new(info)))),
+            // Behind whatever is already in the inbox: looked at in order.
+            Effect::Inspect => self.send_self(Msg::Look { started: false }),
             Effect::ReadHealthLog => {
                 self.look(|info| info.health_failing_since.map(Msg::HealthFailingSince))
             }

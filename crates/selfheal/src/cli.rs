@@ -119,6 +119,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.resolve()?;
+    let soft = raise_descriptor_limit();
+    if soft.is_some_and(|n| cfg.admin_max_connections as u64 > n / 2) {
+        tracing::warn!(admin_max_connections = cfg.admin_max_connections, descriptor_limit = ?soft,
+            "admin connections may take more than half of the descriptors; probes may run short");
+    }
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
     let journal_metrics = JournalMetrics {
@@ -158,10 +163,12 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let server = {
         let cancel = cancel.clone();
         let app = crate::admin::router(shared.clone());
+        let limits = crate::admin_server::ConnectionLimits {
+            max_connections: cfg.admin_max_connections,
+            ..Default::default()
+        };
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await;
+            crate::admin_server::serve(listener, app, limits, cancel).await;
         })
     };
     let journal = shared.journal.clone();
@@ -176,6 +183,28 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("selfheal watchdog stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the descriptor soft limit to the hard limit and logs both; a failure is logged and
+/// the watchdog goes on with the limit it has. Returns the soft limit in force (`None`:
+/// unlimited).
+fn raise_descriptor_limit() -> Option<u64> {
+    match crate::limits::raise_nofile_to_hard() {
+        Ok(l) => {
+            let text = |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
+            tracing::info!(
+                "descriptor limit (RLIMIT_NOFILE): soft {} -> {}, hard {}",
+                text(l.soft_before),
+                text(l.soft),
+                text(l.hard)
+            );
+            l.soft
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "descriptor limit not raised");
+            e.soft
+        }
+    }
 }
 
 async fn shutdown_on_signal(cancel: CancellationToken) {

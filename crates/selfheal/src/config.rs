@@ -25,6 +25,10 @@ pub struct WatchArgs {
     /// Admin server address (/metrics, /healthz, /api/v1/...).
     #[arg(long, env = "SELFHEAL_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// At most this many open admin connections; at the bound the longest idle one is closed
+    /// to make room (default 256).
+    #[arg(long, env = "SELFHEAL_ADMIN_MAX_CONNECTIONS")]
+    pub admin_max_connections: Option<usize>,
     /// Where the incident journal lives.
     #[arg(long, env = "SELFHEAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -82,6 +86,7 @@ pub struct WatchArgs {
 struct FileConfig {
     docker_host: Option<String>,
     listen: Option<String>,
+    admin_max_connections: Option<usize>,
     state_dir: Option<PathBuf>,
     watch_all: Option<bool>,
     dry_run: Option<bool>,
@@ -118,6 +123,7 @@ pub enum ConfigError {
 pub struct WatchConfig {
     pub docker_host: Option<String>,
     pub listen: SocketAddr,
+    pub admin_max_connections: usize,
     pub state_dir: PathBuf,
     pub watch_all: bool,
     pub dry_run: bool,
@@ -163,6 +169,10 @@ impl WatchArgs {
         let cfg = WatchConfig {
             docker_host: self.docker_host.clone().or(file.docker_host),
             listen,
+            admin_max_connections: self
+                .admin_max_connections
+                .or(file.admin_max_connections)
+                .unwrap_or(crate::admin_server::DEFAULT_MAX_CONNECTIONS),
             state_dir: self
                 .state_dir
                 .clone()
@@ -256,6 +266,9 @@ impl WatchConfig {
         if self.max_concurrent_restarts == 0 {
             return invalid("max-concurrent-restarts", "0".into(), "must be at least 1");
         }
+        if self.admin_max_connections == 0 {
+            return invalid("admin-max-connections", "0".into(), "must be at least 1");
+        }
         if self.defaults.failures == 0 {
             return invalid("probe-failures", "0".into(), "must be at least 1");
         }
@@ -347,6 +360,7 @@ mod tests {
         assert_eq!(c.defaults.restart_max, 2, "flag beats file");
         assert!(c.watch_all);
         assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.admin_max_connections, 256);
     }
 
     #[test]
@@ -368,6 +382,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max-concurrent-restarts"));
+        let (a, _f) = args(Some("admin-max-connections = 0\n"));
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("admin-max-connections"), "{e}");
         let (mut a, _f) = args(None);
         a.config = Some("/nonexistent/selfheal.toml".into());
         assert!(a

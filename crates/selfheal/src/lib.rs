@@ -5,6 +5,7 @@
 //! in the journal and a sample in the metrics.
 
 pub mod admin;
+pub mod admin_server;
 pub mod cli;
 pub mod config;
 pub mod container;
@@ -12,6 +13,7 @@ pub mod docker;
 pub mod drill;
 pub mod executor;
 pub mod journal;
+pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod probe;

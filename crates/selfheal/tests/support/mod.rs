@@ -322,10 +322,24 @@ pub struct Watchdog {
     pub state_dir: PathBuf,
     args: Vec<String>,
     docker_host: Option<String>,
+    /// A command the watchdog runs under (its program and arguments come last), e.g. one that
+    /// sets its resource limits; empty: none.
+    wrapper: Vec<String>,
 }
 
 impl Watchdog {
     pub fn spawn(env: &TestEnv, extra: &[&str], docker_host: Option<String>) -> Self {
+        Self::spawn_under(env, extra, docker_host, &[])
+    }
+
+    /// As [`Watchdog::spawn`], run as the last arguments of `wrapper` (`sh -c '...; exec "$@"'
+    /// sh`, `prlimit ... --`): the wrapper must exec the watchdog, so the child is the watchdog.
+    pub fn spawn_under(
+        env: &TestEnv,
+        extra: &[&str],
+        docker_host: Option<String>,
+        wrapper: &[&str],
+    ) -> Self {
         let mut w = Self {
             child: None,
             port: 0,
@@ -333,6 +347,7 @@ impl Watchdog {
             state_dir: env.dir.path().join("state"),
             args: extra.iter().map(|s| s.to_string()).collect(),
             docker_host,
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         };
         let scope = env.scope();
         w.args.extend(["--filter-label".to_string(), scope]);
@@ -350,7 +365,15 @@ impl Watchdog {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfheal"));
+        let bin = env!("CARGO_BIN_EXE_selfheal");
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("watch")
             .arg("--listen")
             .arg("127.0.0.1:0")

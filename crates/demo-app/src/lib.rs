@@ -1,5 +1,5 @@
 //! The app container: a small web service standing in for a user's own service, with health,
-//! readiness, metrics and token-guarded fault injection (`/chaos/*`).
+//! readiness, metrics and token-guarded fault injection (`POST /chaos/*`).
 
 pub mod config;
 pub mod healthcheck;
@@ -14,7 +14,7 @@ use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
@@ -113,13 +113,16 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text));
     if state.inner.chaos_token.is_some() {
         // Unset token: the routes do not exist at all, so they answer 404.
+        // POST only: a fault changes state, and a GET may come from a crawler, a link preview
+        // or a browser's prefetch. The token check wraps the POST handlers only, so any other
+        // method answers 405 before the token is looked at.
+        let token = || middleware::from_fn_with_state(state.clone(), require_token);
         let chaos = Router::new()
-            .route("/crash", get(chaos_crash).post(chaos_crash))
-            .route("/hang", get(chaos_hang).post(chaos_hang))
-            .route("/unhealthy", get(chaos_unhealthy).post(chaos_unhealthy))
-            .route("/slow", get(chaos_slow).post(chaos_slow))
-            .route("/leak", get(chaos_leak).post(chaos_leak))
-            .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+            .route("/crash", post(chaos_crash).route_layer(token()))
+            .route("/hang", post(chaos_hang).route_layer(token()))
+            .route("/unhealthy", post(chaos_unhealthy).route_layer(token()))
+            .route("/slow", post(chaos_slow).route_layer(token()))
+            .route("/leak", post(chaos_leak).route_layer(token()));
         router = router.nest("/chaos", chaos);
     }
     router

@@ -52,11 +52,18 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).expect("request")
 }
 
-fn chaos(uri: &str) -> Request<Body> {
-    Request::post(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+/// Every fault route, with the query its handler needs.
+const FAULTS: [&str; 5] = ["crash", "hang", "unhealthy", "slow?ms=1", "leak?mb=1"];
+
+fn with_token(req: axum::http::request::Builder) -> Request<Body> {
+    req.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
         .body(Body::empty())
         .expect("request")
+}
+
+/// An authorised `POST uri`, the way faults are injected.
+fn chaos(uri: &str) -> Request<Body> {
+    with_token(Request::post(uri))
 }
 
 #[tokio::test]
@@ -131,10 +138,51 @@ async fn metrics_are_openmetrics_and_count_requests() {
 #[tokio::test]
 async fn chaos_is_404_without_a_configured_token() {
     let router = app(AppState::new(&config(None, Duration::ZERO)));
-    for fault in ["crash", "hang", "unhealthy", "slow?ms=1", "leak?mb=1"] {
-        let (status, _) = send(&router, chaos(&format!("/chaos/{fault}"))).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{fault}");
+    for fault in FAULTS {
+        let uri = format!("/chaos/{fault}");
+        assert_eq!(
+            send(&router, chaos(&uri)).await.0,
+            StatusCode::NOT_FOUND,
+            "{fault}"
+        );
+        let get_with_token = with_token(Request::get(&uri));
+        assert_eq!(
+            send(&router, get_with_token).await.0,
+            StatusCode::NOT_FOUND,
+            "GET {fault}"
+        );
     }
+}
+
+// Paused time: the crash's 100 ms delay before exiting elapses at once, so an exit hook that a
+// GET had scheduled would have been called by the time the test looks.
+#[tokio::test(start_paused = true)]
+async fn chaos_by_get_is_405_with_or_without_the_token_and_injects_nothing() {
+    let (state, exits) = state_with_chaos();
+    let router = app(state);
+    for fault in FAULTS {
+        let uri = format!("/chaos/{fault}");
+        for req in [with_token(Request::get(&uri)), get(&uri)] {
+            let response = router.clone().oneshot(req).await.expect("infallible");
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET {fault}"
+            );
+            assert_eq!(response.headers()[header::ALLOW], "POST", "GET {fault}");
+        }
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Neither crashed, nor hung, nor unhealthy, nor slow: /health answers 200 at once.
+    let health = tokio::time::timeout(Duration::from_millis(300), send(&router, get("/health")));
+    let (status, _) = health.await.expect("/health answered after GET /chaos/*");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        exits.lock().expect("lock").is_empty(),
+        "GET /chaos/crash exited"
+    );
+    let (_, metrics) = send(&router, get("/metrics")).await;
+    assert!(metrics.contains("demo_app_leaked_bytes 0"), "{metrics}");
 }
 
 #[tokio::test]

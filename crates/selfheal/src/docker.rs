@@ -19,7 +19,9 @@ const STREAM_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 pub enum DockerError {
     #[error("container not found")]
     NotFound,
-    #[error("{0}")]
+    // Transparent: the message and the `source()` are bollard's own, so a printed chain
+    // does not show bollard's message twice.
+    #[error(transparent)]
     Api(#[from] bollard::errors::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),

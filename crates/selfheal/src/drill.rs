@@ -159,12 +159,19 @@ impl DrillArgs {
 /// Why a drill could not run at all (as opposed to rounds that missed their limit).
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
+    /// The message includes the cause, so it is not also the `source()` (no `#[from]`).
     #[error("cannot reach Docker: {0}")]
-    Docker(#[from] crate::docker::DockerError),
+    Docker(crate::docker::DockerError),
     #[error("{0}")]
     Target(String),
     #[error("{0}")]
     Setup(String),
+}
+
+impl From<crate::docker::DockerError> for DrillError {
+    fn from(e: crate::docker::DockerError) -> Self {
+        Self::Docker(e)
+    }
 }
 
 /// Runs the drill; exit 0 when every round recovered within its limit, 1 when one did not,

@@ -117,9 +117,11 @@ impl Incident {
     }
 }
 
+/// The cause is the `source()`, not part of the message: the CLI prints the chain
+/// (`{:#}`), so a message that repeated it printed it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("incident journal {path}: {source}")]
+    #[error("incident journal {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

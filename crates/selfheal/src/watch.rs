@@ -44,6 +44,34 @@ const EVENT_QUEUE: usize = 1024;
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
+/// The wait before each reconnect: doubles from [`RECONNECT_MIN`] up to [`RECONNECT_MAX`]
+/// while sessions fail before connecting; a session that had connected starts it over, so
+/// the first retry after a working connection drops is a quick one.
+#[derive(Debug)]
+struct ReconnectBackoff {
+    next: Duration,
+}
+
+impl Default for ReconnectBackoff {
+    fn default() -> Self {
+        Self {
+            next: RECONNECT_MIN,
+        }
+    }
+}
+
+impl ReconnectBackoff {
+    /// The wait after a session failed; `connected` says whether it had got connected.
+    fn wait_after(&mut self, connected: bool) -> Duration {
+        if connected {
+            self.next = RECONNECT_MIN;
+        }
+        let wait = self.next;
+        self.next = (wait * 2).min(RECONNECT_MAX);
+        wait
+    }
+}
+
 /// The watch loop and what it owns.
 pub struct Watcher {
     cfg: WatchConfig,
@@ -106,29 +134,25 @@ impl Watcher {
     /// Runs until `cancel`: connect, subscribe, list, follow; on any loss, back off and again.
     pub async fn run(mut self, cancel: CancellationToken) {
         self.cancel = cancel.child_token();
-        let mut delay = RECONNECT_MIN;
+        let mut backoff = ReconnectBackoff::default();
         let mut connected_before = false;
         loop {
             self.shared.beat();
-            match self.session(&cancel, connected_before).await {
+            let delay = match self.session(&cancel, connected_before).await {
                 Ok(()) => break,
                 Err(e) => {
+                    let delay = backoff.wait_after(std::mem::take(&mut self.session_connected));
                     self.shared.set_docker_up(false);
                     *self.docker.write().await = None;
                     tracing::warn!(error = %e, retry_in = ?delay, "Docker connection lost");
+                    delay
                 }
-            }
+            };
             connected_before = true;
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = heartbeat_sleep(&self.shared, delay) => {}
             }
-            // A session that got connected before failing starts the backoff over.
-            delay = if std::mem::take(&mut self.session_connected) {
-                RECONNECT_MIN
-            } else {
-                (delay * 2).min(RECONNECT_MAX)
-            };
         }
         for (_, t) in self.tasks.drain() {
             t.stop();
@@ -527,5 +551,39 @@ async fn heartbeat_sleep(shared: &Shared, total: Duration) {
     while Instant::now() < deadline {
         shared.beat();
         tokio::time::sleep((deadline - Instant::now()).min(Duration::from_secs(1))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn reconnect_waits_double_up_to_the_max_while_failing() {
+        let mut backoff = ReconnectBackoff::default();
+        let waits: Vec<_> = (0..10).map(|_| backoff.wait_after(false)).collect();
+        let mut want = vec![ms(200), ms(400), ms(800), ms(1600), ms(3200), ms(6400)];
+        want.resize(10, RECONNECT_MAX);
+        assert_eq!(waits, want);
+    }
+
+    /// The bug: the first retry after a session that had connected waited the old delay (up
+    /// to the max); the reset came one wait late.
+    #[test]
+    fn a_session_that_had_connected_makes_the_next_wait_the_minimum() {
+        let mut backoff = ReconnectBackoff::default();
+        for _ in 0..10 {
+            backoff.wait_after(false);
+        }
+        assert_eq!(backoff.wait_after(true), RECONNECT_MIN);
+        // Failing again after that doubles from the minimum.
+        assert_eq!(backoff.wait_after(false), RECONNECT_MIN * 2);
+        assert_eq!(backoff.wait_after(false), RECONNECT_MIN * 4);
+        assert_eq!(backoff.wait_after(true), RECONNECT_MIN);
+        assert_eq!(backoff.wait_after(true), RECONNECT_MIN);
     }
 }

@@ -11,14 +11,15 @@ pub use record::close_orphan;
 use crate::docker::ContainerInfo;
 use crate::executor::{ContainerRuntime, ExecOutcome};
 use crate::journal::Incident;
-use crate::metrics::probe_labels;
+use crate::metrics::{probe_labels, Metrics};
 use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::shared::{ContainerView, Shared};
+use prometheus_client::metrics::histogram::Histogram;
 use record::IncidentRecorder;
 use selfheal_core::{
-    Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeOutcome, RecoveryResult,
-    RestartOrder, State, Supervisor, WatchSpec,
+    Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeKind, ProbeOutcome,
+    RecoveryResult, RestartOrder, State, Supervisor, WatchSpec,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,10 +112,87 @@ struct ContainerTask {
     /// What the shared view last showed.
     published: Option<ViewKey>,
     addr: watch::Sender<Option<IpAddr>>,
+    /// The container's current name, shared with the probe task for its series.
+    name: watch::Sender<String>,
     probing: Arc<AtomicBool>,
     tx: mpsc::Sender<Msg>,
     /// The time of the last observation: observations are fed in order.
     last_now: Instant,
+}
+
+/// The probe task's metric series, kept under the container's current name, which the
+/// container task shares through `names` and changes with [`move_series`]. The histogram
+/// handle is looked up when the name changes, not per probe.
+struct ProbeSeries {
+    shared: Arc<Shared>,
+    kind: ProbeKind,
+    names: watch::Receiver<String>,
+    duration: Histogram,
+}
+
+impl ProbeSeries {
+    fn new(shared: Arc<Shared>, kind: ProbeKind, mut names: watch::Receiver<String>) -> Self {
+        let duration = Self::duration_of(&shared, &names.borrow_and_update(), kind);
+        Self {
+            shared,
+            kind,
+            names,
+            duration,
+        }
+    }
+
+    fn duration_of(shared: &Shared, name: &str, kind: ProbeKind) -> Histogram {
+        shared
+            .metrics
+            .probe_duration
+            .get_or_create(&probe_labels(name, kind))
+            .clone()
+    }
+
+    fn record(&mut self, outcome: ProbeOutcome, took: std::time::Duration) {
+        // Held while writing: a rename waits for it, so nothing is written under a name
+        // after its series were removed. A cheap read lock when nothing changed.
+        let name = self.names.borrow_and_update();
+        if name.has_changed() {
+            // Also for the same name (renamed away and back): its series were removed.
+            self.duration = Self::duration_of(&self.shared, &name, self.kind);
+        }
+        self.duration.observe(took.as_secs_f64());
+        let metrics = &self.shared.metrics;
+        match outcome {
+            ProbeOutcome::Failed(f) => {
+                let labels = crate::metrics::FailureLabels {
+                    container: name.clone(),
+                    reason: crate::metrics::Label(f),
+                };
+                metrics.probe_failures.get_or_create(&labels).inc();
+            }
+            ProbeOutcome::Unobservable(u) => {
+                let labels = crate::metrics::UnobservableLabels {
+                    container: name.clone(),
+                    reason: crate::metrics::Label(u),
+                };
+                metrics.probe_unobservable.get_or_create(&labels).inc();
+            }
+            ProbeOutcome::Passed => {}
+        }
+    }
+}
+
+/// Moves a container's series from its current name in `names` to `to`. Done under the
+/// channel's write lock, so a probe recording meanwhile writes wholly before (then its series
+/// are removed with the rest) or wholly after (under the new name).
+fn move_series(
+    metrics: &Metrics,
+    names: &watch::Sender<String>,
+    to: &str,
+    probe: Option<ProbeKind>,
+) {
+    names.send_modify(|name| {
+        metrics.remove_container(name);
+        to.clone_into(name);
+        metrics.add_container(name, probe);
+    });
 }
 
 /// The healing core's settings for a container.
@@ -157,48 +235,21 @@ pub fn spawn(
     let (addr, addr_rx) =
         watch::channel(info.probe_address(ctx.probe_network.as_deref(), &ctx.own_networks));
     let probing = Arc::new(AtomicBool::new(false));
+    let (name, name_rx) = watch::channel(info.name.clone());
     let probe_task = spec.probe.clone().map(|target| {
         let prober = ctx.prober.clone();
         let tx = tx.clone();
         let (interval, timeout) = (spec.interval, spec.timeout);
-        let shared = ctx.shared.clone();
-        let name = info.name.clone();
+        let mut series = ProbeSeries::new(ctx.shared.clone(), target.kind, name_rx);
         let cancel = cancel.clone();
         let probing = probing.clone();
-        // The histogram handle is looked up once, not per probe.
-        let duration = shared
-            .metrics
-            .probe_duration
-            .get_or_create(&probe_labels(&name, target.kind))
-            .clone();
         tokio::spawn(async move {
             let report = |outcome: ProbeOutcome, took: std::time::Duration, _lag| {
                 if !probing.load(Ordering::Relaxed) {
                     // The core does not count probes now (not running, paused, restarting).
                     return true;
                 }
-                duration.observe(took.as_secs_f64());
-                match outcome {
-                    ProbeOutcome::Failed(f) => {
-                        let labels = crate::metrics::FailureLabels {
-                            container: name.clone(),
-                            reason: crate::metrics::Label(f),
-                        };
-                        shared.metrics.probe_failures.get_or_create(&labels).inc();
-                    }
-                    ProbeOutcome::Unobservable(u) => {
-                        let labels = crate::metrics::UnobservableLabels {
-                            container: name.clone(),
-                            reason: crate::metrics::Label(u),
-                        };
-                        shared
-                            .metrics
-                            .probe_unobservable
-                            .get_or_create(&labels)
-                            .inc();
-                    }
-                    ProbeOutcome::Passed => {}
-                }
+                series.record(outcome, took);
                 // Never block the probe schedule on a busy task: a probe result dropped is
                 // one the next probe replaces.
                 !matches!(
@@ -220,6 +271,7 @@ pub fn spawn(
         oom_pending: false,
         published: None,
         addr,
+        name,
         probing,
         tx: tx.clone(),
         info: info.clone(),
@@ -323,10 +375,10 @@ impl ContainerTask {
 
     fn rename(&mut self, name: String) {
         let metrics = &self.ctx.shared.metrics;
-        metrics.remove_container(&self.info.name);
+        let probe = self.spec.probe.as_ref().map(|p| p.kind);
+        move_series(metrics, &self.name, &name, probe);
         tracing::info!(from = %self.info.name, to = %name, "container renamed");
         self.info.name = name;
-        metrics.add_container(&self.info.name, self.spec.probe.as_ref().map(|p| p.kind));
         metrics.set_state(&self.info.name, self.sup.state());
     }
 

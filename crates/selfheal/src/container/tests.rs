@@ -230,3 +230,52 @@ async fn a_restart_docker_never_got_is_retried_after_looking_again() {
     })
     .await;
 }
+
+/// The probe task's series across renames (`move_series`, as `ContainerTask::rename` calls
+/// it): nothing stays under an old name, failures included, and the histogram written is
+/// the one served, also after renaming back to a name whose series were removed in between.
+#[test]
+fn probe_series_follow_renames_and_leave_nothing_under_an_old_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (journal, _) =
+        IncidentJournal::open(dir.path(), JournalMetrics::default()).expect("journal");
+    let shared = Shared::new(Arc::new(journal), false);
+    let metrics = &shared.metrics;
+    let kind = Some(ProbeKind::Http);
+    let failed = ProbeOutcome::Failed(selfheal_core::ProbeFailure::Timeout);
+    let took = Duration::from_millis(5);
+    let text = || {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &shared.registry).expect("encode");
+        out
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        let line = text.lines().find(|l| l.starts_with(series))?;
+        line.rsplit(' ').next()?.parse().ok()
+    };
+    let count =
+        |name: &str| format!("selfheal_probe_duration_seconds_count{{container=\"{name}\",");
+    let failures = |name: &str| {
+        format!("selfheal_probe_failures_total{{container=\"{name}\",reason=\"timeout\"}}")
+    };
+
+    metrics.add_container("a", kind);
+    let (names, rx) = watch::channel("a".to_string());
+    let mut series = ProbeSeries::new(shared.clone(), ProbeKind::Http, rx);
+    series.record(failed, took);
+    assert_eq!(value(&text(), &count("a")), Some(1.0), "{}", text());
+
+    move_series(metrics, &names, "b", kind);
+    series.record(failed, took);
+    let now = text();
+    assert!(!now.contains(r#"container="a""#), "{now}");
+    assert_eq!(value(&now, &count("b")), Some(1.0), "{now}");
+    assert_eq!(value(&now, &failures("b")), Some(1.0), "{now}");
+
+    move_series(metrics, &names, "a", kind);
+    series.record(ProbeOutcome::Passed, took);
+    let now = text();
+    assert!(!now.contains(r#"container="b""#), "{now}");
+    assert_eq!(value(&now, &count("a")), Some(1.0), "{now}");
+    assert_eq!(value(&now, &failures("a")), Some(0.0), "{now}");
+}

@@ -55,7 +55,7 @@ test-deploy: ## promtool, amtool and dashboard checks
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh
 
-bench: images ## benchmarks (about 15 min, not part of test): results in bench/results, method in BENCHMARKS.md
+bench: images ## benchmarks (about 17 min, not part of test): results in bench/results, method in BENCHMARKS.md
 	cargo build --release --locked -p selfheal --bins --examples
 	target/release/examples/bench all --out bench/results
 

@@ -106,14 +106,10 @@ fn idle_connection_flood_neither_blinds_the_watchdog_nor_silences_healthz() {
         BUSYBOX,
         &with(
             BUSYBOX_HEALTH,
-            &[
-                "--label",
-                "selfheal.enable=true",
-                "--label",
-                "selfheal.probe.http=:8080/health",
-                "--label",
-                "selfheal.probe.interval=1s",
-            ],
+            &with(
+                OPT_IN_HTTP_PROBE,
+                &["--label", "selfheal.probe.interval=1s"],
+            ),
         ),
     );
     let wd = Watchdog::spawn_under(&env, &[], None, UNDER_LIMITS);

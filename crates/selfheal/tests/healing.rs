@@ -77,14 +77,7 @@ fn probe_only_freeze_soon_after_start_is_restarted_within_seconds() {
     let c = env.run_image(
         "web",
         BUSYBOX,
-        &[
-            "--stop-timeout",
-            "2",
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.probe.http=:8080/health",
-        ],
+        &with(&["--stop-timeout", "2"], OPT_IN_HTTP_PROBE),
     );
     let wd = env.watchdog(&[]);
     wd.wait_state(&c.name, "healthy", secs(20)).unwrap();
@@ -115,19 +108,7 @@ fn probe_only_freeze_soon_after_start_is_restarted_within_seconds() {
 #[test]
 fn a_paused_container_is_left_alone() {
     let env = TestEnv::new("paused");
-    let c = env.run_image(
-        "web",
-        BUSYBOX,
-        &with(
-            BUSYBOX_HEALTH,
-            &[
-                "--label",
-                "selfheal.enable=true",
-                "--label",
-                "selfheal.probe.http=:8080/health",
-            ],
-        ),
-    );
+    let c = env.run_image("web", BUSYBOX, &with(BUSYBOX_HEALTH, OPT_IN_HTTP_PROBE));
     let wd = env.watchdog(&[]);
     wd.wait_state(&c.name, "healthy", secs(30)).unwrap();
     let started = c.started_at();
@@ -207,14 +188,7 @@ fn the_watchdogs_own_trouble_is_never_blamed_on_a_container() {
     );
     let health = wd.json("/healthz");
     assert_eq!(health["degraded"][0], "cannot_observe", "{health}");
-    let (status, _) = http(
-        "GET",
-        &format!("127.0.0.1:{}", wd.port),
-        "/healthz",
-        None,
-        secs(2),
-    )
-    .expect("healthz answers");
+    let status = wd.healthz_status();
     assert_eq!(status, 200, "degraded is reported, not failed");
 
     // Credentials: a label error, shown redacted in the API, the log and `selfheal check`.

@@ -23,16 +23,7 @@ const PROBE_COUNT: &str = "selfheal_probe_duration_seconds_count";
 #[test]
 fn after_a_rename_every_series_is_under_the_new_name_only() {
     let env = TestEnv::new("rename");
-    let c = env.run_image(
-        "web",
-        BUSYBOX,
-        &[
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.probe.http=:8080/health",
-        ],
-    );
+    let c = env.run_image("web", BUSYBOX, OPT_IN_HTTP_PROBE);
     // Declared after `env`, so dropped before it: the container is gone when the network
     // is removed, also when an assertion below fails.
     let _remove = RemoveById(c.id.clone());

@@ -29,6 +29,14 @@ pub const BUSYBOX_HEALTH: &[&str] = &[
     "--health-start-period",
     "1s",
 ];
+/// Opted in, with the watchdog's own HTTP probe of `/health` on port 8080 (both test images).
+pub const OPT_IN_HTTP_PROBE: &[&str] = &[
+    "--label",
+    "selfheal.enable=true",
+    "--label",
+    "selfheal.probe.http=:8080/health",
+];
+
 /// A Docker HEALTHCHECK that notices a fault within about two seconds.
 pub const FAST_HEALTH: &[&str] = &[
     "--health-interval",
@@ -441,6 +449,19 @@ impl Watchdog {
             "GET {path}: {status} {body}"
         );
         body
+    }
+
+    /// The status `/healthz` answers with.
+    pub fn healthz_status(&self) -> u16 {
+        http(
+            "GET",
+            &format!("127.0.0.1:{}", self.port),
+            "/healthz",
+            None,
+            Duration::from_secs(2),
+        )
+        .expect("healthz answers")
+        .0
     }
 
     pub fn json(&self, path: &str) -> serde_json::Value {

@@ -118,11 +118,16 @@ impl Container {
     /// Sends an authorised `POST path` and returns the status code, or an error when the
     /// connection broke (expected for faults that kill the process mid-answer).
     fn chaos(&self, path: &str) -> std::io::Result<u16> {
+        self.authorised("POST", path)
+    }
+
+    /// Sends `method path` with the chaos token.
+    fn authorised(&self, method: &str, path: &str) -> std::io::Result<u16> {
         let mut stream = TcpStream::connect_timeout(&self.addr(), Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
             stream,
-            "POST {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
         )?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
@@ -205,6 +210,32 @@ fn a_crash_is_restarted_by_the_restart_policy() {
     app.wait_for("healthy again", Duration::from_secs(30), |c| {
         c.inspect("{{.State.Status}}") == "running" && c.health() == "healthy"
     });
+}
+
+/// Fault injection changes state, so it takes POST only: a GET with the token (a link
+/// followed, a prefetch) crashes nothing.
+#[test]
+fn a_get_of_a_fault_with_the_token_changes_nothing() {
+    let app = Container::run("chaos-get", &[]);
+    app.wait_for("healthy", Duration::from_secs(30), |c| {
+        c.health() == "healthy"
+    });
+    let started = app.inspect("{{.State.StartedAt}}");
+    for fault in ["/chaos/crash", "/chaos/hang", "/chaos/unhealthy"] {
+        assert_eq!(
+            app.authorised("GET", fault).expect("answers"),
+            405,
+            "{fault}"
+        );
+    }
+    let answer = demo_app::healthcheck::status_of(app.addr(), "/health", Duration::from_secs(1));
+    assert_eq!(answer.ok(), Some(200), "still serving");
+    assert_eq!(app.inspect("{{.State.Status}}"), "running");
+    assert_eq!(
+        app.inspect("{{.State.StartedAt}}"),
+        started,
+        "never crashed"
+    );
 }
 
 #[test]

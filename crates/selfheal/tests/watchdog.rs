@@ -572,14 +572,7 @@ fn docker_connection_cut_and_restored_heals_the_fault_from_the_outage() {
         (w.metric("selfheal_docker_up", &[]) == Some(0.0)).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
-    let (status, _) = http(
-        "GET",
-        &format!("127.0.0.1:{}", w.port),
-        "/healthz",
-        None,
-        secs(2),
-    )
-    .expect("healthz answers");
+    let status = w.healthz_status();
     assert_eq!(status, 503, "not healthy while Docker is unreachable");
 
     // The fault happens during the outage; Docker sees it, the watchdog cannot.
@@ -612,14 +605,7 @@ fn docker_connection_cut_and_restored_heals_the_fault_from_the_outage() {
         Some(1.0),
         "healed once, not twice"
     );
-    let (status, _) = http(
-        "GET",
-        &format!("127.0.0.1:{}", w.port),
-        "/healthz",
-        None,
-        secs(2),
-    )
-    .expect("healthz answers");
+    let status = w.healthz_status();
     assert_eq!(status, 200);
 }
 
@@ -672,6 +658,42 @@ fn a_crash_and_a_stop_during_an_outage_are_told_apart() {
             .unwrap_or_default()
             .contains("replaying Docker events from the outage"),
         "the outage was replayed\n{}",
+        w.log_tail()
+    );
+}
+
+/// After a session that had connected, the first retry is at once (200 ms), not the 10 s the
+/// backoff reached in an earlier long outage.
+#[test]
+fn reconnect_backoff_starts_over_after_a_connected_session() {
+    let env = TestEnv::new("backoff");
+    let proxy = SocketProxy::start(env.dir.path().join("docker.sock"));
+    let host = format!("unix://{}", proxy.path.display());
+    let w = Watchdog::spawn(&env, &[], Some(host));
+    let w = &w;
+    let up = |want: f64| move || (w.metric("selfheal_docker_up", &[]) == Some(want)).then_some(());
+    wait_for("connected", secs(20), up(1.0)).unwrap();
+    // A long outage: failed attempts double the wait up to its 10 s cap.
+    proxy.set_cut(true);
+    wait_for("the backoff to reach its cap", secs(40), || {
+        std::fs::read_to_string(&w.log)
+            .unwrap_or_default()
+            .contains("retry_in=10s")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    proxy.set_cut(false);
+    wait_for("reconnected", secs(20), up(1.0)).unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    // A short outage right after: back within the first short retries.
+    proxy.set_cut(true);
+    wait_for("the second cut noticed", secs(20), up(0.0)).unwrap();
+    proxy.set_cut(false);
+    let restored = std::time::Instant::now();
+    wait_for("reconnected again", secs(20), up(1.0)).unwrap();
+    assert!(
+        restored.elapsed() < secs(5),
+        "reconnected {:?} after the second outage: the old 10 s backoff was kept\n{}",
+        restored.elapsed(),
         w.log_tail()
     );
 }

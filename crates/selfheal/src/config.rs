@@ -1,7 +1,7 @@
 //! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
 //! file, merged in that order of precedence and validated before anything runs.
 
-use clap::Args;
+use clap::{ArgAction, Args};
 use selfheal_core::{parse_duration, Backoff, WatchDefaults};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -32,12 +32,18 @@ pub struct WatchArgs {
     /// Where the incident journal lives.
     #[arg(long, env = "SELFHEAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Watch every container unless it has selfheal.enable=false.
-    #[arg(long, env = "SELFHEAL_WATCH_ALL")]
-    pub watch_all: bool,
-    /// Decide and record, but never restart anything.
-    #[arg(long, env = "SELFHEAL_DRY_RUN")]
-    pub dry_run: bool,
+    /// Watch every container unless it has selfheal.enable=false. `--watch-all=false` turns off
+    /// `watch-all = true` from the file (default false).
+    #[arg(long, env = "SELFHEAL_WATCH_ALL", value_name = "BOOL", action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub watch_all: Option<bool>,
+    /// Decide and record, but never restart anything. `--dry-run=false` turns off
+    /// `dry-run = true` from the file (default false).
+    #[arg(long, env = "SELFHEAL_DRY_RUN", value_name = "BOOL", action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: Option<bool>,
     /// POST a JSON notification here on incident opened/recovered/failed/quarantined.
     #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -178,8 +184,8 @@ impl WatchArgs {
                 .clone()
                 .or(file.state_dir)
                 .unwrap_or_else(|| PathBuf::from("selfheal-state")),
-            watch_all: self.watch_all || file.watch_all.unwrap_or(false),
-            dry_run: self.dry_run || file.dry_run.unwrap_or(false),
+            watch_all: self.watch_all.or(file.watch_all).unwrap_or(false),
+            dry_run: self.dry_run.or(file.dry_run).unwrap_or(false),
             webhook_url: self.webhook_url.clone().or(file.webhook_url),
             max_concurrent_restarts: self
                 .max_concurrent_restarts
@@ -333,6 +339,7 @@ impl WatchConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     fn args(file: Option<&str>) -> (WatchArgs, Option<tempfile::NamedTempFile>) {
         let tmp = file.map(|text| {
@@ -361,6 +368,61 @@ mod tests {
         assert!(c.watch_all);
         assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
         assert_eq!(c.admin_max_connections, 256);
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Cmd {
+        #[command(flatten)]
+        args: WatchArgs,
+    }
+
+    /// Parses `watch` flags as the binary does. Clap also reads the process environment for
+    /// the `env` fallbacks, so these tests cover flags and file; the environment's place in
+    /// the order is tested through the binary (tests/features.rs).
+    fn parse(flags: &[&str]) -> WatchArgs {
+        Cmd::try_parse_from(std::iter::once("watch").chain(flags.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn boolean_flags_turn_off_what_the_file_turns_on() {
+        let file = "dry-run = true\nwatch-all = true\n";
+        let resolve = |flags: &[&str]| {
+            let (a, _f) = args(Some(file));
+            let mut p = parse(flags);
+            p.config = a.config.clone();
+            let c = p.resolve().unwrap();
+            (c.dry_run, c.watch_all)
+        };
+        assert_eq!(resolve(&[]), (true, true), "file alone");
+        assert_eq!(
+            resolve(&["--dry-run=false", "--watch-all=false"]),
+            (false, false),
+            "flag =false beats file true"
+        );
+        assert_eq!(resolve(&["--dry-run=0"]), (false, true));
+        let (a, _f) = args(Some("dry-run = false\n"));
+        let mut p = parse(&["--dry-run"]);
+        p.config = a.config.clone();
+        assert!(p.resolve().unwrap().dry_run, "bare flag means true");
+        let mut p = parse(&["--watch-all=true"]);
+        p.config = a.config.clone();
+        let c = p.resolve().unwrap();
+        assert!(c.watch_all && !c.dry_run);
+        let (a, _f) = args(None);
+        let c = a.resolve().unwrap();
+        assert!(!c.dry_run && !c.watch_all, "neither given: false");
+    }
+
+    #[test]
+    fn boolean_flags_take_only_booleans_after_an_equals_sign() {
+        assert!(Cmd::try_parse_from(["watch", "--dry-run=maybe"]).is_err());
+        // No positional arguments: a value needs `=`, so `--dry-run false` is an error, not a
+        // silent `true`.
+        assert!(Cmd::try_parse_from(["watch", "--dry-run", "false"]).is_err());
+        assert_eq!(parse(&["--dry-run", "--watch-all"]).dry_run, Some(true));
+        assert_eq!(parse(&[]).dry_run, None);
     }
 
     #[test]

@@ -231,3 +231,58 @@ fn incidents_command_reads_the_journal() {
     let none = run(&["--state-dir", &dir, "--container", "no-such-container"]);
     assert!(none.contains("(no incidents)"), "{none}");
 }
+
+/// Booleans follow the same order as every other key: flag, then environment, then file.
+/// `check` prints the resolved values before it talks to Docker, so no engine is needed here.
+#[test]
+fn dry_run_and_watch_all_from_the_file_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("selfheal.toml");
+    std::fs::write(&file, "dry-run = true\nwatch-all = true\n").expect("write config");
+    let file = file.to_string_lossy().into_owned();
+    let resolved = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_selfheal"));
+        cmd.args(["check", "--config", &file])
+            .args(["--docker-host", "unix:///nonexistent/docker.sock"])
+            .args(flags)
+            .env_remove("SELFHEAL_DRY_RUN")
+            .env_remove("SELFHEAL_WATCH_ALL")
+            .env_remove("SELFHEAL_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("selfheal check runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("configuration ok"))
+            .unwrap_or_else(|| panic!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+            .to_string();
+        (
+            line.contains("dry-run true"),
+            line.contains("watch-all true"),
+        )
+    };
+    assert_eq!(resolved(&[], &[]), (true, true), "the file alone");
+    assert_eq!(
+        resolved(&["--dry-run=false", "--watch-all=false"], &[]),
+        (false, false),
+        "flags beat the file"
+    );
+    assert_eq!(
+        resolved(
+            &[],
+            &[
+                ("SELFHEAL_DRY_RUN", "false"),
+                ("SELFHEAL_WATCH_ALL", "false")
+            ]
+        ),
+        (false, false),
+        "the environment beats the file"
+    );
+    assert_eq!(
+        resolved(&["--dry-run"], &[("SELFHEAL_DRY_RUN", "false")]),
+        (true, true),
+        "a bare flag means true and beats the environment"
+    );
+}

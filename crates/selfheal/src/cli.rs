@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 #[command(
     name = "selfheal",
     version,
-    about = "Self-healing for Docker containers: detect, restart, record, prove."
+    about = "Self-healing for Docker containers: detect, restart, record, prove.",
+    after_help = "Every flag of watch and check, with its environment variable and default: \
+        selfheal watch --help"
 )]
 pub struct Cli {
     #[command(subcommand)]

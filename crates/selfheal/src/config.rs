@@ -13,23 +13,25 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 }
 
 /// Flags shared by `watch` and `check`. Each has an environment variable; the TOML file given
-/// by `--config` may set the same keys (flag name without `--`).
+/// by `--config` may set the same keys (flag name without `--`). Defaults are applied after
+/// the file is merged, so clap does not know them: each flag's help states its own.
 #[derive(Debug, Clone, Default, Args)]
 pub struct WatchArgs {
     /// TOML file with the same keys as these flags.
     #[arg(long, env = "SELFHEAL_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Docker engine address (unix:///var/run/docker.sock, tcp://host:2375).
+    /// Docker engine address (unix:///var/run/docker.sock, tcp://host:2375) (default: the
+    /// local socket).
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
-    /// Admin server address (/metrics, /healthz, /api/v1/...).
+    /// Admin server address (/metrics, /healthz, /api/v1/...) (default 127.0.0.1:9100).
     #[arg(long, env = "SELFHEAL_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// At most this many open admin connections; at the bound the longest idle one is closed
     /// to make room (default 256).
     #[arg(long, env = "SELFHEAL_ADMIN_MAX_CONNECTIONS")]
     pub admin_max_connections: Option<usize>,
-    /// Where the incident journal lives.
+    /// Where the incident journal lives (default selfheal-state).
     #[arg(long, env = "SELFHEAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Watch every container unless it has selfheal.enable=false. `--watch-all=false` turns off
@@ -47,38 +49,40 @@ pub struct WatchArgs {
     /// POST a JSON notification here on incident opened/recovered/failed/quarantined.
     #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
-    /// At most this many restarts in flight at once.
+    /// At most this many restarts in flight at once (default 4).
     #[arg(long, env = "SELFHEAL_MAX_CONCURRENT_RESTARTS")]
     pub max_concurrent_restarts: Option<usize>,
-    /// Default probe interval (label selfheal.probe.interval).
+    /// Default probe interval (label selfheal.probe.interval) (default 1s).
     #[arg(long, env = "SELFHEAL_PROBE_INTERVAL", value_parser = duration_arg)]
     pub probe_interval: Option<Duration>,
-    /// Default probe timeout (label selfheal.probe.timeout).
+    /// Default probe timeout (label selfheal.probe.timeout) (default 500ms).
     #[arg(long, env = "SELFHEAL_PROBE_TIMEOUT", value_parser = duration_arg)]
     pub probe_timeout: Option<Duration>,
-    /// Default consecutive failures that make a container unhealthy.
+    /// Default consecutive failures that make a container unhealthy (label
+    /// selfheal.probe.failures) (default 2).
     #[arg(long, env = "SELFHEAL_PROBE_FAILURES")]
     pub probe_failures: Option<u32>,
-    /// Default grace after each start (label selfheal.start-period).
+    /// Default grace after each start (label selfheal.start-period) (default 10s).
     #[arg(long, env = "SELFHEAL_START_PERIOD", value_parser = duration_arg)]
     pub start_period: Option<Duration>,
-    /// Default restart budget: restarts allowed per window before quarantine.
+    /// Default restart budget: restarts allowed per window before quarantine (label
+    /// selfheal.restart.max) (default 10).
     #[arg(long, env = "SELFHEAL_RESTART_MAX")]
     pub restart_max: Option<u32>,
-    /// Default restart budget window.
+    /// Default restart budget window (label selfheal.restart.window) (default 1h).
     #[arg(long, env = "SELFHEAL_RESTART_WINDOW", value_parser = duration_arg)]
     pub restart_window: Option<Duration>,
-    /// First backoff gap between restarts of one container (doubles each time).
+    /// First backoff gap between restarts of one container, doubling each time (default 1s).
     #[arg(long, env = "SELFHEAL_BACKOFF_INITIAL", value_parser = duration_arg)]
     pub backoff_initial: Option<Duration>,
-    /// Largest backoff gap.
+    /// Largest backoff gap (default 60s).
     #[arg(long, env = "SELFHEAL_BACKOFF_MAX", value_parser = duration_arg)]
     pub backoff_max: Option<Duration>,
-    /// Healthy this long and the backoff starts over.
+    /// Healthy this long and the backoff starts over (default 60s).
     #[arg(long, env = "SELFHEAL_BACKOFF_RESET", value_parser = duration_arg)]
     pub backoff_reset: Option<Duration>,
     /// Only consider containers carrying this label (KEY=VALUE), e.g. one compose project:
-    /// com.docker.compose.project=myapp.
+    /// com.docker.compose.project=myapp (default: no filter).
     #[arg(long, env = "SELFHEAL_FILTER_LABEL")]
     pub filter_label: Option<String>,
     /// Docker network whose address probes use (default: one the watchdog shares, else the first).
@@ -423,6 +427,49 @@ mod tests {
         assert!(Cmd::try_parse_from(["watch", "--dry-run", "false"]).is_err());
         assert_eq!(parse(&["--dry-run", "--watch-all"]).dry_run, Some(true));
         assert_eq!(parse(&[]).dry_run, None);
+    }
+
+    /// The help states each default by hand (clap cannot: defaults apply after the file), so
+    /// this keeps it true: giving the stated default changes nothing.
+    #[test]
+    fn help_states_the_defaults_that_apply() {
+        use clap::CommandFactory;
+        let help = Cmd::command().render_long_help().to_string();
+        let stated = [
+            ("--listen", "127.0.0.1:9100"),
+            ("--admin-max-connections", "256"),
+            ("--state-dir", "selfheal-state"),
+            ("--watch-all", "false"),
+            ("--dry-run", "false"),
+            ("--max-concurrent-restarts", "4"),
+            ("--probe-interval", "1s"),
+            ("--probe-timeout", "500ms"),
+            ("--probe-failures", "2"),
+            ("--start-period", "10s"),
+            ("--restart-max", "10"),
+            ("--restart-window", "1h"),
+            ("--backoff-initial", "1s"),
+            ("--backoff-max", "60s"),
+            ("--backoff-reset", "60s"),
+        ];
+        let defaults = format!("{:?}", parse(&[]).resolve().unwrap());
+        for (flag, value) in stated {
+            let start = help.find(&format!("  {flag}")).expect(flag);
+            let section = &help[start..];
+            let section = &section[..section[2..]
+                .find("\n      --")
+                .map_or(section.len(), |i| i + 2)];
+            assert!(
+                section.contains(&format!("(default {value})")),
+                "{flag}: help does not say (default {value}):\n{section}"
+            );
+            let given = parse(&[&format!("{flag}={value}")]).resolve().unwrap();
+            assert_eq!(
+                format!("{given:?}"),
+                defaults,
+                "{flag}={value} is not the default"
+            );
+        }
     }
 
     #[test]

@@ -256,11 +256,24 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let list = bounded(docker.list_containers(Some(opts))).await?;
     let mut bad = 0;
     let mut watched = 0;
+    let mut uninspectable = 0;
     for s in list {
         let Some(id) = s.id else { continue };
-        let Ok(c) = bounded(docker.inspect_container(&id, None::<InspectContainerOptions>)).await
-        else {
-            continue;
+        let c = match bounded(docker.inspect_container(&id, None::<InspectContainerOptions>)).await
+        {
+            Ok(c) => c,
+            // Removed between the list and the inspect: not there to check.
+            Err(docker::DockerError::NotFound) => continue,
+            Err(e) => {
+                uninspectable += 1;
+                let name = s
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map_or(id.as_str(), |n| n.trim_start_matches('/'));
+                println!("ERROR  {name:<32} cannot inspect: {e}");
+                continue;
+            }
         };
         let info = ContainerInfo::from_inspect(c);
         match parse_labels(&info.labels, &cfg.defaults, cfg.watch_all) {
@@ -277,8 +290,10 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{watched} container(s) watched, {bad} with label errors");
-    Ok(if bad > 0 {
+    println!(
+        "{watched} container(s) watched, {bad} with label errors, {uninspectable} not inspectable"
+    );
+    Ok(if bad + uninspectable > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

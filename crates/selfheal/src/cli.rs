@@ -1,13 +1,12 @@
 //! The command line: `watch`, `check`, `incidents`, `healthcheck`.
 
 use crate::config::{WatchArgs, WatchConfig};
-use crate::docker::{self, bounded, ContainerInfo};
+use crate::discovery::{self, Discovered};
+use crate::docker;
 use crate::journal::{self, Incident, IncidentJournal, JournalMetrics};
 use crate::shared::Shared;
 use crate::watch::Watcher;
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use clap::{Parser, Subcommand, ValueEnum};
-use selfheal_core::labels::parse_labels;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -245,49 +244,29 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let docker = docker::connect(cfg.docker_host.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;
-    let mut filters = std::collections::HashMap::new();
-    if let Some(f) = &cfg.filter_label {
-        filters.insert("label", vec![f.as_str()]);
-    }
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let list = bounded(docker.list_containers(Some(opts))).await?;
     let mut bad = 0;
     let mut watched = 0;
     let mut uninspectable = 0;
-    for s in list {
-        let Some(id) = s.id else { continue };
-        let c = match bounded(docker.inspect_container(&id, None::<InspectContainerOptions>)).await
-        {
-            Ok(c) => c,
-            // Removed between the list and the inspect: not there to check.
-            Err(docker::DockerError::NotFound) => continue,
-            Err(e) => {
-                uninspectable += 1;
-                let name = s
-                    .names
-                    .as_ref()
-                    .and_then(|n| n.first())
-                    .map_or(id.as_str(), |n| n.trim_start_matches('/'));
-                println!("ERROR  {name:<32} cannot inspect: {e}");
-                continue;
-            }
-        };
-        let info = ContainerInfo::from_inspect(c);
-        match parse_labels(&info.labels, &cfg.defaults, cfg.watch_all) {
-            Ok(None) => {}
-            Ok(Some(spec)) => {
+    for c in discovery::list(&docker, &cfg).await? {
+        if !c.considered {
+            continue;
+        }
+        match discovery::inspect(&docker, &c.id, &cfg).await {
+            Discovered::Watched { info, spec } => {
                 watched += 1;
                 println!("ok     {:<32} {}", info.name, spec.describe());
             }
-            Err(errors) => {
+            Discovered::LabelErrors { info, errors } => {
                 bad += 1;
                 for e in errors {
                     println!("ERROR  {:<32} {e}", info.name);
                 }
             }
+            Discovered::NotInspectable(e) => {
+                uninspectable += 1;
+                println!("ERROR  {:<32} cannot inspect: {e}", c.name);
+            }
+            Discovered::NotOptedIn | Discovered::Gone => {}
         }
     }
     println!(

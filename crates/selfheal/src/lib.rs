@@ -9,6 +9,7 @@ pub mod admin_server;
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod discovery;
 pub mod docker;
 pub mod drill;
 pub mod executor;

@@ -1,20 +1,19 @@
-//! Discovery: list the opted-in containers, follow Docker's event stream, reconnect and
-//! re-list when it drops, and route every event to the container's task.
+//! The watch loop: list the opted-in containers (through `discovery`, shared with `check`),
+//! follow Docker's event stream, reconnect and re-list when it drops, and route every event to
+//! the container's task.
 
 use crate::config::WatchConfig;
 use crate::container::{self, ContainerHandle, Context, Msg};
+use crate::discovery::{self, Discovered};
 use crate::docker::{self, bounded, ContainerInfo};
 use crate::executor::Executor;
 use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::shared::{ContainerView, Shared};
 use bollard::models::EventMessage;
-use bollard::query_parameters::{
-    EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-};
+use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
-use selfheal_core::labels::parse_labels;
 use selfheal_core::{DockerHealth, LabelError, Observation};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -245,27 +244,12 @@ impl Watcher {
 
     /// Lists every container and brings each task in line with it.
     async fn resync(&mut self, docker: &Docker) -> anyhow::Result<()> {
-        let mut filters = HashMap::new();
-        if let Some(f) = &self.cfg.filter_label {
-            filters.insert("label", vec![f.as_str()]);
-        }
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = bounded(docker.list_containers(Some(opts))).await?;
         let mut seen = HashSet::new();
-        for summary in list {
-            let Some(id) = summary.id else { continue };
-            seen.insert(id.clone());
-            let labels = summary.labels.unwrap_or_default();
-            if !self.cfg.watch_all
-                && !labels.contains_key(selfheal_core::labels::ENABLE)
-                && !self.tasks.contains_key(&id)
-            {
-                continue;
+        for c in discovery::list(docker, &self.cfg).await? {
+            seen.insert(c.id.clone());
+            if c.considered || self.tasks.contains_key(&c.id) {
+                self.refresh(docker, &c.id, false).await;
             }
-            self.refresh(docker, &id, false).await;
         }
         let gone: Vec<String> = self
             .tasks
@@ -310,21 +294,12 @@ impl Watcher {
             .await;
             return;
         }
-        let info =
-            match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
-                Ok(c) => ContainerInfo::from_inspect(c),
-                Err(docker::DockerError::NotFound) => {
-                    self.forget(id).await;
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(container = id, error = %e, "inspect failed");
-                    return;
-                }
-            };
-        match parse_labels(&info.labels, &self.cfg.defaults, self.cfg.watch_all) {
-            Ok(None) => self.forget(id).await,
-            Ok(Some(spec)) => {
+        match discovery::inspect(docker, id, &self.cfg).await {
+            Discovered::Gone | Discovered::NotOptedIn => self.forget(id).await,
+            Discovered::NotInspectable(e) => {
+                tracing::warn!(container = id, error = %e, "inspect failed");
+            }
+            Discovered::Watched { info, spec } => {
                 self.clear_ignored(&info);
                 tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
                 let resumed = self
@@ -336,7 +311,7 @@ impl Watcher {
                 let handle = container::spawn(self.ctx.clone(), info, spec, resumed, &self.cancel);
                 self.tasks.insert(id.to_string(), handle);
             }
-            Err(errors) => {
+            Discovered::LabelErrors { info, errors } => {
                 if let Some(t) = self.tasks.remove(id) {
                     t.stop();
                 }

@@ -286,3 +286,98 @@ fn dry_run_and_watch_all_from_the_file_can_be_turned_off() {
         "a bare flag means true and beats the environment"
     );
 }
+
+/// A Unix-socket proxy in front of the real engine that answers Docker's own error shape
+/// (500, `{"message": ...}`) to every inspect of `refused_id` and forwards everything else,
+/// one request per upstream connection (`Connection: close`), so each request head is seen.
+fn refusing_inspect_proxy(path: std::path::PathBuf, refused_id: String) {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let listener = UnixListener::bind(&path).expect("bind proxy socket");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let refused = format!("/containers/{refused_id}/json");
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut conn = conn;
+                loop {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if !line.to_ascii_lowercase().starts_with("connection:") {
+                            head.push(line);
+                        }
+                    }
+                    let target = head[0].split(' ').nth(1).unwrap_or("").to_string();
+                    if target.split('?').next().unwrap_or("").ends_with(&refused) {
+                        let body = r#"{"message":"test proxy: inspect refused"}"#;
+                        let reply = format!(
+                            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let Ok(mut up) = UnixStream::connect("/var/run/docker.sock") else {
+                        return;
+                    };
+                    head.push("Connection: close\r\n\r\n".into());
+                    if up.write_all(head.concat().as_bytes()).is_err() {
+                        return;
+                    }
+                    // Docker closes after the response; so does this connection.
+                    let _ = std::io::copy(&mut up, &mut conn);
+                    return;
+                }
+            });
+        }
+    });
+}
+
+/// Item 3 of "A new user's first hour": a container `check` cannot inspect is reported by name
+/// with the cause, and `check` fails, while the others are still checked. The engine is real;
+/// only the inspect of one container is refused, by a proxy, since no real container can be
+/// made uninspectable on demand.
+#[test]
+fn check_reports_a_container_it_cannot_inspect_and_fails() {
+    let env = TestEnv::new("check-inspect");
+    let refused = env.run("refused", &["--label", "selfheal.enable=true"]);
+    let good = env.run("good", &["--label", "selfheal.enable=true"]);
+    let socket = env.dir.path().join("docker.sock");
+    refusing_inspect_proxy(socket.clone(), refused.inspect("{{.Id}}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .args(["check", "--filter-label", &env.scope()])
+        .args(["--docker-host", &format!("unix://{}", socket.display())])
+        .env_remove("SELFHEAL_CONFIG")
+        .env_remove("SELFHEAL_WATCH_ALL")
+        .output()
+        .expect("selfheal check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ERROR")
+            && l.contains(&refused.name)
+            && l.contains("cannot inspect")
+            && l.contains("inspect refused")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains(&good.name)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 container(s) watched, 0 with label errors, 1 not inspectable"),
+        "{stdout}"
+    );
+}

@@ -3,14 +3,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; else echo docker-compose; fi)
 export COMPOSE
+# `make test` runs the smoke and end-to-end tests once under each (test-compose-v1, -v2).
+COMPOSE_V1 := docker-compose
+COMPOSE_V2 := docker compose
 # The watchdog container joins the group that owns the Docker socket (compose `group_add`).
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: help build images up down logs ps test test-rust test-docker test-smoke test-e2e test-deploy test-vagrant lint fmt bench drill
+.PHONY: help build images up down logs ps test test-unit test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## compile release binaries
 	cargo build --release --workspace --locked
@@ -36,9 +39,17 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh .ci/run
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh
 
-test: lint test-rust test-smoke test-deploy test-e2e test-vagrant ## everything CI runs
+test: lint test-rust test-deploy test-compose-v1 test-compose-v2 test-vagrant ## everything CI runs
+
+# The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
+# core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
+# error tests, the demo app's routes.
+UNIT_TESTS := --lib --bins --test journal_cli --test cli_errors --test routes
+
+test-unit: ## fast tier: the tests that need no Docker (no images either), seconds after a build
+	cargo nextest run --workspace --locked --no-fail-fast $(UNIT_TESTS)
 
 test-rust: images ## unit and Docker integration tests
 	cargo nextest run --workspace --locked --no-fail-fast
@@ -48,6 +59,18 @@ test-smoke: images ## `make up` on unique ports and project name: healthy, app a
 
 test-e2e: images ## the stack end to end: faults -> recovery -> metrics, every dashboard query, storm alert
 	bash tests/e2e/with-stack.sh
+
+test-compose-v1: images ## test-smoke and test-e2e under Compose v1 (docker-compose 1.29)
+	@v=$$($(COMPOSE_V1) version --short 2>/dev/null) && [[ $$v == 1.* ]] || \
+		{ echo "make: Compose v1 is missing ('$(COMPOSE_V1) version --short' says '$$v'); install it: sudo apt-get install docker-compose" >&2; exit 1; }
+	COMPOSE="$(COMPOSE_V1)" bash tests/docker/smoke.sh
+	COMPOSE="$(COMPOSE_V1)" bash tests/e2e/with-stack.sh
+
+test-compose-v2: images ## test-smoke and test-e2e under Compose v2 (docker compose)
+	@v=$$($(COMPOSE_V2) version --short 2>/dev/null) && [[ $$v == 2.* ]] || \
+		{ echo "make: Compose v2 is missing ('$(COMPOSE_V2) version --short' says '$$v'); install it: bash .ci/install-compose-v2.sh" >&2; exit 1; }
+	COMPOSE="$(COMPOSE_V2)" bash tests/docker/smoke.sh
+	COMPOSE="$(COMPOSE_V2)" bash tests/e2e/with-stack.sh
 
 test-deploy: ## promtool, amtool and dashboard checks
 	bash tests/deploy/check.sh

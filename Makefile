@@ -7,7 +7,7 @@ export COMPOSE
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: help build images up down logs ps test test-rust test-docker test-smoke test-e2e test-deploy test-vagrant lint fmt bench drill
+.PHONY: help build images up down logs ps test test-images test-rust test-docker test-smoke test-e2e test-deploy test-vagrant lint fmt bench drill
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,9 +36,14 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh .ci/run
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh .ci/run
 
-test: lint test-rust test-smoke test-deploy test-e2e test-vagrant ## everything CI runs
+test: lint test-rust test-images test-smoke test-deploy test-e2e test-vagrant ## everything CI runs
+
+test-images: images ## the README names the versions (and about the sizes) the build made
+	bash tests/docker/readme_images.sh
+	@# The check itself: a README naming another version must fail it.
+	! bash tests/docker/readme_images.sh <(sed 's/`latest`, `0.1.0`/`latest`, `9.9.9`/' README.md) >/dev/null
 
 test-rust: images ## unit and Docker integration tests
 	cargo nextest run --workspace --locked --no-fail-fast

@@ -10,7 +10,7 @@ COMPOSE_V2 := docker compose
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill
+.PHONY: prerequisites-up prerequisites-test help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,7 +21,13 @@ build: ## compile release binaries
 images: build ## build the images offline (FROM scratch, nothing pulled)
 	bash docker/offline/build.sh
 
-up: images ## build the images, start the stack, wait until healthy, print URLs
+prerequisites-up: ## install what make up needs and is missing (Debian packages), as CI does
+	bash .ci/prerequisites.sh up
+
+prerequisites-test: ## install what make test needs and is missing, as CI does
+	bash .ci/prerequisites.sh test
+
+up: prerequisites-up images ## install what is missing, build the images, start the stack, wait until healthy, print URLs
 	bash docker/stack.sh up
 
 down: ## stop and remove the stack (VOLUMES=1 also deletes its data volumes)
@@ -39,9 +45,9 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh
 
-test: lint test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-vagrant ## everything CI runs
+test: prerequisites-test lint test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-vagrant ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and

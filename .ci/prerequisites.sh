@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what `make up` or `make test` needs, the same way for a new user and for CI:
+#
+#   .ci/prerequisites.sh up     # Compose, and the Debian packages whose binaries go into the
+#                               # offline images (Prometheus, Alertmanager, node-exporter, busybox)
+#   .ci/prerequisites.sh test   # all of that, plus what the tests run: shellcheck, promtool and
+#                               # amtool, python3-yaml, vagrant, cargo-nextest, Compose v2
+#
+# It installs only what is missing and says what before it does. When it cannot install (not
+# root and no password-less sudo), it prints the one command that would and exits 1, before
+# anything is built. Nothing missing: it does nothing, in well under a second.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'prerequisites: %s\n' "$*" >&2; exit 1; }
+
+mode=${1:-}
+# Debian packages, by who needs them:
+#   the images and the stack: docker-compose (Compose v1), prometheus, prometheus-alertmanager,
+#     prometheus-node-exporter, busybox-static (their binaries go into the offline images);
+#   the Rust build: gcc (linker), libc6-dev, pkg-config, make, git, ca-certificates;
+#   the stack scripts: curl, jq, procps, python3;
+#   tests/deploy/check.sh: promtool, amtool (the prometheus packages above), python3-yaml;
+#   tests/vagrant/check.sh: vagrant, vagrant-libvirt, ruby; lint: shellcheck;
+#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip.
+up_packages=(
+    ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3
+    docker-compose prometheus prometheus-alertmanager prometheus-node-exporter busybox-static
+)
+case $mode in
+    up) packages=("${up_packages[@]}") ;;
+    test)
+        packages=("${up_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby)
+        ;;
+    *) printf 'usage: %s up|test\n' "$0" >&2; exit 2 ;;
+esac
+command -v dockerd >/dev/null || packages+=(docker.io)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    elif ((${#missing[@]} > 0)); then
+        die "missing Debian packages; install them with:
+    sudo apt-get install -y --no-install-recommends ${missing[*]}"
+    fi
+fi
+
+if ((${#missing[@]} > 0)); then
+    log "installing Debian packages: ${missing[*]}"
+    "${as_root[@]}" apt-get update -qq </dev/null
+    "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+fi
+
+command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs) first"
+
+if [[ $mode == test ]]; then
+    if ! command -v cargo-nextest >/dev/null; then
+        log "installing cargo-nextest (cargo install --locked cargo-nextest)"
+        cargo install --locked cargo-nextest </dev/null
+    fi
+    # The stack tests run under Compose v1 and v2.
+    bash .ci/install-compose-v2.sh
+fi

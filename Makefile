@@ -10,7 +10,7 @@ COMPOSE_V2 := docker compose
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: prerequisites-up prerequisites-test help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill
+.PHONY: prerequisites-up prerequisites-test test-setup help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,9 +45,9 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh
 
-test: prerequisites-test lint test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-vagrant ## everything CI runs
+test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-vagrant ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
@@ -56,6 +56,9 @@ UNIT_TESTS := --lib --bins --test journal_cli --test cli_errors --test routes
 
 test-unit: ## fast tier: the tests that need no Docker (no images either), seconds after a build
 	cargo nextest run --workspace --locked --no-fail-fast $(UNIT_TESTS)
+
+test-setup: ## .ci/prerequisites.sh against stubbed system commands
+	bash tests/setup/check_prerequisites.sh
 
 test-images: images ## the README names the versions (and about the sizes) the build made
 	bash tests/docker/readme_images.sh

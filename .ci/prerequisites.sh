@@ -4,7 +4,8 @@
 #   .ci/prerequisites.sh up     # Compose, and the Debian packages whose binaries go into the
 #                               # offline images (Prometheus, Alertmanager, node-exporter, busybox)
 #   .ci/prerequisites.sh test   # all of that, plus what the tests run: shellcheck, promtool and
-#                               # amtool, python3-yaml, vagrant, cargo-nextest, Compose v2
+#                               # amtool, python3-yaml, vagrant, cargo-nextest, Compose v2,
+#                               # aiosmtpd (PyPI)
 #
 # It installs only what is missing and says what before it does. When it cannot install (not
 # root and no password-less sudo), it prints the one command that would and exits 1, before
@@ -69,4 +70,10 @@ if [[ $mode == test ]]; then
     fi
     # The stack tests run under Compose v1 and v2.
     bash .ci/install-compose-v2.sh
+    # The notification tests send email to a loopback SMTP server (crates/selfheal/tests/smtp_sink.py).
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        log "installing aiosmtpd (python3 -m pip install --user aiosmtpd==1.4.6)"
+        python3 -m pip install --quiet --user aiosmtpd==1.4.6 </dev/null ||
+            python3 -m pip install --quiet --user --break-system-packages aiosmtpd==1.4.6 </dev/null
+    fi
 fi

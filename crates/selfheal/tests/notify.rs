@@ -472,3 +472,173 @@ fn email_goes_over_starttls_to_a_real_smtp_server() {
     assert!(stdout.contains("FAIL  mail"), "{stdout}");
     assert!(!out.join("1.json").exists(), "a second email arrived");
 }
+
+/// Crashes (exit 1) two seconds after each of its first six starts, then serves: a crash loop
+/// of six restarts by the watchdog (no restart policy), healthy for a moment between crashes.
+const CRASH_SIX_TIMES: &str = "n=$(cat /tmp/starts 2>/dev/null || echo 0); \
+    echo $((n + 1)) > /tmp/starts; \
+    if [ \"$n\" -ge 6 ]; then exec httpd -f -p 8080 -h /www; fi; sleep 2; exit 1";
+
+/// The watchdog's restarts of `name` after deaths.
+fn restarts(w: &Watchdog, name: &str) -> f64 {
+    w.metric(
+        "app_recovery_events_total",
+        &[
+            ("container", name),
+            ("trigger", "died"),
+            ("result", "success"),
+        ],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Fast backoff, and a loop ends after 5 s healthy (longer than the 2 s between crashes).
+const LOOP_FLAGS: &[&str] = &[
+    "--backoff-initial",
+    "200ms",
+    "--backoff-max",
+    "500ms",
+    "--backoff-reset",
+    "5s",
+    "--host-name",
+    "node-a",
+];
+
+#[test]
+fn six_restarts_of_a_crash_loop_send_at_most_three_messages() {
+    let env = TestEnv::new("notifyloop");
+    let r = Receiver::start();
+    let hook = r.url("json", "/loop");
+    let w = env.watchdog(&with(LOOP_FLAGS, &["--notify", &hook]));
+    let app = env.run_image_cmd(
+        "looper",
+        BUSYBOX,
+        &["--label", "selfheal.enable=true"],
+        &["sh", "-c", CRASH_SIX_TIMES],
+    );
+    wait_for("six restarts", secs(90), || {
+        (restarts(&w, &app.name) >= 6.0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let recovered = wait_for("the loop's recovery message", secs(30), || {
+        r.requests("/loop")
+            .iter()
+            .any(|q| q.json()["event"] == "recovered")
+            .then_some(())
+    });
+    let messages: Vec<serde_json::Value> = r.requests("/loop").iter().map(Req::json).collect();
+    let events: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["event"].as_str())
+        .collect();
+    recovered.unwrap_or_else(|e| panic!("{e}: {events:?}\n{}", w.log_tail()));
+    assert_eq!(restarts(&w, &app.name), 6.0, "{}", w.log_tail());
+    assert!(
+        w.incidents(&app.name).len() >= 6,
+        "each crash is an incident of its own"
+    );
+    assert!(messages.len() <= 3, "{events:?}");
+    assert_eq!(events, ["opened", "recovered"], "{messages:#?}");
+    let rec = &messages[1];
+    assert_eq!(rec["host"], "node-a");
+    assert_eq!(rec["container"], app.name.as_str());
+    assert_eq!(rec["trigger"], "died");
+    assert_eq!(rec["faults"], 6, "{rec}");
+    assert!(
+        rec["time_to_recover_seconds"]
+            .as_f64()
+            .is_some_and(|t| t > 5.0),
+        "{rec}"
+    );
+}
+
+#[test]
+fn receivers_that_hang_or_fail_delay_no_restart_and_are_counted() {
+    let env = TestEnv::new("notifyslow");
+    let r = Receiver::start();
+    let hang = r.url("json", "/hang#name=hangs");
+    let fail = r.url("slack", "/fail#name=fails");
+    let other = r.url("json", "/other#name=other");
+    let w = env.watchdog(&with(
+        LOOP_FLAGS,
+        &["--notify", &hang, "--notify", &fail, "--notify", &other],
+    ));
+    let app = env.run_image_cmd(
+        "looper",
+        BUSYBOX,
+        &["--label", "selfheal.enable=true"],
+        &["sh", "-c", CRASH_SIX_TIMES],
+    );
+    let quiet = env.run_image_cmd(
+        "quiet",
+        BUSYBOX,
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.notify=false",
+        ],
+        &["sh", "-c", "sleep 1; exit 1"],
+    );
+    wait_for("six restarts", secs(90), || {
+        (restarts(&w, &app.name) >= 6.0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    // Every restart was issued at once: the reaction histogram has all of them at or under
+    // 0.5 s (the backoff cap), although one receiver never answers and one answers 500.
+    let count = w
+        .metric("selfheal_reaction_seconds_count", &[])
+        .unwrap_or(0.0);
+    let fast = w
+        .metric("selfheal_reaction_seconds_bucket", &[("le", "0.5")])
+        .unwrap_or(0.0);
+    assert!(count >= 6.0, "{count}");
+    assert_eq!(
+        fast,
+        count,
+        "a restart waited on a notification\n{}",
+        w.log_tail()
+    );
+    assert!(
+        !r.requests("/hang").is_empty(),
+        "the hanging receiver was reached"
+    );
+    // The failing target is retried, then counted by name; never by its URL.
+    wait_for("the failure to be counted", secs(30), || {
+        (w.metric(
+            "selfheal_notifications_failed_total",
+            &[("target", "fails")],
+        ) >= Some(1.0))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert_eq!(
+        r.requests("/fail").len() % 3,
+        0,
+        "three attempts per message"
+    );
+    let metrics = w.get("/metrics");
+    assert!(
+        !metrics.contains("127.0.0.1:"),
+        "a target URL in the metrics"
+    );
+    // The muted container restarted too, and no message names it.
+    wait_for("the muted container to be restarted", secs(30), || {
+        (restarts(&w, &quiet.name) >= 1.0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    let named_quiet = r
+        .got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|q| String::from_utf8_lossy(&q.body).contains(&quiet.name))
+        .count();
+    assert_eq!(named_quiet, 0, "selfheal.notify=false was not honoured");
+    assert!(
+        r.requests("/other")
+            .iter()
+            .any(|q| q.json()["container"] == app.name.as_str()),
+        "the other container's messages were sent"
+    );
+}

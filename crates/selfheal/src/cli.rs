@@ -261,6 +261,14 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
         cfg.watch_all,
         cfg.dry_run
     );
+    for t in &cfg.notify {
+        println!(
+            "notify {:<24} {} (from severity {})",
+            t.name,
+            t.redacted,
+            t.min_severity.as_str()
+        );
+    }
     let docker = docker::connect(cfg.docker_host.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;

@@ -525,6 +525,45 @@ mod tests {
     }
 
     #[test]
+    fn notify_targets_from_flags_or_file_with_webhook_url_first() {
+        let file = "notify = [\"ntfy+https://ntfy.example.com/ops#name=phone\", \"slack+https://hooks.example.com/s/T/B/X\"]\nhost-name = \"node-9\"\n";
+        let (mut a, _f) = args(Some(file));
+        a.webhook_url = Some("https://hooks.example.com/generic".into());
+        let c = a.resolve().unwrap();
+        let names: Vec<&str> = c.notify.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["json-0", "phone", "slack-2"]);
+        assert_eq!(c.host_name.as_deref(), Some("node-9"));
+        let mut p = parse(&[
+            "--notify",
+            "discord+https://discord.example.com/api/webhooks/1/t",
+        ]);
+        p.config = a.config.clone();
+        let c = p.resolve().unwrap();
+        assert_eq!(c.notify.len(), 1, "flags replace the file's list");
+        assert_eq!(c.notify[0].kind, crate::notify::Kind::Discord);
+        // Several in one value (the environment variable's form), split at spaces.
+        let p = parse(&[
+            "--notify",
+            "json+https://a.example.com/x json+https://b.example.com/y",
+        ]);
+        assert_eq!(p.resolve().unwrap().notify.len(), 2);
+        let p = parse(&[
+            "--notify",
+            "json+https://a.example.com/x#name=same",
+            "--notify",
+            "slack+https://b.example.com/y#name=same",
+        ]);
+        let e = p.resolve().unwrap_err().to_string();
+        assert!(e.contains("two targets are named \"same\""), "{e}");
+        let p = parse(&["--notify", "gotify+https://u:topsecret@push.example.com/"]);
+        let e = p.resolve().unwrap_err().to_string();
+        assert!(
+            e.contains("application token") && !e.contains("topsecret"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_value() {
         let (a, _f) = args(Some("probe-timeout = \"quick\"\n"));
         let e = a.resolve().unwrap_err().to_string();

@@ -143,7 +143,7 @@ fn notify_test_sends_each_kind_in_its_documented_format() {
         r.url("json", "/json#name=generic"),
         r.url("slack", "/slack"),
         r.url("discord", "/discord"),
-        r.url("ntfy", "/alerts"),
+        format!("ntfy+http://bob:pw%21@127.0.0.1:{}/alerts", r.port),
         r.url("gotify", "/gotify/?token=S3CRETTOKEN"),
         r.url("json", "/fail#name=broken"),
     ];
@@ -168,7 +168,9 @@ fn notify_test_sends_each_kind_in_its_documented_format() {
         "{stdout}"
     );
     assert!(
-        !stdout.contains("S3CRETTOKEN") && !stderr.contains("S3CRETTOKEN"),
+        !stdout.contains("S3CRETTOKEN")
+            && !stderr.contains("S3CRETTOKEN")
+            && !stdout.contains("pw%21"),
         "the token was shown:\n{stdout}{stderr}"
     );
 
@@ -249,6 +251,8 @@ fn notify_test_sends_each_kind_in_its_documented_format() {
         .expect("priority is a number");
     assert!((1..=5).contains(&prio));
     assert!(!ntfy.header("tags").is_empty());
+    // A protected topic: the URL's user and password as HTTP basic auth ("bob:pw!").
+    assert_eq!(ntfy.header("authorization"), "Basic Ym9iOnB3IQ==");
     assert!(String::from_utf8_lossy(&ntfy.body).contains("host: node-a"));
 
     // Gotify: POST /message with the app token in X-Gotify-Key, {title, message, priority}.

@@ -110,7 +110,7 @@ impl Delivery {
                 let r = req
                     .send()
                     .await
-                    .map_err(|e| DeliveryError::Http(e.without_url().to_string()))?;
+                    .map_err(|e| DeliveryError::Http(with_causes(&e.without_url())))?;
                 if r.status().is_success() {
                     Ok(())
                 } else {
@@ -139,6 +139,21 @@ impl Delivery {
             }
         }
     }
+}
+
+/// An error and its causes, `outer: inner: …` (reqwest's own text is only the outer one).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn parse_mailbox(a: &str) -> Result<lettre::message::Mailbox, DeliveryError> {

@@ -105,6 +105,20 @@ impl NoticeGate {
         }
     }
 
+    /// An incident a previous run of the watchdog opened (and announced) is still open: its
+    /// loop goes on, so its recovery is told, and its repeats are not.
+    pub fn resumed(&mut self, first_failure: Instant) {
+        if self.phase == Phase::Calm {
+            self.phase = Phase::Loop {
+                began: first_failure,
+                faults: 1,
+                failed_sent: false,
+                quarantined_sent: false,
+                healthy_since: None,
+            };
+        }
+    }
+
     /// An incident opened; its first failure was at `first_failure`.
     pub fn opened(&mut self, first_failure: Instant, now: Instant) -> Vec<Notice> {
         let mut out = self.settle(now);

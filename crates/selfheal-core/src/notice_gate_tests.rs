@@ -68,6 +68,24 @@ fn quarantine_and_failure_once_each() {
     );
 }
 
+/// An incident left open by a previous run (which announced it) is not announced again, and
+/// its recovery is told.
+#[test]
+fn a_resumed_incident_is_told_only_when_it_recovers() {
+    let t = Instant::now();
+    let mut g = NoticeGate::new(QUIET);
+    g.resumed(t);
+    assert!(g.opened(t + secs(1), t + secs(1)).is_empty());
+    assert!(g.healthy(t + secs(2)).is_empty());
+    assert_eq!(
+        g.tick(t + secs(2) + QUIET),
+        vec![Notice::Recovered {
+            time_to_recover: secs(2),
+            faults: 2
+        }]
+    );
+}
+
 /// A user's stop ends the loop without a recovery message; the next fault is announced.
 #[test]
 fn abandoned_loop_ends_untold() {

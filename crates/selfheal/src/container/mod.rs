@@ -262,6 +262,7 @@ pub fn spawn(
         })
     });
     let now = Instant::now();
+    let resumed_since = times.as_ref().map(|t| t.first_failure);
     let policy = policy_spec(&spec, &info, ctx.backoff);
     let mut task = ContainerTask {
         sup: Supervisor::new(policy, times, now),
@@ -283,6 +284,9 @@ pub fn spawn(
         info: info.clone(),
         last_now: now,
     };
+    if let Some(since) = resumed_since {
+        task.incidents.resume_story(since);
+    }
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
         task.publish();

@@ -43,6 +43,11 @@ impl IncidentRecorder {
         }
     }
 
+    /// The open incident a previous run left (and announced) began at `first_failure`.
+    pub fn resume_story(&mut self, first_failure: Instant) {
+        self.gate.resumed(first_failure);
+    }
+
     /// When [`IncidentRecorder::tick`] has a message to send.
     pub fn wake_at(&self) -> Option<Instant> {
         self.gate.wake_at()

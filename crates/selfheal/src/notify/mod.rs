@@ -98,7 +98,9 @@ impl Notifier {
             // Created at start, so rate() works from the first failure.
             let failed = metrics.failed.get_or_create(&labels).clone();
             let sent = metrics.sent.get_or_create(&labels).clone();
-            let delivery = Delivery::new(&t)?;
+            let delivery = Delivery::new(&t).map_err(|e| {
+                deliver::DeliveryError::Setup(format!("notify target {}: {e}", t.name))
+            })?;
             let (tx, rx) = mpsc::channel(QUEUE);
             tracing::info!(target = %t.name, address = %t.redacted, min_severity = t.min_severity.as_str(),
                 "notification target");

@@ -108,15 +108,7 @@ impl NoticeGate {
     /// An incident a previous run of the watchdog opened (and announced) is still open: its
     /// loop goes on, so its recovery is told, and its repeats are not.
     pub fn resumed(&mut self, first_failure: Instant) {
-        if self.phase == Phase::Calm {
-            self.phase = Phase::Loop {
-                began: first_failure,
-                faults: 1,
-                failed_sent: false,
-                quarantined_sent: false,
-                healthy_since: None,
-            };
-        }
+        self.enter_loop(first_failure);
     }
 
     /// An incident opened; its first failure was at `first_failure`.
@@ -124,13 +116,7 @@ impl NoticeGate {
         let mut out = self.settle(now);
         match &mut self.phase {
             Phase::Calm => {
-                self.phase = Phase::Loop {
-                    began: first_failure.min(now),
-                    faults: 1,
-                    failed_sent: false,
-                    quarantined_sent: false,
-                    healthy_since: None,
-                };
+                self.enter_loop(first_failure.min(now));
                 out.push(Notice::Opened);
             }
             Phase::Loop {
@@ -238,12 +224,13 @@ impl NoticeGate {
         Vec::new()
     }
 
-    /// A failed restart or a quarantine without an announced fault (a previous run of the
-    /// watchdog announced it) starts a loop of its own.
-    fn enter_loop(&mut self, now: Instant) -> &mut Phase {
+    /// Starts a loop that began at `began` unless one is being told; nothing is sent (a
+    /// failed restart or a quarantine without an announced fault: a previous run of the
+    /// watchdog announced it).
+    fn enter_loop(&mut self, began: Instant) -> &mut Phase {
         if self.phase == Phase::Calm {
             self.phase = Phase::Loop {
-                began: now,
+                began,
                 faults: 1,
                 failed_sent: false,
                 quarantined_sent: false,

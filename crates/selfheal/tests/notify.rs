@@ -477,20 +477,39 @@ fn email_goes_over_starttls_to_a_real_smtp_server() {
     assert!(!out.join("1.json").exists(), "a second email arrived");
 }
 
-/// Crashes (exit 1) two seconds after each of its first six starts, then serves: a crash loop
-/// of six restarts by the watchdog (no restart policy), healthy for a moment between crashes.
+/// Crashes (exit 1) two seconds after each of its first six starts, then serves. Run with
+/// Docker's restart policy `on-failure`: a crash loop of six restarts by Docker (recorded by
+/// the watchdog as `observed`), running for a moment between crashes.
 const CRASH_SIX_TIMES: &str = "n=$(cat /tmp/starts 2>/dev/null || echo 0); \
     echo $((n + 1)) > /tmp/starts; \
     if [ \"$n\" -ge 6 ]; then exec httpd -f -p 8080 -h /www; fi; sleep 2; exit 1";
 
-/// The watchdog's restarts of `name` after deaths.
-fn restarts(w: &Watchdog, name: &str) -> f64 {
+/// With [`BUSYBOX_HEALTH`]: healthy after each start, unhealthy 3 s later, for its first six
+/// starts; then healthy for good. Each fault is an incident of its own, so each restart's
+/// reaction is measured from its own detection.
+const UNHEALTHY_SIX_TIMES: &str = "n=$(cat /tmp/starts 2>/dev/null || echo 0); \
+    echo $((n + 1)) > /tmp/starts; mkdir -p /tmp/www; echo ok > /tmp/www/health; \
+    if [ \"$n\" -lt 6 ]; then (sleep 3; rm -f /tmp/www/health) & fi; \
+    exec httpd -f -p 8080 -h /tmp/www";
+
+/// Opted in, healed on Docker's health, and stopped fast (busybox httpd as PID 1 ignores
+/// SIGTERM, so Docker's stop waits for the timeout before SIGKILL).
+const HEALTH_OPT_IN: &[&str] = &[
+    "--label",
+    "selfheal.enable=true",
+    "--label",
+    "selfheal.stop-timeout=1s",
+];
+
+/// Restarts of `name` for `trigger` with `result` (`success`: the watchdog's; `observed`:
+/// Docker's restart policy's).
+fn restarts(w: &Watchdog, name: &str, trigger: &str, result: &str) -> f64 {
     w.metric(
         "app_recovery_events_total",
         &[
             ("container", name),
-            ("trigger", "died"),
-            ("result", "success"),
+            ("trigger", trigger),
+            ("result", result),
         ],
     )
     .unwrap_or(0.0)
@@ -504,8 +523,6 @@ const LOOP_FLAGS: &[&str] = &[
     "500ms",
     "--backoff-reset",
     "5s",
-    "--host-name",
-    "node-a",
 ];
 
 #[test]
@@ -513,15 +530,30 @@ fn six_restarts_of_a_crash_loop_send_at_most_three_messages() {
     let env = TestEnv::new("notifyloop");
     let r = Receiver::start();
     let hook = r.url("json", "/loop");
-    let w = env.watchdog(&with(LOOP_FLAGS, &["--notify", &hook]));
+    // Minimum severities: opened is a warning, recovered is info.
+    let warnings = r.url("json", "/warning#severity=warning");
+    let critical = r.url("json", "/critical#severity=critical");
+    let w = env.watchdog(&with(
+        LOOP_FLAGS,
+        &[
+            "--host-name",
+            "node-a",
+            "--notify",
+            &hook,
+            "--notify",
+            &warnings,
+            "--notify",
+            &critical,
+        ],
+    ));
     let app = env.run_image_cmd(
         "looper",
         BUSYBOX,
-        &["--label", "selfheal.enable=true"],
+        &["--restart", "on-failure", "--label", "selfheal.enable=true"],
         &["sh", "-c", CRASH_SIX_TIMES],
     );
     wait_for("six restarts", secs(90), || {
-        (restarts(&w, &app.name) >= 6.0).then_some(())
+        (restarts(&w, &app.name, "died", "observed") >= 6.0).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
     let recovered = wait_for("the loop's recovery message", secs(30), || {
@@ -536,7 +568,13 @@ fn six_restarts_of_a_crash_loop_send_at_most_three_messages() {
         .filter_map(|m| m["event"].as_str())
         .collect();
     recovered.unwrap_or_else(|e| panic!("{e}: {events:?}\n{}", w.log_tail()));
-    assert_eq!(restarts(&w, &app.name), 6.0, "{}", w.log_tail());
+    assert_eq!(
+        restarts(&w, &app.name, "died", "observed"),
+        6.0,
+        "{}",
+        w.log_tail()
+    );
+    assert_eq!(app.restart_count(), 6, "Docker restarted it six times");
     assert!(
         w.incidents(&app.name).len() >= 6,
         "each crash is an incident of its own"
@@ -553,6 +591,20 @@ fn six_restarts_of_a_crash_loop_send_at_most_three_messages() {
             .as_f64()
             .is_some_and(|t| t > 5.0),
         "{rec}"
+    );
+    let at_least_warning: Vec<_> = r
+        .requests("/warning")
+        .iter()
+        .map(|q| q.json()["event"].clone())
+        .collect();
+    assert_eq!(
+        at_least_warning,
+        ["opened"],
+        "severity=warning gets no recovery"
+    );
+    assert!(
+        r.requests("/critical").is_empty(),
+        "severity=critical gets neither"
     );
 }
 
@@ -574,22 +626,20 @@ fn receivers_that_hang_or_fail_delay_no_restart_and_are_counted() {
     let app = env.run_image_cmd(
         "looper",
         BUSYBOX,
-        &["--label", "selfheal.enable=true"],
-        &["sh", "-c", CRASH_SIX_TIMES],
+        &with(BUSYBOX_HEALTH, HEALTH_OPT_IN),
+        &["sh", "-c", UNHEALTHY_SIX_TIMES],
     );
     let quiet = env.run_image_cmd(
         "quiet",
         BUSYBOX,
-        &[
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.notify=false",
-        ],
-        &["sh", "-c", "sleep 1; exit 1"],
+        &with(
+            BUSYBOX_HEALTH,
+            &with(HEALTH_OPT_IN, &["--label", "selfheal.notify=false"]),
+        ),
+        &["sh", "-c", UNHEALTHY_SIX_TIMES],
     );
-    wait_for("six restarts", secs(90), || {
-        (restarts(&w, &app.name) >= 6.0).then_some(())
+    wait_for("six restarts", secs(120), || {
+        (restarts(&w, &app.name, "unhealthy", "success") >= 6.0).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
     // Every restart was issued at once: the reaction histogram has all of them at or under
@@ -611,6 +661,15 @@ fn receivers_that_hang_or_fail_delay_no_restart_and_are_counted() {
         !r.requests("/hang").is_empty(),
         "the hanging receiver was reached"
     );
+    // Without --host-name, messages name the engine (GET /info), not the watchdog's host.
+    let engine = docker(&["info", "-f", "{{.Name}}"]);
+    let named = wait_for("a message to the other target", secs(30), || {
+        r.requests("/other")
+            .first()
+            .map(|q| q.json()["host"].clone())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
+    assert_eq!(named, engine.as_str());
     // The failing target is retried, then counted by name; never by its URL.
     wait_for("the failure to be counted", secs(30), || {
         (w.metric(
@@ -637,7 +696,7 @@ fn receivers_that_hang_or_fail_delay_no_restart_and_are_counted() {
     }
     // The muted container restarted too, and no message names it.
     wait_for("the muted container to be restarted", secs(30), || {
-        (restarts(&w, &quiet.name) >= 1.0).then_some(())
+        (restarts(&w, &quiet.name, "unhealthy", "success") >= 1.0).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
     let named_quiet = r

@@ -33,6 +33,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     form-action 'self'; frame-ancestors 'none'";
 const STYLE: &str = include_str!("status_page/status.css");
 const SCRIPT: &str = include_str!("status_page/status.js");
+const ICON: &str = include_str!("status_page/favicon.svg");
 /// The timeline's window when the page is given no `?since=`.
 const DEFAULT_SINCE: &str = "24h";
 /// At most this many incidents are drawn in the timeline (the newest); the list says how many
@@ -53,6 +54,7 @@ pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/status.css", get(style))
         .route("/status.js", get(script))
+        .route("/favicon.svg", get(icon))
         .route("/status/timeline.svg", get(timeline_svg))
         .route("/incidents/{id}", get(incident_page))
 }
@@ -101,6 +103,10 @@ fn bad_request(message: &str) -> Response {
 
 async fn style() -> Response {
     secured("text/css; charset=utf-8", STYLE.to_string())
+}
+
+async fn icon() -> Response {
+    secured("image/svg+xml", ICON.to_string())
 }
 
 async fn script() -> Response {
@@ -199,6 +205,7 @@ fn page(title: &str, since: &str, main: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"color-scheme\" content=\"light dark\">\
          <title>{} - selfheal</title><link rel=\"stylesheet\" href=\"/status.css\">\
+         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
          <script src=\"/status.js\" defer></script></head>\n\
          <body data-since=\"{}\"><header><h1><a href=\"/\">selfheal</a></h1>\
          <span id=\"live\" class=\"muted\">static page: JavaScript is off or has not run</span>\

@@ -669,4 +669,61 @@ mod tests {
         );
         assert!(!svg.contains("not healthy again"));
     }
+
+    /// A bad `?since=` is a 400 that names the value (as text); every page and file carries
+    /// the CSP; the timeline is SVG.
+    #[tokio::test]
+    async fn routes_answer_with_the_policy_and_name_bad_input() {
+        use crate::journal::{IncidentJournal, JournalMetrics};
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = IncidentJournal::open(dir.path(), JournalMetrics::default()).unwrap();
+        let app = crate::admin::router(Shared::new(Arc::new(journal), false));
+        let get = |uri: &str| {
+            let req = Request::get(uri)
+                .header(header::ACCEPT, "text/html")
+                .body(Body::empty())
+                .unwrap();
+            let app = app.clone();
+            async move {
+                let r = app.oneshot(req).await.unwrap();
+                let (status, h) = (r.status(), r.headers().clone());
+                let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+                (status, h, String::from_utf8(body.to_vec()).unwrap())
+            }
+        };
+        for uri in [
+            "/",
+            "/status.css",
+            "/status.js",
+            "/favicon.svg",
+            "/status/timeline.svg",
+        ] {
+            let (status, h, _) = get(uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(
+                h[header::CONTENT_SECURITY_POLICY],
+                CONTENT_SECURITY_POLICY,
+                "{uri}"
+            );
+        }
+        let (_, h, body) = get("/status/timeline.svg?since=2h").await;
+        assert_eq!(h[header::CONTENT_TYPE], "image/svg+xml");
+        assert!(
+            body.starts_with("<svg") && body.contains("incidents since 2h"),
+            "{body}"
+        );
+        let (status, _, body) = get("/?since=%3Cb%3Esoon").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("since=&quot;&lt;b&gt;soon&quot;"), "{body}");
+        assert!(!body.contains("<b>"), "{body}");
+        let (status, _, body) = get("/incidents/x%3Cy").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("incident &quot;x&lt;y&quot;: expected a number"),
+            "{body}"
+        );
+    }
 }

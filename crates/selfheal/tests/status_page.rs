@@ -212,18 +212,20 @@ fn status_page_in_chromium_updates_live_and_escapes_labels() {
     );
 }
 
-/// `--admin-token` guards the page and the API, `--metrics-token` guards /metrics, and
+/// `SELFHEAL_ADMIN_TOKEN` guards the page and the API, `--metrics-token` guards /metrics, and
 /// /healthz stays open; in Chromium the page works when the browser sends the token.
 #[test]
 fn the_guard_through_the_binary() {
     let env = TestEnv::new("guard");
     let web = env.run_image("web", BUSYBOX, OPT_IN_HTTP_PROBE);
-    let wd = env.watchdog(&[
-        "--admin-token",
-        "page-secret",
-        "--metrics-token",
-        "scrape-secret",
-    ]);
+    // The admin token from the environment (through `env`, which execs the watchdog), the
+    // metrics token from a flag.
+    let wd = Watchdog::spawn_under(
+        &env,
+        &["--metrics-token", "scrape-secret"],
+        None,
+        &["env", "SELFHEAL_ADMIN_TOKEN=page-secret"],
+    );
     let addr = format!("127.0.0.1:{}", wd.port);
     let status = |path: &str, token: Option<&str>| {
         http("GET", &addr, path, token, secs(5))

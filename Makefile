@@ -10,7 +10,7 @@ COMPOSE_V2 := docker compose
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill
+.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill screenshot
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ test-vagrant: ## vagrant validate and shellcheck
 bench: images ## benchmarks (about 17 min, not part of test): results in bench/results, method in BENCHMARKS.md
 	cargo build --release --locked -p selfheal --bins --examples
 	target/release/examples/bench all --out bench/results
+
+screenshot: images ## regenerate docs/status-page.png and docs/status-page-dark.png from a real run (headless Chromium)
+	cargo test --locked -p selfheal --test status_page -- --ignored --exact screenshot --nocapture
 
 drill: ## fault drill against the running stack's app (ARGS="--rounds 5 --slo 30s" to change)
 	cargo run --release --locked -p selfheal --bin selfheal -- drill --report .build/drill/report.md $(ARGS)

@@ -163,7 +163,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     let server = {
         let cancel = cancel.clone();
-        let app = crate::admin::router(shared.clone());
+        let app = crate::admin::router_guarded(shared.clone(), &cfg.admin_guard);
         let limits = crate::admin_server::ConnectionLimits {
             max_connections: cfg.admin_max_connections,
             ..Default::default()

@@ -1,6 +1,7 @@
 //! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
 //! file, merged in that order of precedence and validated before anything runs.
 
+use crate::admin_auth::{AdminGuard, Token};
 use clap::{ArgAction, Args};
 use selfheal_core::{parse_duration, Backoff, WatchDefaults};
 use serde::Deserialize;
@@ -31,6 +32,15 @@ pub struct WatchArgs {
     /// to make room (default 256).
     #[arg(long, env = "SELFHEAL_ADMIN_MAX_CONNECTIONS")]
     pub admin_max_connections: Option<usize>,
+    /// Guard the status page and /api/ with this token: requests carry it as a bearer token
+    /// or as the basic-auth password (any user name). Prefer the environment variable: a flag
+    /// shows in `ps` (default: open).
+    #[arg(long, env = "SELFHEAL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Guard /metrics with this token, as --admin-token does the page; /healthz stays open
+    /// (default: open).
+    #[arg(long, env = "SELFHEAL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Where the incident journal lives (default selfheal-state).
     #[arg(long, env = "SELFHEAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -97,6 +107,8 @@ struct FileConfig {
     docker_host: Option<String>,
     listen: Option<String>,
     admin_max_connections: Option<usize>,
+    admin_token: Option<String>,
+    metrics_token: Option<String>,
     state_dir: Option<PathBuf>,
     watch_all: Option<bool>,
     dry_run: Option<bool>,
@@ -134,6 +146,7 @@ pub struct WatchConfig {
     pub docker_host: Option<String>,
     pub listen: SocketAddr,
     pub admin_max_connections: usize,
+    pub admin_guard: AdminGuard,
     pub state_dir: PathBuf,
     pub watch_all: bool,
     pub dry_run: bool,
@@ -183,6 +196,13 @@ impl WatchArgs {
                 .admin_max_connections
                 .or(file.admin_max_connections)
                 .unwrap_or(crate::admin_server::DEFAULT_MAX_CONNECTIONS),
+            admin_guard: AdminGuard {
+                admin: token("admin-token", self.admin_token.clone().or(file.admin_token))?,
+                metrics: token(
+                    "metrics-token",
+                    self.metrics_token.clone().or(file.metrics_token),
+                )?,
+            },
             state_dir: self
                 .state_dir
                 .clone()
@@ -250,6 +270,22 @@ impl WatchArgs {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+/// A guard token: no blanks (they would not survive a header), not empty.
+fn token(key: &'static str, value: Option<String>) -> Result<Option<Token>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(ConfigError::Invalid {
+                key,
+                // The value is a secret: say what is wrong with it, not what it is.
+                value: format!("{} characters", v.chars().count()),
+                message: "must be non-empty, without spaces or control characters".into(),
+            })
+        }
+        Some(v) => Ok(Some(Token::new(&v))),
     }
 }
 
@@ -494,6 +530,17 @@ mod tests {
         let (a, _f) = args(Some("admin-max-connections = 0\n"));
         let e = a.resolve().unwrap_err().to_string();
         assert!(e.contains("admin-max-connections"), "{e}");
+        // A bad token is named by its key; the secret itself is not repeated.
+        let (a, _f) = args(Some("admin-token = \"two words\"\n"));
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("admin-token") && !e.contains("two words"), "{e}");
+        let (mut a, _f) = args(Some("metrics-token = \"m\"\n"));
+        a.admin_token = Some("t".into());
+        let g = a.resolve().unwrap().admin_guard;
+        assert_eq!(
+            (g.admin, g.metrics),
+            (Some(Token::new("t")), Some(Token::new("m")))
+        );
         let (mut a, _f) = args(None);
         a.config = Some("/nonexistent/selfheal.toml".into());
         assert!(a

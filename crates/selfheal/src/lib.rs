@@ -5,6 +5,7 @@
 //! in the journal and a sample in the metrics.
 
 pub mod admin;
+pub mod admin_auth;
 pub mod admin_server;
 pub mod cli;
 pub mod config;
@@ -19,4 +20,6 @@ pub mod metrics;
 pub mod notify;
 pub mod probe;
 pub mod shared;
+pub mod status_page;
+pub mod timeline;
 pub mod watch;

@@ -1,8 +1,8 @@
 //! The admin HTTP server (read-only): `/metrics`, `/healthz`, `/api/v1/containers`,
-//! `/api/v1/incidents`.
+//! `/api/v1/incidents`, `/api/v1/incidents/{id}`.
 
 use crate::shared::Shared;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,11 +23,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}", get(incident))
         .with_state(shared)
 }
 
 async fn index() -> &'static str {
-    "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n"
+    "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n"
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
@@ -103,6 +104,24 @@ async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<IncidentQu
     Json(shared.journal.list(since, q.container.as_deref())).into_response()
 }
 
+/// One incident with its evidence: 404 for an id the journal does not hold, 400 for an id
+/// that is not a number (both with a JSON `error`).
+async fn incident(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let error = |status, message: String| {
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    let Ok(n) = id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("incident id {id:?}: expected a number"),
+        );
+    };
+    match shared.journal.get(n) {
+        Some(i) => Json(i).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no incident {n}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +182,16 @@ mod tests {
             err["error"].as_str().unwrap().contains("container"),
             "{body}"
         );
-        assert_eq!(get(app, "/api/v1/containers").await.2, "[]");
+        assert_eq!(get(app.clone(), "/api/v1/containers").await.2, "[]");
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents/7").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert!(body.contains("no incident 7"), "{body}");
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents/seven").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert!(body.contains("seven"), "{body}");
+        let (s, _, body) = get(app, "/api/v1/incidents/-1").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     }
 }

@@ -1,10 +1,11 @@
 //! The admin HTTP server (read-only): `/metrics`, `/healthz`, `/api/v1/containers`,
-//! `/api/v1/incidents`, and the status page (`/` for a browser, [`crate::status_page`]).
+//! `/api/v1/incidents`, `/api/v1/incidents/{id}`, and the status page (`/` for a browser,
+//! [`crate::status_page`]).
 
 use crate::admin_auth::{AdminGuard, Token};
 use crate::shared::Shared;
 use crate::status_page::SinceQuery;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +38,7 @@ pub fn router_guarded(shared: Arc<Shared>, guard: &AdminGuard) -> Router {
         .route("/", get(index))
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}", get(incident))
         .merge(crate::status_page::routes());
     let metrics = Router::new().route("/metrics", get(metrics));
     Router::new()
@@ -58,7 +60,7 @@ async fn index(
     ENDPOINTS.into_response()
 }
 
-const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/                   the status page (for a browser: Accept: text/html)\n";
+const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/                   the status page (for a browser: Accept: text/html)\n";
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     // Read at scrape time, so the gauges are exact when they are read.
@@ -133,6 +135,24 @@ async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<IncidentQu
     Json(shared.journal.list(since, q.container.as_deref())).into_response()
 }
 
+/// One incident with its evidence: 404 for an id the journal does not hold, 400 for an id
+/// that is not a number (both with a JSON `error`).
+async fn incident(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let error = |status, message: String| {
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    let Ok(n) = id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("incident id {id:?}: expected a number"),
+        );
+    };
+    match shared.journal.get(n) {
+        Some(i) => Json(i).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no incident {n}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,8 +215,18 @@ mod tests {
         );
         assert_eq!(get(app.clone(), "/api/v1/containers").await.2, "[]");
         // Without `Accept: text/html` (curl), `/` is still the plain-text endpoint list.
-        let (s, _, body) = get(app, "/").await;
+        let (s, _, body) = get(app.clone(), "/").await;
         assert_eq!(s, StatusCode::OK);
         assert!(body.starts_with("selfheal watchdog\n") && body.contains("/api/v1/incidents"));
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents/7").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert!(body.contains("no incident 7"), "{body}");
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents/seven").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert!(body.contains("seven"), "{body}");
+        let (s, _, body) = get(app, "/api/v1/incidents/-1").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     }
 }

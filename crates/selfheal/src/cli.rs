@@ -46,7 +46,7 @@ pub enum Command {
     Watch(WatchArgs),
     /// Validate the configuration and the labels of the current containers, then exit.
     Check(WatchArgs),
-    /// Show recorded incidents, newest first.
+    /// Show recorded incidents, newest first; `incidents show ID`: one with its evidence.
     Incidents(IncidentsArgs),
     /// Exit 0 if the watchdog at --url is healthy (for Docker's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
@@ -56,11 +56,18 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct IncidentsArgs {
+    #[command(subcommand)]
+    pub show: Option<IncidentsCommand>,
     /// Read the journal in this directory.
-    #[arg(long, env = "SELFHEAL_STATE_DIR", default_value = "selfheal-state")]
+    #[arg(
+        long,
+        env = "SELFHEAL_STATE_DIR",
+        default_value = "selfheal-state",
+        global = true
+    )]
     pub state_dir: PathBuf,
     /// Ask a running watchdog instead (e.g. http://127.0.0.1:9100).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub api: Option<String>,
     /// Only incidents detected since (RFC 3339 or a duration like 24h).
     #[arg(long)]
@@ -68,9 +75,18 @@ pub struct IncidentsArgs {
     /// Only this container (name or id prefix).
     #[arg(long)]
     pub container: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Print JSON instead of a table (or of text).
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// One incident with its evidence: health checks, probe failures, exit, last log lines.
+    Show {
+        /// The incident's id (the ID column of `selfheal incidents`).
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -280,6 +296,9 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(IncidentsCommand::Show { id }) = &args.show {
+        return show_incident(&args, id).await;
+    }
     let since = args
         .since
         .as_deref()
@@ -342,6 +361,47 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
     }
     if list.is_empty() {
         println!("(no incidents)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `selfheal incidents show ID`: exit 1 if there is no such incident, 2 for an id that is not
+/// a number.
+async fn show_incident(args: &IncidentsArgs, id: &str) -> anyhow::Result<ExitCode> {
+    let n: u64 = id
+        .parse()
+        .map_err(|_| anyhow::anyhow!("incident id {id:?}: expected a number"))?;
+    let found: Option<Incident> = match &args.api {
+        Some(api) => {
+            let url = format!("{}/api/v1/incidents/{n}", api.trim_end_matches('/'));
+            let r = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?;
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                None
+            } else {
+                Some(r.error_for_status()?.json().await?)
+            }
+        }
+        None => {
+            let (all, _) = journal::read_only(&args.state_dir)?;
+            all.into_iter().find(|i| i.id == n)
+        }
+    };
+    let Some(incident) = found else {
+        let source = match &args.api {
+            Some(api) => api.clone(),
+            None => args.state_dir.join("incidents.jsonl").display().to_string(),
+        };
+        eprintln!("selfheal: no incident {n} in {source}");
+        return Ok(ExitCode::from(1));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&incident)?);
+    } else {
+        print!("{}", crate::incident_text::render(&incident));
     }
     Ok(ExitCode::SUCCESS)
 }

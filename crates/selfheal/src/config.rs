@@ -56,6 +56,13 @@ pub struct WatchArgs {
         num_args = 0..=1, require_equals = true, default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: Option<bool>,
+    /// Capture evidence for every incident: health-check results, probe failures, the exit,
+    /// the container's last log lines (read after the restart is issued). `--evidence=false`
+    /// turns it off (default true).
+    #[arg(long, env = "SELFHEAL_EVIDENCE", value_name = "BOOL", action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub evidence: Option<bool>,
     /// POST a JSON notification here on incident opened/recovered/failed/quarantined.
     #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -112,6 +119,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     watch_all: Option<bool>,
     dry_run: Option<bool>,
+    evidence: Option<bool>,
     webhook_url: Option<String>,
     max_concurrent_restarts: Option<usize>,
     probe_interval: Option<String>,
@@ -150,6 +158,8 @@ pub struct WatchConfig {
     pub state_dir: PathBuf,
     pub watch_all: bool,
     pub dry_run: bool,
+    /// Capture evidence for incidents.
+    pub evidence: bool,
     pub webhook_url: Option<String>,
     pub max_concurrent_restarts: usize,
     pub defaults: WatchDefaults,
@@ -210,6 +220,7 @@ impl WatchArgs {
                 .unwrap_or_else(|| PathBuf::from("selfheal-state")),
             watch_all: self.watch_all.or(file.watch_all).unwrap_or(false),
             dry_run: self.dry_run.or(file.dry_run).unwrap_or(false),
+            evidence: self.evidence.or(file.evidence).unwrap_or(true),
             webhook_url: self.webhook_url.clone().or(file.webhook_url),
             max_concurrent_restarts: self
                 .max_concurrent_restarts

@@ -2,6 +2,8 @@
 //! restart orders and reports how each ended in the core's own terms.
 
 use crate::docker::{ContainerInfo, DockerError};
+use crate::evidence::capture::Captured;
+use crate::evidence::Logs;
 use crate::shared::Shared;
 use bollard::query_parameters::{InspectContainerOptions, RestartContainerOptionsBuilder};
 use bollard::Docker;
@@ -9,7 +11,7 @@ use selfheal_core::{NotAttempted, RestartOrder, RestartOutcome};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{RwLock, Semaphore};
 
 /// Margin over the stop timeout for the HTTP call, so the client never gives up while Docker is
@@ -38,6 +40,10 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
         order: &'a RestartOrder,
         on_sent: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, ExecOutcome>;
+    /// Reads back what Docker holds of a fault detected at `detected`: the container's last
+    /// log lines and its HEALTHCHECK log ([`crate::evidence::capture`]). Called off the
+    /// restart path, after the restart is issued.
+    fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured>;
 }
 
 /// Restarts containers, bounded by a global limit of restarts in flight.
@@ -136,5 +142,17 @@ impl ContainerRuntime for Executor {
         on_sent: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(self.restart_now(id, order, on_sent))
+    }
+
+    fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured> {
+        Box::pin(async move {
+            match self.docker.read().await.clone() {
+                Some(docker) => crate::evidence::capture::capture(&docker, id, detected).await,
+                None => Captured {
+                    health_log: Vec::new(),
+                    logs: Some(Logs::note("no logs: Docker was not reachable to read them")),
+                },
+            }
+        })
     }
 }

@@ -114,6 +114,7 @@ impl Watcher {
             backoff: cfg.backoff,
             probe_network: cfg.probe_network.clone(),
             own_networks: Arc::new(Vec::new()),
+            evidence: cfg.evidence,
         };
         Ok(Self {
             cfg,

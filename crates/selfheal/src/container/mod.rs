@@ -9,6 +9,8 @@ mod record;
 pub use record::close_orphan;
 
 use crate::docker::ContainerInfo;
+use crate::evidence::capture::Captured;
+use crate::evidence::{Evidence, ExitRecord, ProbeFailureLog, ProbeFailureRecord};
 use crate::executor::{ContainerRuntime, ExecOutcome};
 use crate::journal::Incident;
 use crate::metrics::{probe_labels, Metrics};
@@ -25,7 +27,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +64,11 @@ pub enum Msg {
     HealthFailingSince(SystemTime),
     /// The executor's report on a restart order.
     Restart(ExecOutcome),
+    /// Evidence read back from Docker for incident `incident`.
+    Evidence {
+        incident: u64,
+        captured: Box<Captured>,
+    },
     /// Destroyed, or no longer opted in: close out and end.
     Removed,
 }
@@ -76,6 +83,8 @@ pub struct Context {
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub own_networks: Arc<Vec<String>>,
+    /// Capture evidence for incidents (`--evidence`).
+    pub evidence: bool,
 }
 
 pub struct ContainerHandle {
@@ -118,6 +127,13 @@ struct ContainerTask {
     tx: mpsc::Sender<Msg>,
     /// The time of the last observation: observations are fed in order.
     last_now: Instant,
+    /// The probe's current run of failures, for an incident's evidence.
+    probe_failures: ProbeFailureLog,
+    /// How the process last ended, until an incident takes it as evidence.
+    last_exit: Option<selfheal_core::Exit>,
+    /// Fires once the restart ordered by the observation being handled is sent (or dropped):
+    /// evidence is read from Docker only after that.
+    restart_sent: Option<oneshot::Receiver<()>>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -235,6 +251,7 @@ pub fn spawn(
     let (addr, addr_rx) =
         watch::channel(info.probe_address(ctx.probe_network.as_deref(), &ctx.own_networks));
     let probing = Arc::new(AtomicBool::new(false));
+    let probe_failures = ProbeFailureLog::default();
     let (name, name_rx) = watch::channel(info.name.clone());
     let probe_task = spec.probe.clone().map(|target| {
         let prober = ctx.prober.clone();
@@ -243,13 +260,31 @@ pub fn spawn(
         let mut series = ProbeSeries::new(ctx.shared.clone(), target.kind, name_rx);
         let cancel = cancel.clone();
         let probing = probing.clone();
+        let failures = ctx.evidence.then(|| probe_failures.clone());
+        let clock = ctx.shared.clock;
         tokio::spawn(async move {
-            let report = |outcome: ProbeOutcome, took: std::time::Duration, _lag| {
+            let report = |outcome: ProbeOutcome,
+                          took: std::time::Duration,
+                          _lag,
+                          detail: crate::probe::ProbeDetail| {
                 if !probing.load(Ordering::Relaxed) {
                     // The core does not count probes now (not running, paused, restarting).
                     return true;
                 }
                 series.record(outcome, took);
+                if let Some(log) = &failures {
+                    match outcome {
+                        ProbeOutcome::Failed(f) => log.push(ProbeFailureRecord {
+                            at: clock.rfc3339(Instant::now()),
+                            reason: f.as_str().into(),
+                            duration_ms: took.as_secs_f64() * 1000.0,
+                            http_status: detail.http_status,
+                            body_excerpt: detail.body_excerpt,
+                        }),
+                        ProbeOutcome::Passed => log.clear(),
+                        ProbeOutcome::Unobservable(_) => {}
+                    }
+                }
                 // Never block the probe schedule on a busy task: a probe result dropped is
                 // one the next probe replaces.
                 !matches!(
@@ -276,6 +311,9 @@ pub fn spawn(
         tx: tx.clone(),
         info: info.clone(),
         last_now: now,
+        probe_failures,
+        last_exit: None,
+        restart_sent: None,
     };
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
@@ -339,6 +377,7 @@ impl ContainerTask {
             Msg::Died { exit_code } => {
                 let oom = std::mem::take(&mut self.oom_pending);
                 let exit = self.info.exit(exit_code, oom);
+                self.last_exit = Some(exit);
                 self.feed(Observation::Died(exit), now);
             }
             Msg::Rename(name) => self.rename(name),
@@ -370,6 +409,7 @@ impl ContainerTask {
                 self.feed(Observation::RestartFinished(outcome), now)
             }
             Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
+            Msg::Evidence { incident, captured } => self.incidents.attach(incident, *captured),
         }
     }
 
@@ -407,6 +447,7 @@ impl ContainerTask {
         for e in effects {
             self.carry_out(e, now);
         }
+        self.restart_sent = None;
         self.probing
             .store(self.sup.wants_probes(), Ordering::Relaxed);
     }
@@ -428,11 +469,14 @@ impl ContainerTask {
         let runtime = self.ctx.runtime.clone();
         let id = self.info.id.clone();
         let tx = self.tx.clone();
+        let (sent_tx, sent_rx) = oneshot::channel();
+        self.restart_sent = Some(sent_rx);
         tokio::spawn(async move {
             let sent = tx.clone();
             // Queued ahead of the restart's own events: from here on they are the restart's.
             let on_sent = Box::pin(async move {
                 let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
+                let _ = sent_tx.send(());
             });
             let outcome = runtime.restart(&id, &order, on_sent).await;
             let _ = tx.send(Msg::Restart(outcome)).await;
@@ -469,7 +513,11 @@ impl ContainerTask {
                 tracing::info!(container = %name, %from, %to, "state");
                 shared.metrics.set_state(&name, to);
             }
-            Effect::IncidentOpened(t) => self.incidents.opened(&t, &self.info),
+            Effect::IncidentOpened(t) => {
+                let evidence = self.evidence_at_detection(t.trigger);
+                self.incidents.opened(&t, &self.info, evidence);
+                self.start_capture();
+            }
             Effect::IncidentUpdated(t) => self.incidents.updated(&t),
             Effect::IncidentClosed {
                 incident,
@@ -503,6 +551,52 @@ impl ContainerTask {
         }
     }
 
+    /// What is known at detection, without asking Docker: the probe's failures, the exit.
+    fn evidence_at_detection(&mut self, trigger: selfheal_core::Trigger) -> Option<Evidence> {
+        let exit = self.last_exit.take();
+        if !self.ctx.evidence {
+            return None;
+        }
+        let probe_failures = self.probe_failures.snapshot();
+        // Taken: a later incident gets only failures seen after this one.
+        self.probe_failures.clear();
+        let died = matches!(
+            trigger,
+            selfheal_core::Trigger::Died | selfheal_core::Trigger::Oom
+        );
+        Some(Evidence {
+            probe_failures,
+            exit: exit
+                .filter(|_| died)
+                .map(|e| ExitRecord::new(e.code, e.oom_killed)),
+            ..Evidence::default()
+        })
+    }
+
+    /// Reads the rest of the evidence from Docker off the task's path, once the restart this
+    /// observation ordered (if any) is sent: healing never waits for it.
+    fn start_capture(&mut self) {
+        let Some(incident) = self.incidents.open.as_ref().map(|i| i.id) else {
+            return;
+        };
+        let restart_sent = self.restart_sent.take();
+        if !self.ctx.evidence {
+            return;
+        }
+        let detected = std::time::SystemTime::now();
+        let runtime = self.ctx.runtime.clone();
+        let id = self.info.id.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Some(sent) = restart_sent {
+                // Sent, or dropped without being sent: either way the restart is under way.
+                let _ = sent.await;
+            }
+            let captured = Box::new(runtime.capture(&id, detected).await);
+            let _ = tx.send(Msg::Evidence { incident, captured }).await;
+        });
+    }
+
     /// Updates the shared view, but only when something shown there changed: most messages
     /// are probe successes that change nothing.
     fn publish(&mut self) {
@@ -534,7 +628,7 @@ impl ContainerTask {
             cannot_observe: key.unobservable.map(Into::into),
             spec: Some(self.spec.clone()),
             label_errors: Vec::new(),
-            last_incident: incident.cloned(),
+            last_incident: incident.map(Incident::without_evidence),
         };
         self.published = Some(key);
         self.ctx.shared.put_view(view);

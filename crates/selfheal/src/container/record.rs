@@ -3,6 +3,8 @@
 
 use super::notice::{self, Event};
 use crate::docker::ContainerInfo;
+use crate::evidence::capture::Captured;
+use crate::evidence::Evidence;
 use crate::journal::{Incident, IncidentOutcome};
 use crate::notify::Notifier;
 use crate::shared::Shared;
@@ -56,7 +58,8 @@ impl IncidentRecorder {
         self.open.as_ref().or(self.last.as_ref())
     }
 
-    pub fn opened(&mut self, t: &IncidentTimes, info: &ContainerInfo) {
+    /// Opens the incident with the evidence known at detection (probe failures, an exit).
+    pub fn opened(&mut self, t: &IncidentTimes, info: &ContainerInfo, evidence: Option<Evidence>) {
         let shared = &self.shared;
         let mut incident = Incident {
             id: shared.journal.next_id(),
@@ -76,6 +79,7 @@ impl IncidentRecorder {
             outcome: IncidentOutcome::Open,
             dry_run: shared.dry_run,
             unpersisted: false,
+            evidence: evidence.filter(|e| !e.is_empty()).map(Arc::new),
         };
         self.fill(&mut incident, t);
         tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id, "incident opened");
@@ -131,6 +135,22 @@ impl IncidentRecorder {
         }
         self.shared.journal.record(i.clone());
         self.last = Some(i);
+    }
+
+    /// Adds what was read back from Docker to incident `id` (open, or already closed) and
+    /// records the new copy.
+    pub fn attach(&mut self, id: u64, captured: Captured) {
+        let held = [self.open.as_mut(), self.last.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|i| i.id == id);
+        let mut from_journal = None;
+        let Some(i) = held.or_else(|| from_journal.insert(self.shared.journal.get(id)).as_mut())
+        else {
+            return;
+        };
+        Arc::make_mut(i.evidence.get_or_insert_default()).merge(captured);
+        self.shared.journal.record(i.clone());
     }
 
     pub fn restart_failed(&self) {

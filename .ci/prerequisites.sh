@@ -7,7 +7,7 @@
 #                                 # `make up` needs when no registry answers
 #   .ci/prerequisites.sh test     # all of that, plus what the tests run: shellcheck, promtool
 #                                 # and amtool, python3-yaml, vagrant, chromium, cargo-nextest,
-#                                 # Compose v2
+#                                 # Compose v2, aiosmtpd (PyPI)
 #
 # It installs only what is missing and says what before it does. When it cannot install (not
 # root and no password-less sudo), it prints the one command that would and exits 1, before
@@ -73,4 +73,10 @@ if [[ $mode == test ]]; then
     fi
     # The stack tests run under Compose v1 and v2.
     bash .ci/install-compose-v2.sh
+    # The notification tests send email to a loopback SMTP server (crates/selfheal/tests/smtp_sink.py).
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        log "installing aiosmtpd (python3 -m pip install --user aiosmtpd==1.4.6)"
+        python3 -m pip install --quiet --user aiosmtpd==1.4.6 </dev/null ||
+            python3 -m pip install --quiet --user --break-system-packages aiosmtpd==1.4.6 </dev/null
+    fi
 fi

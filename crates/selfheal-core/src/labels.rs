@@ -16,8 +16,10 @@ pub const START_PERIOD: &str = "selfheal.start-period";
 pub const STOP_TIMEOUT: &str = "selfheal.stop-timeout";
 pub const RESTART_MAX: &str = "selfheal.restart.max";
 pub const RESTART_WINDOW: &str = "selfheal.restart.window";
+/// `false` mutes the container's notifications (default `true`).
+pub const NOTIFY: &str = "selfheal.notify";
 
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 12] = [
     ENABLE,
     PROBE_HTTP,
     PROBE_TCP,
@@ -29,6 +31,7 @@ const KNOWN: [&str; 11] = [
     STOP_TIMEOUT,
     RESTART_MAX,
     RESTART_WINDOW,
+    NOTIFY,
 ];
 
 /// A label whose value the watchdog cannot use. The container carrying it is left alone.
@@ -153,6 +156,8 @@ pub struct WatchSpec {
     pub restart_max: u32,
     #[serde(with = "secs")]
     pub restart_window: Duration,
+    /// Notifications about this container are sent (label `selfheal.notify`).
+    pub notify: bool,
 }
 
 mod secs {
@@ -195,15 +200,7 @@ pub fn parse_labels(
     watch_all: bool,
 ) -> Result<Option<WatchSpec>, Vec<LabelError>> {
     let mut errors = Vec::new();
-    let enabled = match labels.get(ENABLE).map(|v| v.trim()) {
-        None => watch_all,
-        Some(v) if v.eq_ignore_ascii_case("true") => true,
-        Some(v) if v.eq_ignore_ascii_case("false") => false,
-        Some(v) => {
-            errors.push(LabelError::new(ENABLE, v, "expected true or false"));
-            true
-        }
-    };
+    let enabled = bool_label(labels, ENABLE, watch_all, &mut errors);
     if !enabled {
         return Ok(None);
     }
@@ -312,6 +309,8 @@ pub fn parse_labels(
         }
     }
 
+    let notify = bool_label(labels, NOTIFY, true, &mut errors);
+
     if !errors.is_empty() {
         errors.sort_by(|a, b| a.label.cmp(&b.label));
         return Err(errors);
@@ -325,7 +324,27 @@ pub fn parse_labels(
         stop_timeout,
         restart_max,
         restart_window,
+        notify,
     }))
+}
+
+/// A `true`/`false` label (any case); `default` when absent. A bad value is an error, and
+/// counts as `true`.
+fn bool_label(
+    labels: &HashMap<String, String>,
+    key: &str,
+    default: bool,
+    errors: &mut Vec<LabelError>,
+) -> bool {
+    match labels.get(key).map(|v| v.trim()) {
+        None => default,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            errors.push(LabelError::new(key, v, "expected true or false"));
+            true
+        }
+    }
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -434,6 +453,21 @@ mod tests {
             true,
         );
         assert_eq!(out, Ok(None));
+    }
+
+    #[test]
+    fn notify_label_mutes_and_is_validated() {
+        let on = parse(&[(ENABLE, "true")]).unwrap().unwrap();
+        assert!(on.notify, "notifications are on unless muted");
+        let off = parse(&[(ENABLE, "true"), (NOTIFY, "FALSE")])
+            .unwrap()
+            .unwrap();
+        assert!(!off.notify);
+        let errors = parse(&[(ENABLE, "true"), (NOTIFY, "quiet")]).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].label, NOTIFY);
+        assert_eq!(errors[0].value, "quiet");
+        assert!(errors[0].to_string().contains("expected true or false"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod budget;
 pub mod duration;
 pub mod labels;
+pub mod notice_gate;
 pub mod policy;
 pub mod restart_policy;
 pub mod supervisor;
@@ -15,6 +16,7 @@ pub use backoff::Backoff;
 pub use budget::RestartBudget;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use labels::{LabelError, ProbeKind, ProbeTarget, WatchDefaults, WatchSpec};
+pub use notice_gate::{Notice, NoticeGate, Severity};
 pub use policy::{
     DockerHealth, Effect, Exit, IncidentTimes, NotAttempted, Observation, Outcome, PolicySpec,
     ProbeFailure, ProbeOutcome, RecoveryResult, RestartOrder, RestartOutcome, RunStatus, Snapshot,

@@ -52,6 +52,18 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Inject faults into a running container and time its recovery against a limit.
     Drill(crate::drill::DrillArgs),
+    /// Notification targets: `selfheal notify test` sends a test message to each.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to every configured target (the flags, environment and file of
+    /// `watch`) and print each result; exit 1 if any failed.
+    Test(WatchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +136,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Incidents(args) => incidents(args).await,
         Command::Healthcheck(args) => return healthcheck(args).await,
         Command::Drill(args) => return crate::drill::run(args).await,
+        Command::Notify {
+            command: NotifyCommand::Test(args),
+        } => notify_test(args).await,
     };
     match result {
         Ok(code) => code,
@@ -143,6 +158,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
+    let notify_metrics = crate::notify::NotifyMetrics::register(&mut registry);
     let journal_metrics = JournalMetrics {
         write_failures: metrics.journal_write_failures.clone(),
         unpersisted: metrics.incidents_unpersisted.clone(),
@@ -189,7 +205,11 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let journal = shared.journal.clone();
-    Watcher::new(cfg, shared)?.run(cancel.clone()).await;
+    let notifier =
+        crate::notify::Notifier::start(cfg.notify.clone(), cfg.host_name.clone(), notify_metrics)?;
+    Watcher::new(cfg, shared, notifier)?
+        .run(cancel.clone())
+        .await;
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let flushed = tokio::task::spawn_blocking(move || journal.flush(Duration::from_secs(5)))
@@ -257,6 +277,14 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
         cfg.watch_all,
         cfg.dry_run
     );
+    for t in &cfg.notify {
+        println!(
+            "notify {:<24} {} (from severity {})",
+            t.name,
+            t.redacted,
+            t.min_severity.as_str()
+        );
+    }
     let docker = docker::connect(cfg.docker_host.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;
@@ -289,6 +317,48 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
         "{watched} container(s) watched, {bad} with label errors, {uninspectable} not inspectable"
     );
     Ok(if bad + uninspectable > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn notify_test(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.resolve()?;
+    if cfg.notify.is_empty() {
+        anyhow::bail!("no notification targets configured (--notify URL or --webhook-url URL)");
+    }
+    let host = match &cfg.host_name {
+        Some(h) => h.clone(),
+        None => match docker::connect(cfg.docker_host.as_deref()).await {
+            Ok(d) => match docker::bounded(d.info()).await {
+                Ok(info) => info.name.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("selfheal: engine name unknown ({e}); use --host-name");
+                    crate::notify::message::UNKNOWN_HOST.into()
+                }
+            },
+            Err(e) => {
+                eprintln!("selfheal: engine name unknown ({e}); use --host-name");
+                crate::notify::message::UNKNOWN_HOST.into()
+            }
+        },
+    };
+    let mut failed = 0;
+    for (name, address, result) in crate::notify::test_all(&cfg.notify, &host).await {
+        match result {
+            Ok(()) => println!("ok    {name:<20} {address}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {name:<20} {address}: {e}");
+            }
+        }
+    }
+    println!(
+        "{} target(s), {failed} failed (host {host})",
+        cfg.notify.len()
+    );
+    Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

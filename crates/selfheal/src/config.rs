@@ -63,9 +63,25 @@ pub struct WatchArgs {
         num_args = 0..=1, require_equals = true, default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new())]
     pub evidence: Option<bool>,
-    /// POST a JSON notification here on incident opened/recovered/failed/quarantined.
+    /// POST a JSON notification here (the generic JSON kind of --notify).
     #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
+    /// A notification target, repeatable; the scheme names the kind: json+https://…,
+    /// slack+https://…, discord+https://…, ntfy+https://host/topic,
+    /// gotify+https://host/?token=…, smtp://user:pass@host:587?from=…&to=…[&ca-file=…].
+    /// Options after '#': name=NAME (for metrics), severity=info|warning|critical (the least
+    /// severe message sent). The environment variable takes several, separated by spaces
+    /// (default: none).
+    #[arg(
+        long = "notify",
+        env = "SELFHEAL_NOTIFY",
+        value_name = "URL",
+        value_delimiter = ' '
+    )]
+    pub notify: Vec<String>,
+    /// The host name notifications give (default: the Docker engine's name, from GET /info).
+    #[arg(long, env = "SELFHEAL_HOST_NAME")]
+    pub host_name: Option<String>,
     /// At most this many restarts in flight at once (default 4).
     #[arg(long, env = "SELFHEAL_MAX_CONCURRENT_RESTARTS")]
     pub max_concurrent_restarts: Option<usize>,
@@ -121,6 +137,8 @@ struct FileConfig {
     dry_run: Option<bool>,
     evidence: Option<bool>,
     webhook_url: Option<String>,
+    notify: Option<Vec<String>>,
+    host_name: Option<String>,
     max_concurrent_restarts: Option<usize>,
     probe_interval: Option<String>,
     probe_timeout: Option<String>,
@@ -140,6 +158,8 @@ struct FileConfig {
 pub enum ConfigError {
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Target(#[from] crate::notify::TargetError),
     #[error("{key}: {message} (got {value:?})")]
     Invalid {
         key: &'static str,
@@ -161,6 +181,9 @@ pub struct WatchConfig {
     /// Capture evidence for incidents.
     pub evidence: bool,
     pub webhook_url: Option<String>,
+    /// Every notification target: `--webhook-url` first (as the json kind), then `--notify`.
+    pub notify: Vec<crate::notify::Target>,
+    pub host_name: Option<String>,
     pub max_concurrent_restarts: usize,
     pub defaults: WatchDefaults,
     pub backoff: Backoff,
@@ -222,6 +245,12 @@ impl WatchArgs {
             dry_run: self.dry_run.or(file.dry_run).unwrap_or(false),
             evidence: self.evidence.or(file.evidence).unwrap_or(true),
             webhook_url: self.webhook_url.clone().or(file.webhook_url),
+            notify: Vec::new(),
+            host_name: self
+                .host_name
+                .clone()
+                .or(file.host_name)
+                .filter(|h| !h.trim().is_empty()),
             max_concurrent_restarts: self
                 .max_concurrent_restarts
                 .or(file.max_concurrent_restarts)
@@ -280,6 +309,29 @@ impl WatchArgs {
             filter_label: self.filter_label.clone().or(file.filter_label),
         };
         cfg.validate()?;
+        let mut cfg = cfg;
+        let listed = if self.notify.is_empty() {
+            file.notify.unwrap_or_default()
+        } else {
+            self.notify.clone()
+        };
+        let raw = cfg
+            .webhook_url
+            .iter()
+            .map(|u| format!("json+{u}"))
+            .chain(listed.into_iter().filter(|u| !u.trim().is_empty()));
+        cfg.notify = raw
+            .enumerate()
+            .map(|(i, u)| crate::notify::target::parse(&u, i))
+            .collect::<Result<_, _>>()?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(t) = cfg.notify.iter().find(|t| !names.insert(t.name.clone())) {
+            return Err(ConfigError::Invalid {
+                key: "notify",
+                value: t.redacted.clone(),
+                message: format!("two targets are named {:?}", t.name),
+            });
+        }
         Ok(cfg)
     }
 }
@@ -360,7 +412,7 @@ impl WatchConfig {
                 _ => {
                     return invalid(
                         "webhook-url",
-                        url.clone(),
+                        selfheal_core::labels::redact_userinfo(url),
                         "expected an http:// or https:// URL",
                     )
                 }
@@ -517,6 +569,45 @@ mod tests {
                 "{flag}={value} is not the default"
             );
         }
+    }
+
+    #[test]
+    fn notify_targets_from_flags_or_file_with_webhook_url_first() {
+        let file = "notify = [\"ntfy+https://ntfy.example.com/ops#name=phone\", \"slack+https://hooks.example.com/s/T/B/X\"]\nhost-name = \"node-9\"\n";
+        let (mut a, _f) = args(Some(file));
+        a.webhook_url = Some("https://hooks.example.com/generic".into());
+        let c = a.resolve().unwrap();
+        let names: Vec<&str> = c.notify.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["json-0", "phone", "slack-2"]);
+        assert_eq!(c.host_name.as_deref(), Some("node-9"));
+        let mut p = parse(&[
+            "--notify",
+            "discord+https://discord.example.com/api/webhooks/1/t",
+        ]);
+        p.config = a.config.clone();
+        let c = p.resolve().unwrap();
+        assert_eq!(c.notify.len(), 1, "flags replace the file's list");
+        assert_eq!(c.notify[0].kind, crate::notify::Kind::Discord);
+        // Several in one value (the environment variable's form), split at spaces.
+        let p = parse(&[
+            "--notify",
+            "json+https://a.example.com/x json+https://b.example.com/y",
+        ]);
+        assert_eq!(p.resolve().unwrap().notify.len(), 2);
+        let p = parse(&[
+            "--notify",
+            "json+https://a.example.com/x#name=same",
+            "--notify",
+            "slack+https://b.example.com/y#name=same",
+        ]);
+        let e = p.resolve().unwrap_err().to_string();
+        assert!(e.contains("two targets are named \"same\""), "{e}");
+        let p = parse(&["--notify", "gotify+https://u:topsecret@push.example.com/"]);
+        let e = p.resolve().unwrap_err().to_string();
+        assert!(
+            e.contains("application token") && !e.contains("topsecret"),
+            "{e}"
+        );
     }
 
     #[test]

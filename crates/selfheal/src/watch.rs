@@ -99,13 +99,9 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    pub fn new(cfg: WatchConfig, shared: Arc<Shared>) -> anyhow::Result<Self> {
+    pub fn new(cfg: WatchConfig, shared: Arc<Shared>, notifier: Notifier) -> anyhow::Result<Self> {
         let docker = Arc::new(RwLock::new(None));
         let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
-        let notifier = match &cfg.webhook_url {
-            Some(url) => Notifier::start(url.clone())?,
-            None => Notifier::disabled(),
-        };
         let ctx = Context {
             shared: shared.clone(),
             runtime: Arc::new(executor),
@@ -188,6 +184,12 @@ impl Watcher {
         });
         let _guard = AbortOnDrop(forward);
         bounded(docker.ping()).await?;
+        if let Ok(info) = bounded(docker.info()).await {
+            // Notifications name the engine's host, never the watchdog's own container.
+            self.ctx
+                .notifier
+                .learn_host(info.name.as_deref().unwrap_or_default());
+        }
         *self.docker.write().await = Some(docker.clone());
         self.discover_own_networks(&docker).await;
         if let Some(from) = replay_from {

@@ -300,7 +300,13 @@ pub fn spawn(
     let policy = policy_spec(&spec, &info, ctx.backoff);
     let mut task = ContainerTask {
         sup: Supervisor::new(policy, times, now),
-        incidents: IncidentRecorder::new(ctx.shared.clone(), ctx.notifier.clone(), resumed),
+        incidents: IncidentRecorder::new(
+            ctx.shared.clone(),
+            ctx.notifier.clone(),
+            resumed,
+            ctx.backoff.reset_after,
+            !spec.notify,
+        ),
         ctx,
         spec,
         oom_pending: false,
@@ -335,10 +341,15 @@ impl ContainerTask {
     async fn run(&mut self, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToken) {
         loop {
             let wake = self.sup.wake_at();
+            let tell_at = self.incidents.wake_at();
             let msg = tokio::select! {
                 _ = cancel.cancelled() => return,
                 m = rx.recv() => match m { Some(m) => m, None => return },
                 _ = sleep_until(wake) => Msg::Observe(Observation::Tick),
+                _ = sleep_until(tell_at) => {
+                    self.incidents.tick(Instant::now());
+                    continue;
+                }
             };
             let removed = matches!(msg, Msg::Removed | Msg::Restart(ExecOutcome::Gone));
             self.on_msg(msg).await;
@@ -530,7 +541,7 @@ impl ContainerTask {
             Effect::Recovery { trigger, result } => {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
-                    RecoveryResult::Failed => self.incidents.restart_failed(),
+                    RecoveryResult::Failed => self.incidents.restart_failed(now),
                     RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
                         "restarted by Docker's restart policy; recorded, not repeated"),
                     _ => {}
@@ -541,7 +552,8 @@ impl ContainerTask {
                 "restart budget spent: quarantined, left alone until it is healthy again"
             ),
             Effect::Released => {
-                tracing::info!(container = %name, "healthy again by itself: released from quarantine")
+                tracing::info!(container = %name, "healthy again by itself: released from quarantine");
+                self.incidents.released(now);
             }
             // Behind whatever is already in the inbox: looked at in order.
             Effect::Inspect => self.send_self(Msg::Look { started: false }),

@@ -16,8 +16,12 @@ pub const START_PERIOD: &str = "selfheal.start-period";
 pub const STOP_TIMEOUT: &str = "selfheal.stop-timeout";
 pub const RESTART_MAX: &str = "selfheal.restart.max";
 pub const RESTART_WINDOW: &str = "selfheal.restart.window";
+/// `NAME[,NAME]`: restart this container after NAME is running (and healthy) again.
+pub const DEPENDS_ON: &str = "selfheal.depends-on";
+/// `ignore` on a parent: its dependents are left alone. `restart` is the default.
+pub const DEPENDENTS: &str = "selfheal.dependents";
 
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 13] = [
     ENABLE,
     PROBE_HTTP,
     PROBE_TCP,
@@ -29,6 +33,8 @@ const KNOWN: [&str; 11] = [
     STOP_TIMEOUT,
     RESTART_MAX,
     RESTART_WINDOW,
+    DEPENDS_ON,
+    DEPENDENTS,
 ];
 
 /// A label whose value the watchdog cannot use. The container carrying it is left alone.
@@ -153,6 +159,12 @@ pub struct WatchSpec {
     pub restart_max: u32,
     #[serde(with = "secs")]
     pub restart_window: Duration,
+    /// `selfheal.depends-on`: container names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// `selfheal.dependents=ignore`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_dependents: bool,
 }
 
 mod secs {
@@ -312,6 +324,21 @@ pub fn parse_labels(
         }
     }
 
+    let depends_on = labels.get(DEPENDS_ON).map_or_else(Vec::new, |v| {
+        parse_depends_on(v).unwrap_or_else(|r| {
+            errors.push(LabelError::new(DEPENDS_ON, v, r));
+            Vec::new()
+        })
+    });
+    let ignore_dependents = match labels.get(DEPENDENTS).map(|v| v.trim()) {
+        None | Some("restart") => false,
+        Some("ignore") => true,
+        Some(v) => {
+            errors.push(LabelError::new(DEPENDENTS, v, "expected ignore or restart"));
+            false
+        }
+    };
+
     if !errors.is_empty() {
         errors.sort_by(|a, b| a.label.cmp(&b.label));
         return Err(errors);
@@ -325,7 +352,32 @@ pub fn parse_labels(
         stop_timeout,
         restart_max,
         restart_window,
+        depends_on,
+        ignore_dependents,
     }))
+}
+
+/// `NAME[,NAME]`: container names as Docker allows them (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+fn parse_depends_on(v: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for name in v.split(',').map(str::trim) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(format!(
+                "{name:?} is not a container name; expected NAME[,NAME]"
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -548,5 +600,30 @@ mod tests {
         assert_eq!(both.unwrap_err()[0].label, PROBE_TCP);
         let expect = parse(&[(ENABLE, "true"), (PROBE_EXPECT, "ok")]);
         assert_eq!(expect.unwrap_err()[0].label, PROBE_EXPECT);
+    }
+
+    #[test]
+    fn dependency_labels_are_part_of_the_contract() {
+        let spec = parse(&[
+            (ENABLE, "true"),
+            (DEPENDS_ON, "vpn, db,vpn"),
+            (DEPENDENTS, "ignore"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(spec.depends_on, vec!["vpn", "db"]);
+        assert!(spec.ignore_dependents);
+        let spec = parse(&[(ENABLE, "true"), (DEPENDENTS, "restart")])
+            .unwrap()
+            .unwrap();
+        assert!(!spec.ignore_dependents && spec.depends_on.is_empty());
+        for bad in ["", "vpn,,db", "-vpn", "vpn db", "/vpn"] {
+            let errs = parse(&[(ENABLE, "true"), (DEPENDS_ON, bad)]).unwrap_err();
+            assert_eq!(errs[0].label, DEPENDS_ON, "{bad}");
+            assert_eq!(errs[0].value, bad);
+        }
+        let errs = parse(&[(ENABLE, "true"), (DEPENDENTS, "skip")]).unwrap_err();
+        assert_eq!(errs[0].label, DEPENDENTS);
+        assert!(errs[0].to_string().contains("skip"), "{}", errs[0]);
     }
 }

@@ -87,6 +87,8 @@ pub struct ContainerInfo {
     /// Network name -> address.
     pub addresses: Vec<(String, IpAddr)>,
     pub host_network: bool,
+    /// `HostConfig.NetworkMode` as Docker keeps it (`container:<id>` for a network dependent).
+    pub network_mode: Option<String>,
     pub oom_killed: bool,
     pub restart_count: i64,
     /// `on-failure:N`: Docker gives up after N restarts (0 = never).
@@ -167,6 +169,7 @@ impl ContainerInfo {
             restart_policy,
             stop_timeout: config.stop_timeout.and_then(|t| u32::try_from(t).ok()),
             host_network: host.network_mode.as_deref() == Some("host"),
+            network_mode: host.network_mode.clone(),
             addresses,
             oom_killed: state.oom_killed.unwrap_or(false),
             restart_count: c.restart_count.unwrap_or(0),

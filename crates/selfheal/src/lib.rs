@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admin_server;
 pub mod cli;
 pub mod config;
+pub mod dependents;
 pub mod container;
 pub mod discovery;
 pub mod docker;

@@ -8,6 +8,7 @@ mod record;
 
 pub use record::close_orphan;
 
+use crate::dependents::GateReport;
 use crate::docker::ContainerInfo;
 use crate::executor::{ContainerRuntime, ExecOutcome};
 use crate::journal::Incident;
@@ -17,9 +18,10 @@ use crate::probe::Prober;
 use crate::shared::{ContainerView, Shared};
 use prometheus_client::metrics::histogram::Histogram;
 use record::IncidentRecorder;
+use selfheal_core::dependents::ReleaseGate;
 use selfheal_core::{
     Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeKind, ProbeOutcome,
-    RecoveryResult, RestartOrder, State, Supervisor, WatchSpec,
+    RecoveryResult, RestartOrder, State, Supervisor, Trigger, WatchSpec,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +66,18 @@ pub enum Msg {
     Restart(ExecOutcome),
     /// Destroyed, or no longer opted in: close out and end.
     Removed,
+    /// A parent this container depends on started again at `at` and is ready: the parent's
+    /// name and the incident that restarted it.
+    ParentStarted {
+        parent: String,
+        at: SystemTime,
+        incident: Option<u64>,
+    },
+    /// A parent started again at `since` and is not ready yet.
+    ParentWaiting {
+        parent: String,
+        since: SystemTime,
+    },
 }
 
 /// Everything a task needs from the daemon.
@@ -76,6 +90,8 @@ pub struct Context {
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub own_networks: Arc<Vec<String>>,
+    /// Where this container, as a parent, reports that its dependents wait or may go on.
+    pub gates: mpsc::Sender<GateReport>,
 }
 
 pub struct ContainerHandle {
@@ -118,6 +134,15 @@ struct ContainerTask {
     tx: mpsc::Sender<Msg>,
     /// The time of the last observation: observations are fed in order.
     last_now: Instant,
+    /// As a parent: when its dependents are released after it started again.
+    gate: ReleaseGate,
+    /// The run last seen, and the incident whose restart began it.
+    run_seen: Option<Instant>,
+    run_incident: Option<u64>,
+    /// As a dependent: the parent it waits on, and the parent (and incident) that told it
+    /// to restart, for the incident this opens.
+    waiting_on: Option<String>,
+    parent_link: Option<(String, Option<u64>)>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -276,6 +301,11 @@ pub fn spawn(
         tx: tx.clone(),
         info: info.clone(),
         last_now: now,
+        gate: ReleaseGate::default(),
+        run_seen: None,
+        run_incident: None,
+        waiting_on: None,
+        parent_link: None,
     };
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
@@ -370,6 +400,52 @@ impl ContainerTask {
                 self.feed(Observation::RestartFinished(outcome), now)
             }
             Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
+            Msg::ParentWaiting { parent, since } => {
+                let since = self.ctx.shared.clock.instant(since);
+                if self.sup.run_since().is_some_and(|r| r < since) {
+                    self.waiting_on = Some(parent);
+                }
+            }
+            Msg::ParentStarted {
+                parent,
+                at,
+                incident,
+            } => {
+                self.waiting_on = None;
+                let at = self.ctx.shared.clock.instant(at);
+                tracing::info!(container = %self.info.name, %parent, "parent is ready again");
+                self.parent_link = Some((parent, incident));
+                self.feed(Observation::ParentStarted { at }, now);
+            }
+        }
+    }
+
+    /// As a parent: note the incident that began a new run, and tell the watch loop when the
+    /// run's dependents wait on it or may go on.
+    fn report_gate(&mut self, open_before: Option<u64>) {
+        let since = self.sup.run_since();
+        if since != self.run_seen {
+            self.run_seen = since;
+            self.run_incident = open_before.or(self.incidents.open.as_ref().map(|i| i.id));
+            if since.is_some() {
+                self.waiting_on = None;
+            }
+        }
+        let (Some(gate), Some(at)) = (self.gate.observe(since, self.sup.state()), since) else {
+            return;
+        };
+        let report = GateReport {
+            parent_id: self.info.id.clone(),
+            parent_name: self.info.name.clone(),
+            gate,
+            since: self.ctx.shared.clock.wall(at),
+            incident: self.run_incident,
+        };
+        if let Err(mpsc::error::TrySendError::Full(report)) = self.ctx.gates.try_send(report) {
+            let gates = self.ctx.gates.clone();
+            tokio::spawn(async move {
+                let _ = gates.send(report).await;
+            });
         }
     }
 
@@ -398,6 +474,7 @@ impl ContainerTask {
     fn feed(&mut self, obs: Observation, at: Instant) {
         let now = at.max(self.last_now);
         self.last_now = now;
+        let open_before = self.incidents.open.as_ref().map(|i| i.id);
         let effects = self.sup.handle(obs, now);
         for e in &effects {
             if let Effect::Restart(order) = e {
@@ -409,6 +486,7 @@ impl ContainerTask {
         }
         self.probing
             .store(self.sup.wants_probes(), Ordering::Relaxed);
+        self.report_gate(open_before);
     }
 
     fn dispatch_restart(&mut self, order: RestartOrder) {
@@ -469,7 +547,13 @@ impl ContainerTask {
                 tracing::info!(container = %name, %from, %to, "state");
                 shared.metrics.set_state(&name, to);
             }
-            Effect::IncidentOpened(t) => self.incidents.opened(&t, &self.info),
+            Effect::IncidentOpened(t) => {
+                let parent = self
+                    .parent_link
+                    .take()
+                    .filter(|_| t.trigger == Trigger::Dependency);
+                self.incidents.opened(&t, &self.info, parent);
+            }
             Effect::IncidentUpdated(t) => self.incidents.updated(&t),
             Effect::IncidentClosed {
                 incident,
@@ -517,6 +601,7 @@ impl ContainerTask {
             unobservable: self.sup.unobservable().map(|u| u.as_str()),
             incident: incident.map(|i| (i.id, i.attempts, i.outcome, i.action_begun.is_some())),
             name: self.info.name.clone(),
+            waiting_on: self.waiting_on.clone(),
         };
         if self.published.as_ref() == Some(&key) {
             return;
@@ -535,6 +620,8 @@ impl ContainerTask {
             spec: Some(self.spec.clone()),
             label_errors: Vec::new(),
             last_incident: incident.cloned(),
+            dependencies: Default::default(),
+            waiting_on: key.waiting_on.clone(),
         };
         self.published = Some(key);
         self.ctx.shared.put_view(view);
@@ -552,6 +639,7 @@ struct ViewKey {
     unobservable: Option<&'static str>,
     incident: Option<(u64, u32, crate::journal::IncidentOutcome, bool)>,
     name: String,
+    waiting_on: Option<String>,
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -56,7 +56,13 @@ impl IncidentRecorder {
         self.open.as_ref().or(self.last.as_ref())
     }
 
-    pub fn opened(&mut self, t: &IncidentTimes, info: &ContainerInfo) {
+    /// `parent`: for trigger `dependency`, the parent and its incident.
+    pub fn opened(
+        &mut self,
+        t: &IncidentTimes,
+        info: &ContainerInfo,
+        parent: Option<(String, Option<u64>)>,
+    ) {
         let shared = &self.shared;
         let mut incident = Incident {
             id: shared.journal.next_id(),
@@ -76,9 +82,16 @@ impl IncidentRecorder {
             outcome: IncidentOutcome::Open,
             dry_run: shared.dry_run,
             unpersisted: false,
+            parent: None,
+            parent_incident: None,
         };
+        if let Some((name, id)) = parent {
+            incident.parent = Some(name);
+            incident.parent_incident = id;
+        }
         self.fill(&mut incident, t);
-        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id, "incident opened");
+        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id,
+            parent = ?incident.parent, parent_incident = ?incident.parent_incident, "incident opened");
         self.notifier
             .send(notice::notification(Event::Opened, &incident));
         self.shared.journal.record(incident.clone());

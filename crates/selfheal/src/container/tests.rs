@@ -77,6 +77,7 @@ fn world() -> World {
         backoff: Backoff::default(),
         probe_network: None,
         own_networks: Arc::new(Vec::new()),
+        gates: mpsc::channel(16).0,
     };
     let info = ContainerInfo {
         id: "c0ffee".into(),

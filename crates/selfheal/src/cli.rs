@@ -274,7 +274,9 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     // Dependencies: shown, and an error there is a warning: the container is still healed.
     let deps = crate::dependents::check_views(&found);
     for (info, _) in &found {
-        let Some(d) = deps.get(&info.id) else { continue };
+        let Some(d) = deps.get(&info.id) else {
+            continue;
+        };
         if let Some(e) = &d.dependency_error {
             println!("WARN   {:<32} dependencies off: {e}", info.name);
         }

@@ -1,0 +1,277 @@
+//! Dependents on the real engine: containers in a parent's network namespace
+//! (`--network container:PARENT`, the VPN pattern) lose their network when the parent starts
+//! again; the watchdog restarts them once the parent is healthy, however the parent was
+//! restarted. Parent and dependents are static busybox httpd, each serving its own port in
+//! the shared namespace, reached through the parent's address.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+use support::*;
+
+/// The parent: busybox httpd on 8080, the watchdog's own probe, Docker's restart policy.
+const PARENT: &[&str] = &[
+    "--label",
+    "selfheal.enable=true",
+    "--label",
+    "selfheal.probe.http=:8080/health",
+    "--label",
+    "selfheal.start-period=0s",
+    "--restart",
+    "unless-stopped",
+    "--stop-timeout",
+    "1",
+];
+/// A dependent: watched, no probe of its own (it has no address of its own).
+const DEPENDENT: &[&str] = &["--label", "selfheal.enable=true", "--stop-timeout", "1"];
+
+struct Vpn {
+    parent: Ctr,
+    apps: Vec<(Ctr, u16)>,
+}
+
+impl Vpn {
+    fn new(env: &TestEnv, apps: &[(&str, u16)]) -> Self {
+        let parent = env.run_image("vpn", BUSYBOX, PARENT);
+        let apps = apps
+            .iter()
+            .map(|(name, port)| {
+                let port_arg = port.to_string();
+                let c = env.run_in_namespace_of(
+                    &parent,
+                    name,
+                    BUSYBOX,
+                    DEPENDENT,
+                    &["httpd", "-f", "-p", &port_arg, "-h", "/www"],
+                );
+                (c, *port)
+            })
+            .collect();
+        Self { parent, apps }
+    }
+
+    /// `GET /health` on `port` of the parent's address answers 200.
+    fn serves(&self, port: u16) -> bool {
+        let addr = format!("{}:{port}", self.parent.ip());
+        http("GET", &addr, "/health", None, Duration::from_secs(1))
+            .is_ok_and(|(status, _)| status == 200)
+    }
+
+    fn wait_serving(&self, port: u16, timeout: Duration, wd: &Watchdog) {
+        wait_for(&format!("port {port} served"), timeout, || {
+            self.serves(port).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+    }
+}
+
+fn wall(s: &str) -> SystemTime {
+    humantime::parse_rfc3339_weak(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+fn dependency_incidents(wd: &Watchdog, name: &str) -> Vec<serde_json::Value> {
+    wd.incidents(name)
+        .into_iter()
+        .filter(|i| i["trigger"] == "dependency")
+        .collect()
+}
+
+/// Sets up a parent and two dependents, restarts the parent with `restart`, and checks that
+/// both dependents serve again through the parent's address, each restarted once after the
+/// parent's new start with one `dependency` incident linked to the parent. Returns the
+/// parent's incident, if the watchdog opened one.
+fn parent_restarted_by(test: &str, restart: impl FnOnce(&Vpn)) -> Option<serde_json::Value> {
+    let env = TestEnv::new(test);
+    let vpn = Vpn::new(&env, &[("app1", 8081), ("app2", 8082)]);
+    let wd = env.watchdog(&[]);
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (app, port) in &vpn.apps {
+        wd.wait_state(&app.name, "healthy", secs(30))
+            .unwrap_or_else(|e| panic!("{e}"));
+        vpn.wait_serving(*port, secs(10), &wd);
+        // The graph as the API shows it.
+        let view = wd.container(&app.name).expect("dependent in the API");
+        assert_eq!(
+            view["depends_on"][0]["name"],
+            vpn.parent.name.as_str(),
+            "{view}"
+        );
+        assert_eq!(view["depends_on"][0]["via"], "network", "{view}");
+        assert_eq!(
+            view["depends_on"][0]["id"],
+            vpn.parent.id.as_str(),
+            "{view}"
+        );
+        assert!(view["dependency_error"].is_null(), "{view}");
+    }
+    let parent_view = wd.container(&vpn.parent.name).expect("parent in the API");
+    let names: Vec<&str> = vpn.apps.iter().map(|(c, _)| c.name.as_str()).collect();
+    assert_eq!(parent_view["dependents"], serde_json::json!(names));
+    let before: Vec<String> = vpn.apps.iter().map(|(c, _)| c.started_at()).collect();
+    let parent_before = vpn.parent.started_at();
+
+    restart(&vpn);
+
+    wait_for("the parent started again", secs(60), || {
+        (vpn.parent.running() && vpn.parent.started_at() != parent_before).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+    for (app, port) in &vpn.apps {
+        vpn.wait_serving(*port, secs(60), &wd);
+        let incident = wait_for(&format!("{} recovered", app.name), secs(30), || {
+            dependency_incidents(&wd, &app.name)
+                .into_iter()
+                .find(|i| i["outcome"] == "recovered")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+        assert_eq!(incident["parent"], vpn.parent.name.as_str(), "{incident}");
+    }
+    let parent_started = wall(&vpn.parent.started_at());
+    let parent_incident = wd
+        .incidents(&vpn.parent.name)
+        .into_iter()
+        .find(|i| wall(i["detected"].as_str().unwrap_or_default()) >= wall(&parent_before));
+    for ((app, _), before) in vpn.apps.iter().zip(&before) {
+        // Restarted once, after the parent's new start.
+        assert_ne!(&app.started_at(), before, "{} not restarted", app.name);
+        assert!(wall(&app.started_at()) > parent_started, "{}", app.name);
+        let deps = dependency_incidents(&wd, &app.name);
+        assert_eq!(deps.len(), 1, "{}: {deps:?}\n{}", app.name, wd.log_tail());
+        assert_eq!(
+            deps[0]["parent_incident"],
+            parent_incident
+                .as_ref()
+                .map_or(serde_json::Value::Null, |i| i["id"].clone()),
+            "{}",
+            deps[0]
+        );
+        assert_eq!(
+            wd.metric(
+                "app_recovery_events_total",
+                &[
+                    ("container", app.name.as_str()),
+                    ("trigger", "dependency"),
+                    ("result", "success"),
+                ],
+            ),
+            Some(1.0)
+        );
+    }
+    parent_incident
+}
+
+/// Frozen parent: the watchdog's probe fails and the watchdog restarts it.
+#[test]
+fn dependents_follow_a_parent_the_watchdog_restarted() {
+    let incident = parent_restarted_by("dep-frozen", |vpn| vpn.parent.freeze());
+    let incident = incident.expect("the parent's own incident");
+    assert_eq!(incident["trigger"], "probe_failed", "{incident}");
+}
+
+/// The parent's process killed: Docker's restart policy starts it again.
+#[test]
+fn dependents_follow_a_parent_the_restart_policy_restarted() {
+    let incident = parent_restarted_by("dep-killed", |vpn| {
+        let pid = vpn.parent.inspect("{{.State.Pid}}");
+        // SIGKILL from outside the container's PID namespace (inside it, PID 1 ignores it),
+        // not `docker kill`, which Docker counts as a user's stop.
+        docker(&[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            "--network",
+            "none",
+            BUSYBOX,
+            "kill",
+            "-9",
+            &pid,
+        ]);
+    });
+    let incident = incident.expect("the parent's own incident");
+    assert_eq!(incident["trigger"], "died", "{incident}");
+}
+
+/// `docker restart` of the parent by hand: no incident on the parent, the dependents follow.
+#[test]
+fn dependents_follow_a_parent_restarted_by_hand() {
+    let incident = parent_restarted_by("dep-by-hand", |vpn| {
+        docker(&["restart", "-t", "1", &vpn.parent.name]);
+    });
+    assert!(incident.is_none(), "{incident:?}");
+}
+
+/// A dependent in a crash loop does not hold up its sibling, and a dependent the user stopped
+/// stays stopped.
+#[test]
+fn a_crash_looping_dependent_holds_up_nobody_and_a_stopped_one_stays_stopped() {
+    let env = TestEnv::new("dep-siblings");
+    let vpn = Vpn::new(&env, &[("app1", 8081)]);
+    let looping = env.run_in_namespace_of(
+        &vpn.parent,
+        "looping",
+        BUSYBOX,
+        &with(DEPENDENT, &["--restart", "always"]),
+        &["sh", "-c", "sleep 1; exit 1"],
+    );
+    let stopped = env.run_in_namespace_of(
+        &vpn.parent,
+        "stopped",
+        BUSYBOX,
+        DEPENDENT,
+        &["httpd", "-f", "-p", "8083", "-h", "/www"],
+    );
+    let wd = env.watchdog(&[]);
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    vpn.wait_serving(8081, secs(10), &wd);
+    vpn.wait_serving(8083, secs(10), &wd);
+    docker(&["stop", "-t", "1", &stopped.name]);
+    wd.wait_state(&stopped.name, "stopped", secs(20)).unwrap();
+    let parent_before = vpn.parent.started_at();
+
+    docker(&["restart", "-t", "1", &vpn.parent.name]);
+
+    wait_for("the parent started again", secs(30), || {
+        (vpn.parent.started_at() != parent_before).then_some(())
+    })
+    .unwrap();
+    vpn.wait_serving(8081, secs(60), &wd);
+    let app1 = &vpn.apps[0].0;
+    wait_for("app1's dependency incident recovered", secs(30), || {
+        dependency_incidents(&wd, &app1.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+    assert!(!stopped.running(), "the user's stop was undone");
+    assert_eq!(wd.state(&stopped.name), "stopped");
+    assert!(dependency_incidents(&wd, &stopped.name).is_empty());
+    assert!(!vpn.serves(8083));
+    // The loop keeps looping on its own; it got no dependency restart while down.
+    assert!(looping.restart_count() > 0);
+}
+
+/// `selfheal.depends-on` naming a container that does not exist is reported on that
+/// container; it is still watched.
+#[test]
+fn a_missing_parent_is_reported_on_the_dependent() {
+    let env = TestEnv::new("dep-missing");
+    let c = env.run_image(
+        "orphan",
+        BUSYBOX,
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.depends-on=no-such-container",
+        ],
+    );
+    let wd = env.watchdog(&[]);
+    wd.wait_state(&c.name, "healthy", secs(30)).unwrap();
+    let view = wd.container(&c.name).expect("in the API");
+    let error = view["dependency_error"].as_str().unwrap_or_default();
+    assert!(error.contains("no-such-container"), "{view}");
+    assert_eq!(view["depends_on"], serde_json::json!([]));
+}

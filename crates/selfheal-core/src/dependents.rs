@@ -339,6 +339,50 @@ fn resolve_ref<'a>(nodes: &'a [Node], r: &str) -> Option<&'a Node> {
         .or_else(|| nodes.iter().find(|n| n.name == r))
 }
 
+/// The container that now stands for `gone`, a network parent that was removed: the one
+/// container holding the same compose project and service (compose's own identity of a
+/// service's container) or, outside compose, the same name. None, or more than one, is an
+/// error: recreating a dependent then would be a guess.
+pub fn replaced_parent<'a>(gone: &Node, nodes: &'a [Node]) -> Result<&'a Node, String> {
+    let (what, found): (String, Vec<&Node>) = match &gone.compose {
+        Some((project, service)) => (
+            format!("compose service {project}/{service}"),
+            nodes
+                .iter()
+                .filter(|n| {
+                    n.id != gone.id
+                        && n.compose.as_ref() == Some(&(project.clone(), service.clone()))
+                })
+                .collect(),
+        ),
+        None => (
+            format!("name {}", gone.name),
+            nodes
+                .iter()
+                .filter(|n| n.id != gone.id && n.name == gone.name)
+                .collect(),
+        ),
+    };
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "no watched container holds the {what} of the removed parent"
+        )),
+        many => Err(format!(
+            "the {what} of the removed parent is ambiguous: {}",
+            many.iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The node among `gone` that `network_parent` names (by id, short id or name).
+pub fn find_gone<'a>(gone: &'a [Node], network_parent: &str) -> Option<&'a Node> {
+    resolve_ref(gone, network_parent)
+}
+
 /// What a parent's [`ReleaseGate`] says after an observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {

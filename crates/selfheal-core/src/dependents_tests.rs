@@ -177,6 +177,38 @@ fn a_dependent_of_two_affected_parents_waits_for_the_one_further_down() {
     assert_eq!(g.release_order("a"), vec!["d"]);
 }
 
+#[test]
+fn a_removed_parent_is_replaced_by_the_one_container_with_its_compose_service_or_name() {
+    let gone = compose(node("old", "p-vpn-1"), "p", "vpn");
+    let new = compose(node("new", "p-vpn-1"), "p", "vpn");
+    let other = compose(node("x", "p-web-1"), "p", "web");
+    let nodes = vec![new.clone(), other.clone()];
+    assert_eq!(
+        replaced_parent(&gone, &nodes).map(|n| n.id.as_str()),
+        Ok("new")
+    );
+    // Compose scaled the service: two candidates, no guess.
+    let twin = compose(node("new2", "p-vpn-2"), "p", "vpn");
+    let err = replaced_parent(&gone, &[new.clone(), twin]).unwrap_err();
+    assert!(
+        err.contains("ambiguous") && err.contains("p-vpn-2"),
+        "{err}"
+    );
+    assert!(replaced_parent(&gone, &[other])
+        .unwrap_err()
+        .contains("no watched container"));
+    // Plain Docker: by name.
+    let plain = node("old", "vpn");
+    assert_eq!(
+        replaced_parent(&plain, &[node("n", "vpn"), node("m", "vpn2")]).map(|n| n.id.as_str()),
+        Ok("n")
+    );
+    assert_eq!(
+        find_gone(std::slice::from_ref(&plain), "old").map(|n| n.name.as_str()),
+        Some("vpn")
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_gate_waits_for_healthy_and_releases_once_per_run() {
     let mut gate = ReleaseGate::default();

@@ -215,6 +215,9 @@ pub enum Observation {
     ParentStarted {
         at: Instant,
     },
+    /// The executor replaced the container with a new one (a recreate, see
+    /// [`crate::dependents`]): the replacement is watched as a container of its own.
+    Replaced,
 }
 
 /// An incident as the core sees it: every time in it is the core's.

@@ -404,6 +404,22 @@ impl Supervisor {
             }
             Observation::RestartFinished(result) => self.on_restart_finished(result, now, out),
             Observation::Tick => self.on_tick(now, out),
+            Observation::Replaced => {
+                // The restart order was carried out as a recreate: this container is gone and
+                // its replacement runs.
+                if let Some(call) = self.call.take() {
+                    self.count_attempt(call.sent_at.unwrap_or(now), out);
+                }
+                if let Some(i) = &self.incident {
+                    out.push(Effect::Recovery {
+                        trigger: i.trigger,
+                        result: RecoveryResult::Success,
+                    });
+                }
+                self.close_incident(Outcome::Recovered, now, out);
+                self.reset_signals();
+                self.phase = Phase::Gone;
+            }
             Observation::ParentStarted { at } => {
                 // The run going on (or, while looking again, the run known before).
                 let run = match &self.phase {

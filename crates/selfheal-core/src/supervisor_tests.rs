@@ -731,6 +731,24 @@ async fn a_paused_or_stopped_dependent_is_left_alone_and_a_newer_run_is_not_rest
     assert_eq!(newer.sup.state(), State::Healthy);
 }
 
+/// A dependent whose parent was recreated is recreated: the order's incident is recovered by
+/// the replacement, and this container is done.
+#[tokio::test(start_paused = true)]
+async fn a_replaced_dependent_closes_its_incident_as_recovered() {
+    let mut h = Harness::healthy(no_checks()).await;
+    let at = Instant::now();
+    advance(secs(1)).await;
+    assert_eq!(
+        restarts(&h.feed(Observation::ParentStarted { at })).len(),
+        1
+    );
+    let e = h.feed(Observation::Replaced);
+    assert_eq!(results(&e), vec![RecoveryResult::Success]);
+    assert!(recovered(&e).is_some());
+    assert_eq!(h.sup.state(), State::Stopped);
+    assert!(matches!(h.sup.phase(), Phase::Gone));
+}
+
 /// Each dependent is restarted under its own backoff and budget: with the budget spent, a
 /// dependent left behind is quarantined, not restarted.
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,8 @@
 
 use crate::docker::ContainerInfo;
 use selfheal_core::dependents::{
-    compose_restart_parents, network_parent, Gate, Graph, Node, ParentLink, COMPOSE_DEPENDS_ON,
+    compose_restart_parents, find_gone, network_parent, replaced_parent, Gate, Graph, Node,
+    ParentLink, COMPOSE_DEPENDS_ON,
 };
 use selfheal_core::WatchSpec;
 use serde::Serialize;
@@ -63,6 +64,8 @@ pub fn node_of(info: &ContainerInfo, spec: &WatchSpec) -> Node {
 pub struct Dependents {
     nodes: BTreeMap<String, Node>,
     graph: Graph,
+    /// Removed containers that a watched container still names as its network parent.
+    gone: BTreeMap<String, Node>,
 }
 
 impl Dependents {
@@ -73,11 +76,68 @@ impl Dependents {
     }
 
     pub fn remove(&mut self, id: &str) -> Option<HashMap<String, DependencyView>> {
-        self.nodes.remove(id)?;
+        let node = self.nodes.remove(id)?;
+        self.gone.insert(id.to_string(), node);
         Some(self.rebuild())
     }
 
+    /// The network dependents of a removed parent that `parent` now stands for (same compose
+    /// service, or same name): each with the new parent's id to recreate it there, or why
+    /// that would be a guess.
+    pub fn orphans_of(&self, parent: &str) -> Vec<(String, Result<String, String>)> {
+        let nodes: Vec<Node> = self.nodes.values().cloned().collect();
+        let gone: Vec<Node> = self.gone.values().cloned().collect();
+        let Some(new) = self.nodes.get(parent) else {
+            return Vec::new();
+        };
+        if new.ignore_dependents {
+            return Vec::new();
+        }
+        let same_identity = |g: &Node| match (&g.compose, &new.compose) {
+            (Some(a), Some(b)) => a == b,
+            (None, _) => g.name == new.name,
+            _ => false,
+        };
+        let mut out = Vec::new();
+        for n in &nodes {
+            let Some(old) = n
+                .network_parent
+                .as_deref()
+                .and_then(|r| find_gone(&gone, r))
+            else {
+                continue;
+            };
+            if !same_identity(old) {
+                continue;
+            }
+            let verdict = replaced_parent(old, &nodes)
+                .map(|p| p.id.clone())
+                .and_then(|p| {
+                    if p == parent {
+                        Ok(p)
+                    } else {
+                        Err(format!("the removed parent's place is held by {p}"))
+                    }
+                });
+            out.push((n.id.clone(), verdict));
+        }
+        out.sort();
+        out
+    }
+
     fn rebuild(&mut self) -> HashMap<String, DependencyView> {
+        // A removed container is kept only while a watched one names it as network parent.
+        let named: Vec<&str> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.network_parent.as_deref())
+            .collect();
+        let gone: Vec<Node> = self.gone.values().cloned().collect();
+        let keep: Vec<String> = named
+            .iter()
+            .filter_map(|r| find_gone(&gone, r).map(|g| g.id.clone()))
+            .collect();
+        self.gone.retain(|id, _| keep.contains(id));
         let nodes: Vec<Node> = self.nodes.values().cloned().collect();
         self.graph = Graph::build(&nodes);
         self.nodes

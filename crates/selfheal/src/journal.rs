@@ -104,6 +104,9 @@ pub struct Incident {
     pub parent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_incident: Option<u64>,
+    /// Why the latest restart (or recreate) failed, as Docker or the executor said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Set by the journal, only in what it serves: the latest copy could not be written (the
     /// writer keeps retrying). Never written to the file; ignored in what callers record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -403,6 +406,7 @@ fn write_record(out: &mut impl Write, i: &Incident) -> std::io::Result<()> {
             unpersisted: false,
             parent: None,
             parent_incident: None,
+            failure: None,
             ..i.clone()
         };
         serde_json::to_writer(&mut *out, &clean)?;
@@ -929,6 +933,7 @@ mod tests {
             unpersisted: false,
             parent: None,
             parent_incident: None,
+            failure: None,
         }
     }
 

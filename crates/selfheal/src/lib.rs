@@ -19,5 +19,6 @@ pub mod limits;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod recreate;
 pub mod shared;
 pub mod watch;

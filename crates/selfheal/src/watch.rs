@@ -529,9 +529,21 @@ impl Watcher {
                     parent: r.parent_name.clone(),
                     at: r.since,
                     incident: r.incident,
+                    recreate: None,
                 },
             };
             self.send(&id, msg).await;
+        }
+        if let Gate::Release { .. } = r.gate {
+            for (id, recreate) in self.dependents.orphans_of(&r.parent_id) {
+                let msg = Msg::ParentStarted {
+                    parent: r.parent_name.clone(),
+                    at: r.since,
+                    incident: r.incident,
+                    recreate: Some(recreate),
+                };
+                self.send(&id, msg).await;
+            }
         }
     }
 

@@ -275,3 +275,103 @@ fn a_missing_parent_is_reported_on_the_dependent() {
     assert!(error.contains("no-such-container"), "{view}");
     assert_eq!(view["depends_on"], serde_json::json!([]));
 }
+
+/// Removes a volume on drop (the recreate's volume outlives both containers' `rm -v`).
+struct VolumeGuard(String);
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+/// The parent recreated (`docker rm -f` + `docker run` under the same name, a new id): the
+/// dependent cannot be restarted (its `container:<id>` is gone); it is recreated with the
+/// same name, labels and anonymous volume (data kept), in the new parent's namespace.
+#[test]
+fn a_dependent_of_a_recreated_parent_is_recreated_with_its_volume() {
+    // Declared before the containers' env: dropped after them (a volume in use stays).
+    let mut volume_guard = VolumeGuard(String::new());
+    let env = TestEnv::new("dep-recreate");
+    let vpn = Vpn::new(&env, &[]);
+    let app = env.run_in_namespace_of(
+        &vpn.parent,
+        "app1",
+        BUSYBOX,
+        &with(
+            DEPENDENT,
+            // Root: the anonymous volume is root's.
+            &[
+                "-v",
+                "/data",
+                "--user",
+                "0",
+                "--label",
+                "example.owner=team-a",
+            ],
+        ),
+        &[
+            "sh",
+            "-c",
+            "[ -f /data/first ] || cat /proc/sys/kernel/random/uuid > /data/first; \
+             exec httpd -f -p 8081 -h /www",
+        ],
+    );
+    let volume = app.inspect("{{range .Mounts}}{{.Name}}{{end}}");
+    volume_guard.0.clone_from(&volume);
+    let wd = env.watchdog(&[]);
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap();
+    wd.wait_state(&app.name, "healthy", secs(30)).unwrap();
+    vpn.wait_serving(8081, secs(10), &wd);
+    let data = docker(&["exec", &app.name, "cat", "/data/first"]);
+
+    docker(&["rm", "-f", &vpn.parent.name]);
+    let parent = env.run_image("vpn", BUSYBOX, PARENT);
+    assert_ne!(parent.id, vpn.parent.id);
+    let vpn = Vpn {
+        parent,
+        apps: Vec::new(),
+    };
+
+    vpn.wait_serving(8081, secs(60), &wd);
+    let new_id = app.inspect("{{.Id}}");
+    assert_ne!(new_id, app.id, "not recreated");
+    assert_eq!(
+        app.inspect("{{.HostConfig.NetworkMode}}"),
+        format!("container:{}", vpn.parent.id)
+    );
+    assert_eq!(
+        app.inspect("{{index .Config.Labels \"example.owner\"}}"),
+        "team-a"
+    );
+    assert_eq!(app.inspect("{{range .Mounts}}{{.Name}}{{end}}"), volume);
+    assert_eq!(docker(&["exec", &app.name, "cat", "/data/first"]), data);
+    let incident = wait_for("the recreate's incident recovered", secs(30), || {
+        dependency_incidents(&wd, &app.name)
+            .into_iter()
+            .find(|i| i["outcome"] == "recovered")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+    assert_eq!(incident["container_id"], app.id.as_str(), "{incident}");
+    assert_eq!(dependency_incidents(&wd, &app.name).len(), 1);
+    // The old container is gone, not parked.
+    let parked = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={}-selfheal", app.name),
+        "-q",
+    ]);
+    assert_eq!(parked, "");
+    // The replacement is watched as a container of its own, healthy.
+    wait_for("the replacement watched", secs(20), || {
+        wd.container(&app.name)
+            .filter(|c| c["id"] == new_id.as_str() && c["state"] == "healthy")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+}

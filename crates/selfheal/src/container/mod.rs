@@ -72,6 +72,9 @@ pub enum Msg {
         parent: String,
         at: SystemTime,
         incident: Option<u64>,
+        /// Its network parent was recreated: `Ok(new parent id)` to recreate it there, or
+        /// why that cannot be done safely.
+        recreate: Option<Result<String, String>>,
     },
     /// A parent started again at `since` and is not ready yet.
     ParentWaiting {
@@ -143,6 +146,11 @@ struct ContainerTask {
     /// to restart, for the incident this opens.
     waiting_on: Option<String>,
     parent_link: Option<(String, Option<u64>)>,
+    /// Its network parent was recreated: restarts of this run are carried out as recreates
+    /// (or refused, with the reason).
+    recreate: Option<Result<String, String>>,
+    /// Why the last restart failed, for the incident.
+    last_failure: Option<String>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -306,6 +314,8 @@ pub fn spawn(
         run_incident: None,
         waiting_on: None,
         parent_link: None,
+        recreate: None,
+        last_failure: None,
     };
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
@@ -332,7 +342,10 @@ impl ContainerTask {
                 m = rx.recv() => match m { Some(m) => m, None => return },
                 _ = sleep_until(wake) => Msg::Observe(Observation::Tick),
             };
-            let removed = matches!(msg, Msg::Removed | Msg::Restart(ExecOutcome::Gone));
+            let removed = matches!(
+                msg,
+                Msg::Removed | Msg::Restart(ExecOutcome::Gone | ExecOutcome::Replaced { .. })
+            );
             self.on_msg(msg).await;
             if removed {
                 self.ctx.shared.remove_view(&self.info.id);
@@ -397,7 +410,14 @@ impl ContainerTask {
                 self.feed(Observation::HealthFailingSince(at), now);
             }
             Msg::Restart(ExecOutcome::Finished(outcome)) => {
+                if let selfheal_core::RestartOutcome::Failed(why) = &outcome {
+                    self.last_failure = Some(why.clone());
+                }
                 self.feed(Observation::RestartFinished(outcome), now)
+            }
+            Msg::Restart(ExecOutcome::Replaced { new_id }) => {
+                tracing::info!(container = %self.info.name, %new_id, "replaced by a recreate");
+                self.feed(Observation::Replaced, now)
             }
             Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
             Msg::ParentWaiting { parent, since } => {
@@ -410,8 +430,12 @@ impl ContainerTask {
                 parent,
                 at,
                 incident,
+                recreate,
             } => {
                 self.waiting_on = None;
+                if recreate.is_some() {
+                    self.recreate = recreate;
+                }
                 let at = self.ctx.shared.clock.instant(at);
                 tracing::info!(container = %self.info.name, %parent, "parent is ready again");
                 self.parent_link = Some((parent, incident));
@@ -429,6 +453,7 @@ impl ContainerTask {
             self.run_incident = open_before.or(self.incidents.open.as_ref().map(|i| i.id));
             if since.is_some() {
                 self.waiting_on = None;
+                self.recreate = None;
             }
         }
         let (Some(gate), Some(at)) = (self.gate.observe(since, self.sup.state()), since) else {
@@ -506,13 +531,22 @@ impl ContainerTask {
         let runtime = self.ctx.runtime.clone();
         let id = self.info.id.clone();
         let tx = self.tx.clone();
+        let recreate = self.recreate.clone();
         tokio::spawn(async move {
             let sent = tx.clone();
             // Queued ahead of the restart's own events: from here on they are the restart's.
             let on_sent = Box::pin(async move {
                 let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
             });
-            let outcome = runtime.restart(&id, &order, on_sent).await;
+            let outcome = match &recreate {
+                None => runtime.restart(&id, &order, on_sent).await,
+                Some(Ok(new_parent)) => runtime.recreate(&id, &order, new_parent, on_sent).await,
+                // Refused: Docker is not asked (a plain restart would fail on the gone parent
+                // and leave the container stopped).
+                Some(Err(why)) => ExecOutcome::Finished(selfheal_core::RestartOutcome::Failed(
+                    format!("not recreated: {why}"),
+                )),
+            };
             let _ = tx.send(Msg::Restart(outcome)).await;
         });
     }
@@ -566,7 +600,9 @@ impl ContainerTask {
             Effect::Recovery { trigger, result } => {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
-                    RecoveryResult::Failed => self.incidents.restart_failed(),
+                    RecoveryResult::Failed => {
+                        self.incidents.restart_failed(self.last_failure.take())
+                    }
                     RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
                         "restarted by Docker's restart policy; recorded, not repeated"),
                     _ => {}

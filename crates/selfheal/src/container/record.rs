@@ -84,6 +84,7 @@ impl IncidentRecorder {
             unpersisted: false,
             parent: None,
             parent_incident: None,
+            failure: None,
         };
         if let Some((name, id)) = parent {
             incident.parent = Some(name);
@@ -146,7 +147,14 @@ impl IncidentRecorder {
         self.last = Some(i);
     }
 
-    pub fn restart_failed(&self) {
+    /// `reason`: Docker's or the executor's word, kept in the record.
+    pub fn restart_failed(&mut self, reason: Option<String>) {
+        if let Some(i) = &mut self.open {
+            if reason.is_some() {
+                i.failure = reason;
+                self.shared.journal.record(i.clone());
+            }
+        }
         if let Some(i) = &self.open {
             self.notify(Event::Failed, i);
         }

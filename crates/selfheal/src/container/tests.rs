@@ -33,6 +33,15 @@ impl FakeRuntime {
 }
 
 impl ContainerRuntime for FakeRuntime {
+    fn recreate<'a>(
+        &'a self,
+        id: &'a str,
+        order: &'a RestartOrder,
+        _new_parent: &'a str,
+        on_sent: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, ExecOutcome> {
+        self.restart(id, order, on_sent)
+    }
     fn inspect<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>> {
         Box::pin(async move { self.shown.lock().expect("lock").clone() })
     }

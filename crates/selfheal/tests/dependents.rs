@@ -375,3 +375,100 @@ fn a_dependent_of_a_recreated_parent_is_recreated_with_its_volume() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
 }
+
+/// p50 and max of `v` (sorted in place).
+fn p50_max(v: &mut [Duration]) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// The figure in BENCHMARKS.md: from the parent serving again after a `docker restart` to
+/// every one of 3 dependents serving again through its address, over rounds
+/// (`SELFHEAL_DEPENDENTS_ROUNDS`, 10); next to it, a dependent's own restart (`docker restart`
+/// of one dependent to serving), the part of the figure that is the dependent's own. Every
+/// round must heal all three, each with one new `dependency` incident. Dependents run with
+/// `--init` so they stop on SIGTERM, as a real service does; the watchdog forgets backoff
+/// after 1 s healthy, so each round measures the reaction, not the backoff of the last.
+#[test]
+fn measured_parent_serving_to_every_dependent_serving() {
+    let rounds: usize = std::env::var("SELFHEAL_DEPENDENTS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let env = TestEnv::new("dep-measure");
+    let parent = env.run_image("vpn", BUSYBOX, PARENT);
+    let ports = [8081u16, 8082, 8083];
+    let apps: Vec<(Ctr, u16)> = ports
+        .iter()
+        .map(|port| {
+            let p = port.to_string();
+            let c = env.run_in_namespace_of(
+                &parent,
+                &format!("app{port}"),
+                BUSYBOX,
+                &with(
+                    DEPENDENT,
+                    &["--init", "--label", "selfheal.restart.max=100"],
+                ),
+                &["httpd", "-f", "-p", &p, "-h", "/www"],
+            );
+            (c, *port)
+        })
+        .collect();
+    let vpn = Vpn { parent, apps };
+    // Rounds a few seconds apart: with the default 60 s a dependent's backoff would grow
+    // from round to round (as it should) and be what is measured.
+    let wd = env.watchdog(&["--backoff-reset", "1s"]);
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap();
+    for (app, port) in &vpn.apps {
+        wd.wait_state(&app.name, "healthy", secs(30)).unwrap();
+        vpn.wait_serving(*port, secs(10), &wd);
+    }
+    let fine = |what: &str, timeout: Duration, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + timeout;
+        while !f() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} within {timeout:?}\n{}",
+                wd.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::time::Instant::now()
+    };
+    let mut heal = Vec::new();
+    let mut own = Vec::new();
+    for round in 0..rounds {
+        let before = vpn.parent.started_at();
+        docker(&["restart", "-t", "1", &vpn.parent.name]);
+        let parent_serving = fine("the parent serving", secs(30), &|| {
+            vpn.parent.started_at() != before && vpn.serves(8080)
+        });
+        let all = fine("every dependent serving", secs(60), &|| {
+            ports.iter().all(|p| vpn.serves(*p))
+        });
+        heal.push(all - parent_serving);
+        for (app, _) in &vpn.apps {
+            wait_for("one dependency incident per round", secs(30), || {
+                let n = dependency_incidents(&wd, &app.name)
+                    .iter()
+                    .filter(|i| i["outcome"] == "recovered")
+                    .count();
+                (n == round + 1).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
+        }
+        // The dependent's own restart, for comparison.
+        let (app, port) = &vpn.apps[round % vpn.apps.len()];
+        let began = std::time::Instant::now();
+        docker(&["restart", "-t", "1", &app.name]);
+        own.push(fine("a dependent's own restart", secs(30), &|| vpn.serves(*port)) - began);
+    }
+    let (heal_p50, heal_max) = p50_max(&mut heal);
+    let (own_p50, own_max) = p50_max(&mut own);
+    eprintln!(
+        "dependents: {rounds} rounds, 3 dependents: parent serving -> all serving p50 {heal_p50:?} \
+         max {heal_max:?}; a dependent's own docker restart p50 {own_p50:?} max {own_max:?}"
+    );
+}

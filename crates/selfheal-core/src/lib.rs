@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod dependents;
 pub mod duration;
 pub mod labels;
 pub mod notice_gate;

@@ -61,6 +61,8 @@ label_enum!(
         ProbeFailed => "probe_failed",
         Died => "died",
         Oom => "oom",
+        /// A parent it depends on started again after it (see [`crate::dependents`]).
+        Dependency => "dependency",
     }
 );
 
@@ -207,6 +209,15 @@ pub enum Observation {
     RestartFinished(RestartOutcome),
     /// A wake-up the core asked for through [`crate::Supervisor::wake_at`].
     Tick,
+    /// A parent this container depends on started again at `at` and is running (and healthy)
+    /// now: a run of this container that began before `at` is attached to the parent's old
+    /// start (for a network dependent: its old namespace) and is restarted.
+    ParentStarted {
+        at: Instant,
+    },
+    /// The executor replaced the container with a new one (a recreate, see
+    /// [`crate::dependents`]): the replacement is watched as a container of its own.
+    Replaced,
 }
 
 /// An incident as the core sees it: every time in it is the core's.

@@ -18,6 +18,11 @@
 //!   #36233).
 //! - **Docker's restart policy** (layer 1) is left to do its job: a death it will restart is
 //!   recorded (`observed`), not repeated.
+//! - **Dependents** (see [`crate::dependents`]): a run that began before a parent's latest
+//!   start is attached to the parent's old start (Docker joins a `container:<id>` network
+//!   namespace only when the dependent starts); once the parent is ready, such a run counts as
+//!   failed with trigger `dependency` and is restarted under this container's own backoff and
+//!   budget. Not while it is paused, stopped, exited or already being restarted.
 //! - **Budget and backoff**: only a restart Docker was asked to carry out spends budget and
 //!   counts for backoff. Backoff is forgotten once the container has been healthy for
 //!   `backoff.reset_after` without a break.
@@ -164,6 +169,9 @@ pub struct Supervisor {
     docker: Option<DockerHealth>,
     probe: Streak,
     unobservable: Option<Unobservable>,
+    /// A parent's start that left the current run behind (a signal about this run, cleared
+    /// with the others when it starts again).
+    stale: Option<Instant>,
     incident: Option<IncidentTimes>,
     budget: RestartBudget,
     backoff: BackoffCount,
@@ -205,6 +213,7 @@ impl Supervisor {
             docker: None,
             probe: Streak::NoSuccessYet,
             unobservable: None,
+            stale: None,
             incident: resumed,
             budget,
             backoff,
@@ -247,6 +256,17 @@ impl Supervisor {
     }
     pub fn restarts_in_window(&mut self, now: Instant) -> u32 {
         self.budget.used(now)
+    }
+    /// When the current run began, while it runs.
+    pub fn run_since(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Running { run, .. } => Some(run.since),
+            _ => None,
+        }
+    }
+    /// The parent's start the current run is behind, until the run is restarted.
+    pub fn stale_since(&self) -> Option<Instant> {
+        self.stale
     }
     pub fn restart_in_flight(&self) -> bool {
         self.call.is_some()
@@ -384,6 +404,35 @@ impl Supervisor {
             }
             Observation::RestartFinished(result) => self.on_restart_finished(result, now, out),
             Observation::Tick => self.on_tick(now, out),
+            Observation::Replaced => {
+                // The restart order was carried out as a recreate: this container is gone and
+                // its replacement runs.
+                if let Some(call) = self.call.take() {
+                    self.count_attempt(call.sent_at.unwrap_or(now), out);
+                }
+                if let Some(i) = &self.incident {
+                    out.push(Effect::Recovery {
+                        trigger: i.trigger,
+                        result: RecoveryResult::Success,
+                    });
+                }
+                self.close_incident(Outcome::Recovered, now, out);
+                self.reset_signals();
+                self.phase = Phase::Gone;
+            }
+            Observation::ParentStarted { at } => {
+                // The run going on (or, while looking again, the run known before).
+                let run = match &self.phase {
+                    Phase::Running { run, .. }
+                    | Phase::Unknown {
+                        last: Some(run), ..
+                    } => Some(*run),
+                    _ => None,
+                };
+                if run.is_some_and(|r| r.since < at) && self.call.is_none() {
+                    self.stale = Some(self.stale.map_or(at, |s| s.min(at)));
+                }
+            }
         }
     }
 
@@ -764,7 +813,10 @@ impl Supervisor {
         }
         let docker_ok = !self.spec.has_docker_health || self.docker == Some(DockerHealth::Healthy);
         let probe_ok = !self.spec.has_probe || self.probe == Streak::Passing;
-        docker_ok && probe_ok && self.docker != Some(DockerHealth::Unhealthy)
+        docker_ok
+            && probe_ok
+            && self.docker != Some(DockerHealth::Unhealthy)
+            && self.stale.is_none()
     }
 
     fn check_recovered(&mut self, now: Instant, out: &mut Vec<Effect>) {
@@ -785,6 +837,9 @@ impl Supervisor {
         if self.docker == Some(DockerHealth::Unhealthy) {
             return Some(Trigger::Unhealthy);
         }
+        if self.stale.is_some() {
+            return Some(Trigger::Dependency);
+        }
         match self.probe {
             Streak::Failing { count, .. } if self.spec.has_probe && count >= self.spec.failures => {
                 Some(Trigger::ProbeFailed)
@@ -795,6 +850,13 @@ impl Supervisor {
 
     /// The earliest evidence of the failure now established.
     fn first_evidence(&self, now: Instant) -> Instant {
+        if let Some(at) = self
+            .stale
+            .filter(|_| self.docker != Some(DockerHealth::Unhealthy))
+        {
+            // Left behind when the parent started.
+            return at.min(now);
+        }
         match self.probe {
             Streak::Failing { first, .. } => first.min(now),
             _ => now,
@@ -898,6 +960,7 @@ impl Supervisor {
     }
 
     fn reset_signals(&mut self) {
+        self.stale = None;
         self.docker = None;
         self.probe = Streak::NoSuccessYet;
         self.unobservable = None;

@@ -291,6 +291,7 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut bad = 0;
     let mut watched = 0;
     let mut uninspectable = 0;
+    let mut found = Vec::new();
     for c in discovery::list(&docker, &cfg).await? {
         if !c.considered {
             continue;
@@ -299,6 +300,7 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
             Discovered::Watched { info, spec } => {
                 watched += 1;
                 println!("ok     {:<32} {}", info.name, spec.describe());
+                found.push((info, spec));
             }
             Discovered::LabelErrors { info, errors } => {
                 bad += 1;
@@ -311,6 +313,24 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 println!("ERROR  {:<32} cannot inspect: {e}", c.name);
             }
             Discovered::NotOptedIn | Discovered::Gone => {}
+        }
+    }
+    // Dependencies: shown, and an error there is a warning: the container is still healed.
+    let deps = crate::dependents::check_views(&found);
+    for (info, _) in &found {
+        let Some(d) = deps.get(&info.id) else {
+            continue;
+        };
+        if let Some(e) = &d.dependency_error {
+            println!("WARN   {:<32} dependencies off: {e}", info.name);
+        }
+        for p in &d.depends_on {
+            println!(
+                "dep    {:<32} depends on {} ({})",
+                info.name,
+                p.name,
+                p.via.as_str()
+            );
         }
     }
     println!(

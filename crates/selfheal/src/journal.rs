@@ -97,6 +97,16 @@ pub struct Incident {
     pub outcome: IncidentOutcome,
     #[serde(default)]
     pub dry_run: bool,
+    /// Trigger `dependency`: the parent whose new start this container was restarted to
+    /// join, and the parent's incident that restarted it (none when a user or something
+    /// else restarted the parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_incident: Option<u64>,
+    /// Why the latest restart (or recreate) failed, as Docker or the executor said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Set by the journal, only in what it serves: the latest copy could not be written (the
     /// writer keeps retrying). Never written to the file; ignored in what callers record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -412,6 +422,9 @@ fn write_record(out: &mut impl Write, i: &Incident) -> std::io::Result<()> {
     if i.unpersisted {
         let clean = Incident {
             unpersisted: false,
+            parent: None,
+            parent_incident: None,
+            failure: None,
             ..i.clone()
         };
         serde_json::to_writer(&mut *out, &clean)?;
@@ -943,6 +956,9 @@ mod tests {
             dry_run: false,
             unpersisted: false,
             evidence: None,
+            parent: None,
+            parent_incident: None,
+            failure: None,
         }
     }
 

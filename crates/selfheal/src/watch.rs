@@ -4,6 +4,7 @@
 
 use crate::config::WatchConfig;
 use crate::container::{self, ContainerHandle, Context, Msg};
+use crate::dependents::{node_of, Dependents, GateReport};
 use crate::discovery::{self, Discovered};
 use crate::docker::{self, bounded, ContainerInfo};
 use crate::executor::Executor;
@@ -14,6 +15,7 @@ use bollard::models::EventMessage;
 use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
+use selfheal_core::dependents::Gate;
 use selfheal_core::{DockerHealth, LabelError, Observation};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -88,6 +90,10 @@ pub struct Watcher {
     /// Docker's time (ns since the epoch) up to which every event has been handled: the last
     /// event's, or when the session subscribed. An outage is replayed from here.
     seen_until: Option<i64>,
+    /// The dependency graph of the watched containers.
+    dependents: Dependents,
+    /// Parents' tasks report here when their dependents wait or may go on.
+    gates: mpsc::Receiver<GateReport>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -102,6 +108,7 @@ impl Watcher {
     pub fn new(cfg: WatchConfig, shared: Arc<Shared>, notifier: Notifier) -> anyhow::Result<Self> {
         let docker = Arc::new(RwLock::new(None));
         let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
+        let (gates_tx, gates) = mpsc::channel(EVENT_QUEUE);
         let ctx = Context {
             shared: shared.clone(),
             runtime: Arc::new(executor),
@@ -111,6 +118,7 @@ impl Watcher {
             probe_network: cfg.probe_network.clone(),
             own_networks: Arc::new(Vec::new()),
             evidence: cfg.evidence,
+            gates: gates_tx,
         };
         Ok(Self {
             cfg,
@@ -124,6 +132,8 @@ impl Watcher {
             session_connected: false,
             own_id: None,
             seen_until: None,
+            dependents: Dependents::default(),
+            gates,
         })
     }
 
@@ -221,6 +231,7 @@ impl Watcher {
                 _ = ping.tick() => {
                     bounded(docker.ping()).await.map_err(|e| anyhow::anyhow!("ping: {e}"))?;
                 }
+                Some(report) = self.gates.recv() => self.on_gate(report).await,
             }
         }
     }
@@ -305,6 +316,8 @@ impl Watcher {
             Discovered::Watched { info, spec } => {
                 self.clear_ignored(&info);
                 tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
+                let views = self.dependents.upsert(node_of(&info, &spec));
+                self.shared.set_dependencies(views);
                 let resumed = self
                     .shared
                     .journal
@@ -317,6 +330,9 @@ impl Watcher {
             Discovered::LabelErrors { info, errors } => {
                 if let Some(t) = self.tasks.remove(id) {
                     t.stop();
+                }
+                if let Some(views) = self.dependents.remove(id) {
+                    self.shared.set_dependencies(views);
                 }
                 if self.ignored.get(id) != Some(&errors) {
                     for e in &errors {
@@ -346,6 +362,8 @@ impl Watcher {
                     spec: None,
                     label_errors: errors.clone(),
                     last_incident: None,
+                    dependencies: Default::default(),
+                    waiting_on: None,
                 });
                 self.ignored.insert(id.to_string(), errors);
             }
@@ -368,6 +386,9 @@ impl Watcher {
     }
 
     async fn forget(&mut self, id: &str) {
+        if let Some(views) = self.dependents.remove(id) {
+            self.shared.set_dependencies(views);
+        }
         if let Some(t) = self.tasks.remove(id) {
             // The task closes any open incident, removes its view and metrics, and ends.
             t.send(Msg::Removed).await;
@@ -497,6 +518,36 @@ impl Watcher {
             _ => return,
         };
         self.send(&id, msg).await;
+    }
+
+    /// A parent started again: its dependents wait, or are told, in the graph's release order.
+    async fn on_gate(&mut self, r: GateReport) {
+        for id in self.dependents.release_order(&r.parent_id) {
+            let msg = match r.gate {
+                Gate::Waiting { .. } => Msg::ParentWaiting {
+                    parent: r.parent_name.clone(),
+                    since: r.since,
+                },
+                Gate::Release { .. } => Msg::ParentStarted {
+                    parent: r.parent_name.clone(),
+                    at: r.since,
+                    incident: r.incident,
+                    recreate: None,
+                },
+            };
+            self.send(&id, msg).await;
+        }
+        if let Gate::Release { .. } = r.gate {
+            for (id, recreate) in self.dependents.orphans_of(&r.parent_id) {
+                let msg = Msg::ParentStarted {
+                    parent: r.parent_name.clone(),
+                    at: r.since,
+                    incident: r.incident,
+                    recreate: Some(recreate),
+                };
+                self.send(&id, msg).await;
+            }
+        }
     }
 
     async fn send(&self, id: &str, msg: Msg) {

@@ -8,6 +8,7 @@ mod record;
 
 pub use record::close_orphan;
 
+use crate::dependents::GateReport;
 use crate::docker::ContainerInfo;
 use crate::evidence::capture::Captured;
 use crate::evidence::{Evidence, ExitRecord, ProbeFailureLog, ProbeFailureRecord};
@@ -19,9 +20,10 @@ use crate::probe::Prober;
 use crate::shared::{ContainerView, Shared};
 use prometheus_client::metrics::histogram::Histogram;
 use record::IncidentRecorder;
+use selfheal_core::dependents::ReleaseGate;
 use selfheal_core::{
     Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeKind, ProbeOutcome,
-    RecoveryResult, RestartOrder, State, Supervisor, WatchSpec,
+    RecoveryResult, RestartOrder, State, Supervisor, Trigger, WatchSpec,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,21 @@ pub enum Msg {
     },
     /// Destroyed, or no longer opted in: close out and end.
     Removed,
+    /// A parent this container depends on started again at `at` and is ready: the parent's
+    /// name and the incident that restarted it.
+    ParentStarted {
+        parent: String,
+        at: SystemTime,
+        incident: Option<u64>,
+        /// Its network parent was recreated: `Ok(new parent id)` to recreate it there, or
+        /// why that cannot be done safely.
+        recreate: Option<Result<String, String>>,
+    },
+    /// A parent started again at `since` and is not ready yet.
+    ParentWaiting {
+        parent: String,
+        since: SystemTime,
+    },
 }
 
 /// Everything a task needs from the daemon.
@@ -85,6 +102,8 @@ pub struct Context {
     pub own_networks: Arc<Vec<String>>,
     /// Capture evidence for incidents (`--evidence`).
     pub evidence: bool,
+    /// Where this container, as a parent, reports that its dependents wait or may go on.
+    pub gates: mpsc::Sender<GateReport>,
 }
 
 pub struct ContainerHandle {
@@ -134,6 +153,20 @@ struct ContainerTask {
     /// Fires once the restart ordered by the observation being handled is sent (or dropped):
     /// evidence is read from Docker only after that.
     restart_sent: Option<oneshot::Receiver<()>>,
+    /// As a parent: when its dependents are released after it started again.
+    gate: ReleaseGate,
+    /// The run last seen, and the incident whose restart began it.
+    run_seen: Option<Instant>,
+    run_incident: Option<u64>,
+    /// As a dependent: the parent it waits on, and the parent (and incident) that told it
+    /// to restart, for the incident this opens.
+    waiting_on: Option<String>,
+    parent_link: Option<(String, Option<u64>)>,
+    /// Its network parent was recreated: restarts of this run are carried out as recreates
+    /// (or refused, with the reason).
+    recreate: Option<Result<String, String>>,
+    /// Why the last restart failed, for the incident.
+    last_failure: Option<String>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -320,6 +353,13 @@ pub fn spawn(
         probe_failures,
         last_exit: None,
         restart_sent: None,
+        gate: ReleaseGate::default(),
+        run_seen: None,
+        run_incident: None,
+        waiting_on: None,
+        parent_link: None,
+        recreate: None,
+        last_failure: None,
     };
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
@@ -351,7 +391,10 @@ impl ContainerTask {
                     continue;
                 }
             };
-            let removed = matches!(msg, Msg::Removed | Msg::Restart(ExecOutcome::Gone));
+            let removed = matches!(
+                msg,
+                Msg::Removed | Msg::Restart(ExecOutcome::Gone | ExecOutcome::Replaced { .. })
+            );
             self.on_msg(msg).await;
             if removed {
                 self.ctx.shared.remove_view(&self.info.id);
@@ -417,10 +460,68 @@ impl ContainerTask {
                 self.feed(Observation::HealthFailingSince(at), now);
             }
             Msg::Restart(ExecOutcome::Finished(outcome)) => {
+                if let selfheal_core::RestartOutcome::Failed(why) = &outcome {
+                    self.last_failure = Some(why.clone());
+                }
                 self.feed(Observation::RestartFinished(outcome), now)
+            }
+            Msg::Restart(ExecOutcome::Replaced { new_id }) => {
+                tracing::info!(container = %self.info.name, %new_id, "replaced by a recreate");
+                self.feed(Observation::Replaced, now)
             }
             Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
             Msg::Evidence { incident, captured } => self.incidents.attach(incident, *captured),
+            Msg::ParentWaiting { parent, since } => {
+                let since = self.ctx.shared.clock.instant(since);
+                if self.sup.run_since().is_some_and(|r| r < since) {
+                    self.waiting_on = Some(parent);
+                }
+            }
+            Msg::ParentStarted {
+                parent,
+                at,
+                incident,
+                recreate,
+            } => {
+                self.waiting_on = None;
+                if recreate.is_some() {
+                    self.recreate = recreate;
+                }
+                let at = self.ctx.shared.clock.instant(at);
+                tracing::info!(container = %self.info.name, %parent, "parent is ready again");
+                self.parent_link = Some((parent, incident));
+                self.feed(Observation::ParentStarted { at }, now);
+            }
+        }
+    }
+
+    /// As a parent: note the incident that began a new run, and tell the watch loop when the
+    /// run's dependents wait on it or may go on.
+    fn report_gate(&mut self, open_before: Option<u64>) {
+        let since = self.sup.run_since();
+        if since != self.run_seen {
+            self.run_seen = since;
+            self.run_incident = open_before.or(self.incidents.open.as_ref().map(|i| i.id));
+            if since.is_some() {
+                self.waiting_on = None;
+                self.recreate = None;
+            }
+        }
+        let (Some(gate), Some(at)) = (self.gate.observe(since, self.sup.state()), since) else {
+            return;
+        };
+        let report = GateReport {
+            parent_id: self.info.id.clone(),
+            parent_name: self.info.name.clone(),
+            gate,
+            since: self.ctx.shared.clock.wall(at),
+            incident: self.run_incident,
+        };
+        if let Err(mpsc::error::TrySendError::Full(report)) = self.ctx.gates.try_send(report) {
+            let gates = self.ctx.gates.clone();
+            tokio::spawn(async move {
+                let _ = gates.send(report).await;
+            });
         }
     }
 
@@ -449,6 +550,7 @@ impl ContainerTask {
     fn feed(&mut self, obs: Observation, at: Instant) {
         let now = at.max(self.last_now);
         self.last_now = now;
+        let open_before = self.incidents.open.as_ref().map(|i| i.id);
         let effects = self.sup.handle(obs, now);
         for e in &effects {
             if let Effect::Restart(order) = e {
@@ -461,6 +563,7 @@ impl ContainerTask {
         self.restart_sent = None;
         self.probing
             .store(self.sup.wants_probes(), Ordering::Relaxed);
+        self.report_gate(open_before);
     }
 
     fn dispatch_restart(&mut self, order: RestartOrder) {
@@ -482,6 +585,7 @@ impl ContainerTask {
         let tx = self.tx.clone();
         let (sent_tx, sent_rx) = oneshot::channel();
         self.restart_sent = Some(sent_rx);
+        let recreate = self.recreate.clone();
         tokio::spawn(async move {
             let sent = tx.clone();
             // Queued ahead of the restart's own events: from here on they are the restart's.
@@ -489,7 +593,15 @@ impl ContainerTask {
                 let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
                 let _ = sent_tx.send(());
             });
-            let outcome = runtime.restart(&id, &order, on_sent).await;
+            let outcome = match &recreate {
+                None => runtime.restart(&id, &order, on_sent).await,
+                Some(Ok(new_parent)) => runtime.recreate(&id, &order, new_parent, on_sent).await,
+                // Refused: Docker is not asked (a plain restart would fail on the gone parent
+                // and leave the container stopped).
+                Some(Err(why)) => ExecOutcome::Finished(selfheal_core::RestartOutcome::Failed(
+                    format!("not recreated: {why}"),
+                )),
+            };
             let _ = tx.send(Msg::Restart(outcome)).await;
         });
     }
@@ -526,7 +638,11 @@ impl ContainerTask {
             }
             Effect::IncidentOpened(t) => {
                 let evidence = self.evidence_at_detection(t.trigger);
-                self.incidents.opened(&t, &self.info, evidence);
+                let parent = self
+                    .parent_link
+                    .take()
+                    .filter(|_| t.trigger == Trigger::Dependency);
+                self.incidents.opened(&t, &self.info, evidence, parent);
                 self.start_capture();
             }
             Effect::IncidentUpdated(t) => self.incidents.updated(&t),
@@ -541,7 +657,9 @@ impl ContainerTask {
             Effect::Recovery { trigger, result } => {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
-                    RecoveryResult::Failed => self.incidents.restart_failed(now),
+                    RecoveryResult::Failed => self
+                        .incidents
+                        .restart_failed(now, self.last_failure.take()),
                     RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
                         "restarted by Docker's restart policy; recorded, not repeated"),
                     _ => {}
@@ -623,6 +741,7 @@ impl ContainerTask {
             unobservable: self.sup.unobservable().map(|u| u.as_str()),
             incident: incident.map(|i| (i.id, i.attempts, i.outcome, i.action_begun.is_some())),
             name: self.info.name.clone(),
+            waiting_on: self.waiting_on.clone(),
         };
         if self.published.as_ref() == Some(&key) {
             return;
@@ -641,6 +760,8 @@ impl ContainerTask {
             spec: Some(self.spec.clone()),
             label_errors: Vec::new(),
             last_incident: incident.map(Incident::without_evidence),
+            dependencies: Default::default(),
+            waiting_on: key.waiting_on.clone(),
         };
         self.published = Some(key);
         self.ctx.shared.put_view(view);
@@ -658,6 +779,7 @@ struct ViewKey {
     unobservable: Option<&'static str>,
     incident: Option<(u64, u32, crate::journal::IncidentOutcome, bool)>,
     name: String,
+    waiting_on: Option<String>,
 }
 
 async fn sleep_until(at: Option<Instant>) {

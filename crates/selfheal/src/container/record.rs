@@ -106,7 +106,14 @@ impl IncidentRecorder {
     }
 
     /// Opens the incident with the evidence known at detection (probe failures, an exit).
-    pub fn opened(&mut self, t: &IncidentTimes, info: &ContainerInfo, evidence: Option<Evidence>) {
+    /// `parent`: for trigger `dependency`, the parent and its incident.
+    pub fn opened(
+        &mut self,
+        t: &IncidentTimes,
+        info: &ContainerInfo,
+        evidence: Option<Evidence>,
+        parent: Option<(String, Option<u64>)>,
+    ) {
         let shared = &self.shared;
         let mut incident = Incident {
             id: shared.journal.next_id(),
@@ -127,9 +134,17 @@ impl IncidentRecorder {
             dry_run: shared.dry_run,
             unpersisted: false,
             evidence: evidence.filter(|e| !e.is_empty()).map(Arc::new),
+            parent: None,
+            parent_incident: None,
+            failure: None,
         };
+        if let Some((name, id)) = parent {
+            incident.parent = Some(name);
+            incident.parent_incident = id;
+        }
         self.fill(&mut incident, t);
-        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id, "incident opened");
+        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id,
+            parent = ?incident.parent, parent_incident = ?incident.parent_incident, "incident opened");
         let out = self.gate.opened(t.first_failure, t.detected);
         self.tell(out, Some(&incident));
         self.shared.journal.record(incident.clone());
@@ -202,7 +217,14 @@ impl IncidentRecorder {
         self.shared.journal.record(i.clone());
     }
 
-    pub fn restart_failed(&mut self, now: Instant) {
+    /// `reason`: Docker's or the executor's word, kept in the record.
+    pub fn restart_failed(&mut self, now: Instant, reason: Option<String>) {
+        if let Some(i) = &mut self.open {
+            if reason.is_some() {
+                i.failure = reason;
+                self.shared.journal.record(i.clone());
+            }
+        }
         let out = self.gate.restart_failed(now);
         self.tell(out, None);
     }

@@ -40,6 +40,15 @@ impl FakeRuntime {
 }
 
 impl ContainerRuntime for FakeRuntime {
+    fn recreate<'a>(
+        &'a self,
+        id: &'a str,
+        order: &'a RestartOrder,
+        _new_parent: &'a str,
+        on_sent: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, ExecOutcome> {
+        self.restart(id, order, on_sent)
+    }
     fn inspect<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>> {
         Box::pin(async move { self.shown.lock().expect("lock").clone() })
     }
@@ -92,6 +101,7 @@ fn world() -> World {
         probe_network: None,
         own_networks: Arc::new(Vec::new()),
         evidence: true,
+        gates: mpsc::channel(16).0,
     };
     let info = ContainerInfo {
         id: "c0ffee".into(),

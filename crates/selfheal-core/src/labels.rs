@@ -17,7 +17,8 @@ pub const STOP_TIMEOUT: &str = "selfheal.stop-timeout";
 pub const RESTART_MAX: &str = "selfheal.restart.max";
 pub const RESTART_WINDOW: &str = "selfheal.restart.window";
 
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 12] = [
+    crate::swarm::RESTART_CONDITION_LABEL,
     ENABLE,
     PROBE_HTTP,
     PROBE_TCP,
@@ -210,6 +211,15 @@ pub fn parse_labels(
     for key in labels.keys() {
         if key.starts_with("selfheal.") && !KNOWN.contains(&key.as_str()) {
             errors.push(LabelError::new(key, &labels[key], "unknown selfheal label"));
+        }
+    }
+    if let Some(v) = labels.get(crate::swarm::RESTART_CONDITION_LABEL) {
+        if crate::swarm::RestartCondition::from_swarm(v.trim()).is_none() || v.trim().is_empty() {
+            errors.push(LabelError::new(
+                crate::swarm::RESTART_CONDITION_LABEL,
+                v,
+                "expected Swarm's restart condition: any, on-failure or none",
+            ));
         }
     }
 

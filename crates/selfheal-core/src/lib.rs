@@ -10,6 +10,7 @@ pub mod labels;
 pub mod policy;
 pub mod restart_policy;
 pub mod supervisor;
+pub mod swarm;
 
 pub use backoff::Backoff;
 pub use budget::RestartBudget;
@@ -22,3 +23,4 @@ pub use policy::{
 };
 pub use restart_policy::RestartPolicy;
 pub use supervisor::{Phase, Supervisor};
+pub use swarm::{EndMode, RestartCondition, SlotCarry, SwarmSlot, SwarmTask};

@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod notify;
 pub mod probe;
 pub mod shared;
+pub mod swarm;
 pub mod watch;

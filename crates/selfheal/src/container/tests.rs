@@ -77,6 +77,7 @@ fn world() -> World {
         backoff: Backoff::default(),
         probe_network: None,
         own_networks: Arc::new(Vec::new()),
+        slots: Arc::default(),
     };
     let info = ContainerInfo {
         id: "c0ffee".into(),
@@ -92,7 +93,7 @@ fn world() -> World {
         .expect("labels")
         .expect("opted in");
     let cancel = CancellationToken::new();
-    let handle = spawn(ctx, info.clone(), spec, None, &cancel);
+    let handle = spawn(ctx, info.clone(), spec, None, None, &cancel);
     World {
         shared,
         runtime,

@@ -25,7 +25,8 @@ mode=${1:-}
 #   the stack scripts: curl, jq, procps, python3;
 #   tests/deploy/check.sh: promtool, amtool (the prometheus packages above), python3-yaml;
 #   tests/vagrant/check.sh: vagrant, vagrant-libvirt, ruby; lint: shellcheck;
-#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip.
+#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip;
+#   tests/swarm/run.sh (extra engines in network namespaces): iproute2, iptables, util-linux.
 up_packages=(
     ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3
     docker-compose prometheus prometheus-alertmanager prometheus-node-exporter busybox-static
@@ -33,7 +34,8 @@ up_packages=(
 case $mode in
     up) packages=("${up_packages[@]}") ;;
     test)
-        packages=("${up_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby)
+        packages=("${up_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby
+            iproute2 iptables util-linux)
         ;;
     *) printf 'usage: %s up|test\n' "$0" >&2; exit 2 ;;
 esac

@@ -23,4 +23,4 @@ pub use policy::{
 };
 pub use restart_policy::RestartPolicy;
 pub use supervisor::{Phase, Supervisor};
-pub use swarm::{EndMode, RestartCondition, SlotCarry, SwarmSlot, SwarmTask};
+pub use swarm::{EndMode, RestartCondition, Shortfall, SlotCarry, SwarmSlot, SwarmTask};

@@ -69,17 +69,22 @@ fn results(e: &[Effect]) -> Vec<RecoveryResult> {
         .collect()
 }
 
+/// A snapshot of a task that started just now.
+fn started_now(health: Option<DockerHealth>) -> Observation {
+    Observation::Snapshot(Snapshot {
+        status: RunStatus::Running {
+            started_at: Instant::now(),
+            paused: false,
+        },
+        health,
+    })
+}
+
 /// A task of the slot, running since `now`, its start period over.
 fn running_task(sup: &mut Supervisor, spec: &PolicySpec) -> Vec<Effect> {
     let at = Instant::now();
     let mut e = sup.handle(
-        Observation::Snapshot(Snapshot {
-            status: RunStatus::Running {
-                started_at: at,
-                paused: false,
-            },
-            health: spec.has_docker_health.then_some(DockerHealth::Healthy),
-        }),
+        started_now(spec.has_docker_health.then_some(DockerHealth::Healthy)),
         at,
     );
     if spec.has_probe {
@@ -139,16 +144,7 @@ async fn an_unhealthy_task_is_observed_and_its_replacement_closes_the_incident()
     // Swarm's restart delay, then the replacement runs and turns healthy.
     advance(secs(5)).await;
     let mut next = Supervisor::replacement(spec.clone(), carried, Instant::now());
-    next.handle(
-        Observation::Snapshot(Snapshot {
-            status: RunStatus::Running {
-                started_at: Instant::now(),
-                paused: false,
-            },
-            health: Some(DockerHealth::Starting),
-        }),
-        Instant::now(),
-    );
+    next.handle(started_now(Some(DockerHealth::Starting)), Instant::now());
     advance(secs(1)).await;
     let e = next.handle(Observation::Health(DockerHealth::Healthy), Instant::now());
     let closed = e.iter().find_map(|e| match e {
@@ -259,16 +255,7 @@ async fn the_budget_is_per_slot_and_quarantine_carries_over() {
     let carried = carry(&sup.handle(Observation::Died(exit(137)), Instant::now())).unwrap();
     assert!(carried.quarantined);
     let mut next = Supervisor::replacement(spec.clone(), carried, Instant::now());
-    next.handle(
-        Observation::Snapshot(Snapshot {
-            status: RunStatus::Running {
-                started_at: Instant::now(),
-                paused: false,
-            },
-            health: None,
-        }),
-        Instant::now(),
-    );
+    next.handle(started_now(None), Instant::now());
     assert_eq!(next.state(), State::Quarantined);
     let e = next.handle(Observation::Probe(ProbeOutcome::Passed), Instant::now());
     assert!(e.contains(&Effect::Released));

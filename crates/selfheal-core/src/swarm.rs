@@ -153,6 +153,34 @@ pub struct SlotCarry {
     pub quarantined: bool,
 }
 
+/// How long a service may run fewer tasks than it wants before it counts as stuck (the
+/// `--swarm-stuck-after` default).
+pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// One service's shortfall: running tasks below desired since when. Swarm sometimes never
+/// reschedules (moby #36945, #37275); a shortfall longer than the limit is a stuck service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shortfall {
+    since: Option<Instant>,
+}
+
+impl Shortfall {
+    /// Feeds one look at the service (`ServiceStatus.RunningTasks` / `DesiredTasks`).
+    pub fn observe(&mut self, running: u64, desired: u64, now: Instant) {
+        if running >= desired {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(now);
+        }
+    }
+
+    /// Short of tasks, without a break, for `limit` or longer.
+    pub fn stuck(&self, now: Instant, limit: std::time::Duration) -> bool {
+        self.since
+            .is_some_and(|s| now.saturating_duration_since(s) >= limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +230,30 @@ mod tests {
             SwarmTask::from_labels(&labels(&[(SERVICE_ID, "svc1")])),
             None
         );
+    }
+
+    /// A service is stuck only after a shortfall without a break lasting the limit; one look
+    /// with every task running starts the count over.
+    #[test]
+    fn a_service_is_stuck_after_a_shortfall_lasting_the_limit() {
+        let t0 = Instant::now();
+        let limit = std::time::Duration::from_secs(300);
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        let mut f = Shortfall::default();
+        f.observe(1, 1, at(0));
+        assert!(!f.stuck(at(1000), limit));
+        f.observe(0, 1, at(10));
+        f.observe(0, 1, at(200));
+        assert!(!f.stuck(at(309), limit));
+        assert!(f.stuck(at(310), limit));
+        f.observe(1, 1, at(311));
+        assert!(!f.stuck(at(311), limit));
+        f.observe(2, 3, at(400));
+        assert!(!f.stuck(at(699), limit), "counted from the new shortfall");
+        assert!(f.stuck(at(700), limit));
+        // Scaled to zero: nothing is missing.
+        f.observe(0, 0, at(701));
+        assert!(!f.stuck(at(2000), limit));
     }
 
     /// Swarm replaces a task under `any` however it ends, under `on-failure` only after a

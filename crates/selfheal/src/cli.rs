@@ -127,6 +127,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
+    let swarm_metrics = crate::swarm::SwarmMetrics::register(&mut registry);
     let journal_metrics = JournalMetrics {
         write_failures: metrics.journal_write_failures.clone(),
         unpersisted: metrics.incidents_unpersisted.clone(),
@@ -173,6 +174,12 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let journal = shared.journal.clone();
+    tokio::spawn(crate::swarm::watch_services(
+        cfg.docker_host.clone(),
+        cfg.swarm_stuck_after,
+        swarm_metrics,
+        cancel.clone(),
+    ));
     Watcher::new(cfg, shared)?.run(cancel.clone()).await;
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

@@ -49,9 +49,9 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh
 
-test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-image-switch test-vagrant ## everything CI runs
+test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-image-switch test-vagrant test-swarm ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
@@ -95,6 +95,9 @@ test-compose-v2: images ## test-smoke and test-e2e under Compose v2 (docker comp
 
 test-deploy: ## promtool, amtool and dashboard checks
 	bash tests/deploy/check.sh
+
+test-swarm: images ## selfheal on a real 3-node Swarm (engines in network namespaces; root)
+	bash tests/swarm/run.sh
 
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh

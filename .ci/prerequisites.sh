@@ -29,7 +29,8 @@ mode=${1:-}
 #   tests/deploy/check.sh: promtool, amtool (the prometheus packages above), python3-yaml;
 #   tests/vagrant/check.sh: vagrant, vagrant-libvirt, ruby; lint: shellcheck;
 #   crates/selfheal/tests/status_page.rs: chromium (headless), fonts-dejavu-core (its text);
-#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip.
+#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip;
+#   tests/swarm/run.sh (extra engines in network namespaces): iproute2, iptables, util-linux.
 up_packages=(ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3 docker-compose)
 offline_packages=(prometheus prometheus-alertmanager prometheus-node-exporter busybox-static)
 case $mode in
@@ -37,7 +38,7 @@ case $mode in
     offline) packages=("${offline_packages[@]}") ;;
     test)
         packages=("${up_packages[@]}" "${offline_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby
-            chromium fonts-dejavu-core)
+            chromium fonts-dejavu-core iproute2 iptables util-linux)
         ;;
     *) printf 'usage: %s up|offline|test\n' "$0" >&2; exit 2 ;;
 esac

@@ -24,7 +24,8 @@ pub const DEPENDS_ON: &str = "selfheal.depends-on";
 /// `ignore` on a parent: its dependents are left alone. `restart` is the default.
 pub const DEPENDENTS: &str = "selfheal.dependents";
 
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 15] = [
+    crate::swarm::RESTART_CONDITION_LABEL,
     ENABLE,
     PROBE_HTTP,
     PROBE_TCP,
@@ -220,6 +221,15 @@ pub fn parse_labels(
     for key in labels.keys() {
         if key.starts_with("selfheal.") && !KNOWN.contains(&key.as_str()) {
             errors.push(LabelError::new(key, &labels[key], "unknown selfheal label"));
+        }
+    }
+    if let Some(v) = labels.get(crate::swarm::RESTART_CONDITION_LABEL) {
+        if crate::swarm::RestartCondition::from_swarm(v.trim()).is_none() || v.trim().is_empty() {
+            errors.push(LabelError::new(
+                crate::swarm::RESTART_CONDITION_LABEL,
+                v,
+                "expected Swarm's restart condition: any, on-failure or none",
+            ));
         }
     }
 

@@ -159,6 +159,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
     let notify_metrics = crate::notify::NotifyMetrics::register(&mut registry);
+    let swarm_metrics = crate::swarm::SwarmMetrics::register(&mut registry);
     let journal_metrics = JournalMetrics {
         write_failures: metrics.journal_write_failures.clone(),
         unpersisted: metrics.incidents_unpersisted.clone(),
@@ -205,6 +206,12 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let journal = shared.journal.clone();
+    tokio::spawn(crate::swarm::watch_services(
+        cfg.docker_host.clone(),
+        cfg.swarm_stuck_after,
+        swarm_metrics,
+        cancel.clone(),
+    ));
     let notifier =
         crate::notify::Notifier::start(cfg.notify.clone(), cfg.host_name.clone(), notify_metrics)?;
     Watcher::new(cfg, shared, notifier)?

@@ -121,6 +121,10 @@ pub struct WatchArgs {
     /// Docker network whose address probes use (default: one the watchdog shares, else the first).
     #[arg(long, env = "SELFHEAL_PROBE_NETWORK")]
     pub probe_network: Option<String>,
+    /// On the Swarm leader: a service running fewer tasks than desired for this long is
+    /// reported stuck (default 5m).
+    #[arg(long, env = "SELFHEAL_SWARM_STUCK_AFTER", value_parser = duration_arg)]
+    pub swarm_stuck_after: Option<Duration>,
 }
 
 /// The TOML file: every key optional, unknown keys rejected.
@@ -151,6 +155,7 @@ struct FileConfig {
     backoff_reset: Option<String>,
     probe_network: Option<String>,
     filter_label: Option<String>,
+    swarm_stuck_after: Option<String>,
 }
 
 /// A configuration error, naming the flag or key and the value.
@@ -189,6 +194,7 @@ pub struct WatchConfig {
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub filter_label: Option<String>,
+    pub swarm_stuck_after: Duration,
 }
 
 impl WatchArgs {
@@ -307,6 +313,12 @@ impl WatchArgs {
             },
             probe_network: self.probe_network.clone().or(file.probe_network),
             filter_label: self.filter_label.clone().or(file.filter_label),
+            swarm_stuck_after: dur(
+                "swarm-stuck-after",
+                self.swarm_stuck_after,
+                &file.swarm_stuck_after,
+                selfheal_core::swarm::STUCK_AFTER,
+            )?,
         };
         cfg.validate()?;
         let mut cfg = cfg;

@@ -26,4 +26,5 @@ pub mod recreate;
 pub mod shared;
 pub mod status_page;
 pub mod timeline;
+pub mod swarm;
 pub mod watch;

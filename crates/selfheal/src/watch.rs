@@ -119,6 +119,7 @@ impl Watcher {
             own_networks: Arc::new(Vec::new()),
             evidence: cfg.evidence,
             gates: gates_tx,
+            slots: Arc::default(),
         };
         Ok(Self {
             cfg,
@@ -324,7 +325,19 @@ impl Watcher {
                     .open_incidents()
                     .into_iter()
                     .find(|i| i.container_id == info.id);
-                let handle = container::spawn(self.ctx.clone(), info, spec, resumed, &self.cancel);
+                let swarm = match selfheal_core::SwarmTask::from_labels(&info.labels) {
+                    Some(task) => {
+                        let condition =
+                            crate::swarm::restart_condition(docker, &info.labels, &task).await;
+                        tracing::info!(container = %info.name, service = %task.service_name,
+                            slot = %task.slot_key(), condition = condition.as_str(),
+                            "a Swarm task: never restarted in place");
+                        Some(crate::swarm::SwarmBinding { task, condition })
+                    }
+                    None => None,
+                };
+                let handle =
+                    container::spawn(self.ctx.clone(), info, spec, resumed, swarm, &self.cancel);
                 self.tasks.insert(id.to_string(), handle);
             }
             Discovered::LabelErrors { info, errors } => {

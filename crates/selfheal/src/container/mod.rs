@@ -104,6 +104,8 @@ pub struct Context {
     pub evidence: bool,
     /// Where this container, as a parent, reports that its dependents wait or may go on.
     pub gates: mpsc::Sender<GateReport>,
+    /// Swarm slots handed over by an ended task, for its replacement.
+    pub slots: Arc<crate::swarm::SlotLedger>,
 }
 
 pub struct ContainerHandle {
@@ -167,6 +169,8 @@ struct ContainerTask {
     recreate: Option<Result<String, String>>,
     /// Why the last restart failed, for the incident.
     last_failure: Option<String>,
+    /// Set when the container is a Swarm task.
+    swarm: Option<crate::swarm::SwarmBinding>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -257,6 +261,7 @@ fn policy_spec(spec: &WatchSpec, info: &ContainerInfo, backoff: Backoff) -> Poli
         restart_policy: info.restart_policy(),
         has_probe: spec.probe.is_some(),
         has_docker_health: info.has_healthcheck,
+        swarm: None,
     }
 }
 
@@ -267,10 +272,19 @@ pub fn spawn(
     info: ContainerInfo,
     spec: WatchSpec,
     resumed: Option<Incident>,
+    swarm: Option<crate::swarm::SwarmBinding>,
     parent: &CancellationToken,
 ) -> ContainerHandle {
     let (tx, rx) = mpsc::channel(INBOX);
     let cancel = parent.child_token();
+    // A Swarm task takes over what the task it replaces left in its slot.
+    let handed = swarm
+        .as_ref()
+        .and_then(|b| ctx.slots.take(&b.task.slot_key()));
+    let resumed = match &handed {
+        Some(h) => h.incident.clone(),
+        None => resumed,
+    };
     let times = resumed
         .as_ref()
         .and_then(|i| IncidentRecorder::times_of(&ctx.shared, i));
@@ -330,9 +344,19 @@ pub fn spawn(
         })
     });
     let now = Instant::now();
-    let policy = policy_spec(&spec, &info, ctx.backoff);
+    let mut policy = policy_spec(&spec, &info, ctx.backoff);
+    policy.swarm = swarm.as_ref().map(|b| b.condition);
+    let sup = match handed {
+        Some(h) => {
+            tracing::info!(container = %info.name, incident = ?h.incident.as_ref().map(|i| i.id),
+                "Swarm task replaces an ended one in its slot; taking over the slot");
+            Supervisor::replacement(policy, h.carry, now)
+        }
+        None => Supervisor::new(policy, times, now),
+    };
     let mut task = ContainerTask {
-        sup: Supervisor::new(policy, times, now),
+        sup,
+        swarm,
         incidents: IncidentRecorder::new(
             ctx.shared.clone(),
             ctx.notifier.clone(),
@@ -573,10 +597,15 @@ impl ContainerTask {
             .metrics
             .event_to_action
             .observe(reaction.as_secs_f64());
-        let verb = if self.ctx.shared.dry_run {
-            "would restart (dry run)"
-        } else {
-            "restarting"
+        let verb = match (self.ctx.shared.dry_run, order.end) {
+            (true, _) => "would restart or end (dry run)",
+            (false, None) => "restarting",
+            (false, Some(selfheal_core::EndMode::Stop)) => {
+                "stopping the Swarm task for Swarm to replace"
+            }
+            (false, Some(selfheal_core::EndMode::Kill)) => {
+                "killing the Swarm task for Swarm to replace"
+            }
         };
         tracing::warn!(container = %self.info.name, trigger = %order.trigger, attempt = order.attempt,
             stop_timeout = order.stop_timeout, reaction = ?reaction, "{verb}");
@@ -660,6 +689,9 @@ impl ContainerTask {
                     RecoveryResult::Failed => self
                         .incidents
                         .restart_failed(now, self.last_failure.take()),
+                    RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
+                        container = %name, %trigger,
+                        "Swarm task failed; Swarm replaces it, recorded, not acted on"),
                     RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
                         "restarted by Docker's restart policy; recorded, not repeated"),
                     _ => {}
@@ -672,6 +704,20 @@ impl ContainerTask {
             Effect::Released => {
                 tracing::info!(container = %name, "healthy again by itself: released from quarantine");
                 self.incidents.released(now);
+            }
+            Effect::HandOver(carry) => {
+                let Some(b) = &self.swarm else { return };
+                let incident = self.incidents.open.take();
+                tracing::info!(container = %name, service = %b.task.service_name,
+                    incident = ?incident.as_ref().map(|i| i.id),
+                    "Swarm task ended; its slot goes to the task Swarm starts next");
+                self.ctx.slots.put(
+                    b.task.slot_key(),
+                    crate::swarm::Handed {
+                        carry: *carry,
+                        incident,
+                    },
+                );
             }
             // Behind whatever is already in the inbox: looked at in order.
             Effect::Inspect => self.send_self(Msg::Look { started: false }),

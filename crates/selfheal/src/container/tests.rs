@@ -102,6 +102,7 @@ fn world() -> World {
         own_networks: Arc::new(Vec::new()),
         evidence: true,
         gates: mpsc::channel(16).0,
+        slots: Arc::default(),
     };
     let info = ContainerInfo {
         id: "c0ffee".into(),
@@ -117,7 +118,7 @@ fn world() -> World {
         .expect("labels")
         .expect("opted in");
     let cancel = CancellationToken::new();
-    let handle = spawn(ctx, info.clone(), spec, None, &cancel);
+    let handle = spawn(ctx, info.clone(), spec, None, None, &cancel);
     World {
         shared,
         runtime,

@@ -276,13 +276,20 @@ fn screenshot() {
     browser::require_chromium();
     let env = TestEnv::new("shot");
     let api = healable(&env, "api");
+    // With a Docker HEALTHCHECK too (its column in the picture), one that would take 30 failed
+    // checks to say unhealthy: the watchdog's probe heals it first, and a Docker `unhealthy`
+    // event cannot bring in another watchdog that may share the engine (an unscoped stack).
+    let mut health = BUSYBOX_HEALTH.to_vec();
+    let retries = health
+        .iter()
+        .position(|a| *a == "--health-retries")
+        .unwrap()
+        + 1;
+    health[retries] = "30";
     let worker = env.run_image(
         "worker",
         BUSYBOX,
-        &with(
-            &["--stop-timeout", "2"],
-            &with(BUSYBOX_HEALTH, OPT_IN_HTTP_PROBE),
-        ),
+        &with(&["--stop-timeout", "2"], &with(&health, OPT_IN_HTTP_PROBE)),
     );
     hostile(&env, "cache");
     let wd = env.watchdog(&[]);

@@ -169,7 +169,10 @@ async fn timeline_svg(State(shared): State<Arc<Shared>>, Query(q): Query<SinceQu
     match q.resolve() {
         Ok((text, since)) => {
             let snap = Snapshot::read(&shared, since);
-            secured("image/svg+xml", timeline(&snap.incidents, &text))
+            secured(
+                "image/svg+xml",
+                timeline(&snap.incidents, &format!("incidents since {text}")),
+            )
         }
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
@@ -269,7 +272,7 @@ fn render_index(snap: &Snapshot, since: &str) -> String {
          <button type=\"submit\">show</button> <span class=\"muted\">a duration back from now \
          (30m, 24h, 7d) or an RFC 3339 time</span></form>\n<div id=\"timeline\">{}</div>\n",
         esc(since),
-        timeline(&snap.incidents, since)
+        timeline(&snap.incidents, &format!("incidents since {since}"))
     );
     m += "<table id=\"incidents\"><thead><tr><th>incident</th><th>container</th>\
           <th>trigger</th><th>detected</th><th>attempts</th><th>outcome</th>\
@@ -430,8 +433,8 @@ fn wall(i: &Value, key: &str) -> Option<SystemTime> {
 }
 
 /// The incidents (newest first, as the API lists them) as a timeline: grouped by container,
-/// oldest first within one, each bar from its first failure.
-pub fn timeline(incidents: &[Value], since: &str) -> String {
+/// oldest first within one, each bar from its first failure. `what` heads it.
+pub fn timeline(incidents: &[Value], what: &str) -> String {
     let mut shown: Vec<&Value> = incidents.iter().take(TIMELINE_ROWS).collect();
     shown.sort_by(|a, b| {
         (str_of(a, "container"), a["id"].as_u64()).cmp(&(str_of(b, "container"), b["id"].as_u64()))
@@ -461,11 +464,11 @@ pub fn timeline(incidents: &[Value], since: &str) -> String {
     let more = incidents.len().saturating_sub(TIMELINE_ROWS);
     let title = if more > 0 {
         format!(
-            "incidents since {since}, the newest {TIMELINE_ROWS} ({more} more in the list) - \
-             seconds after the fault"
+            "{what}, the newest {TIMELINE_ROWS} ({more} more in the list) - seconds after the \
+             fault"
         )
     } else {
-        format!("incidents since {since} - seconds after the fault")
+        format!("{what} - seconds after the fault")
     };
     TimelineChart {
         title,
@@ -519,7 +522,7 @@ fn render_incident(i: &Value) -> String {
     let _ = writeln!(
         m,
         "<div id=\"timeline\">{}</div>",
-        timeline(std::slice::from_ref(i), "its fault")
+        timeline(std::slice::from_ref(i), &format!("incident #{id}"))
     );
     m += &evidence(&i["evidence"]);
     m += "</section>\n";
@@ -654,7 +657,7 @@ mod tests {
         let i = json!({"id": 4, "container": "web", "first_failure": "2026-01-01T00:00:00Z",
             "detected": "2026-01-01T00:00:02Z", "action_begun": "2026-01-01T00:00:03Z",
             "healthy_again": "2026-01-01T00:00:07Z", "outcome": "recovered"});
-        let svg = timeline(&[i], "1h");
+        let svg = timeline(&[i], "incidents since 1h");
         assert!(
             svg.contains("fault -&gt; detected: 0.00s to 2.00s"),
             "{svg}"

@@ -93,8 +93,9 @@ impl TimelineChart<'_> {
         };
         let mut out = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
-             viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\" fill=\"{text}\">\n\
+             viewBox=\"0 0 {width:.0} {height:.0}\" role=\"img\" aria-label=\"{}\" font-family=\"sans-serif\" font-size=\"11\" fill=\"{text}\">\n\
              {background}<text x=\"10\" y=\"18\" font-size=\"13\">{}</text>\n",
+            xml(&self.title),
             xml(&self.title)
         );
         // Axis ticks.

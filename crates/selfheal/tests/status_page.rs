@@ -276,15 +276,29 @@ fn screenshot() {
     browser::require_chromium();
     let env = TestEnv::new("shot");
     let api = healable(&env, "api");
-    let worker = env.run_image("worker", BUSYBOX, &with(BUSYBOX_HEALTH, OPT_IN_HTTP_PROBE));
+    // With a Docker HEALTHCHECK too (its column in the picture), one that would take 30 failed
+    // checks to say unhealthy: the watchdog's probe heals it first, and a Docker `unhealthy`
+    // event cannot bring in another watchdog that may share the engine (an unscoped stack).
+    let mut health = BUSYBOX_HEALTH.to_vec();
+    let retries = health
+        .iter()
+        .position(|a| *a == "--health-retries")
+        .unwrap()
+        + 1;
+    health[retries] = "30";
+    let worker = env.run_image(
+        "worker",
+        BUSYBOX,
+        &with(&["--stop-timeout", "2"], &with(&health, OPT_IN_HTTP_PROBE)),
+    );
     hostile(&env, "cache");
     let wd = env.watchdog(&[]);
     wd.wait_state(&api.name, "healthy", secs(20)).unwrap();
     wd.wait_state(&worker.name, "healthy", secs(20)).unwrap();
     api.freeze();
-    wd.wait_recovered(&api.name, secs(40));
+    wd.wait_recovered(&api.name, secs(60));
     worker.freeze();
-    wd.wait_recovered(&worker.name, secs(40));
+    wd.wait_recovered(&worker.name, secs(60));
     wd.wait_state(&api.name, "healthy", secs(20)).unwrap();
     wd.wait_state(&worker.name, "healthy", secs(20)).unwrap();
 
@@ -308,6 +322,17 @@ fn screenshot() {
             &page,
             "document.getElementById('live').textContent = 'live: updating every 3 s'",
         );
+        // The picture claims two healed containers, healthy again: the page must say so.
+        for name in [&api.name, &worker.name] {
+            let state = b.eval(
+                &page,
+                &format!(
+                    "document.querySelector('tr[data-name={}] .state').textContent",
+                    js(name)
+                ),
+            );
+            assert_eq!(state, "healthy", "{name} on the page\n{}", wd.log_tail());
+        }
         let dark = b.eval(&page, "matchMedia('(prefers-color-scheme: dark)').matches");
         assert_eq!(dark, scheme == "dark");
         assert_eq!(b.errors(&page), Vec::<String>::new());

@@ -126,8 +126,8 @@
     return true;
   }
 
-  function get(url) {
-    return fetch(url, { headers: { Accept: url.endsWith(".svg") || url.indexOf(".svg?") > 0 ? "image/svg+xml" : "application/json" }, cache: "no-store" })
+  function get(url, accept) {
+    return fetch(url, { headers: { Accept: accept || "application/json" }, cache: "no-store" })
       .then(function (r) {
         if (r.status === 401) throw new Error("not authorised");
         if (!r.ok && r.status !== 503) throw new Error(url + ": HTTP " + r.status);
@@ -141,7 +141,7 @@
       get("/api/v1/containers"),
       get("/api/v1/incidents" + q),
       get("/healthz"),
-      get("/status/timeline.svg" + q),
+      get("/status/timeline.svg" + q, "image/svg+xml"),
     ]).then(function (r) {
       if (changed("containers", r[0])) {
         var containers = JSON.parse(r[0]);

@@ -25,6 +25,6 @@ pub mod probe;
 pub mod recreate;
 pub mod shared;
 pub mod status_page;
-pub mod timeline;
 pub mod swarm;
+pub mod timeline;
 pub mod watch;

@@ -686,9 +686,9 @@ impl ContainerTask {
             Effect::Recovery { trigger, result } => {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
-                    RecoveryResult::Failed => self
-                        .incidents
-                        .restart_failed(now, self.last_failure.take()),
+                    RecoveryResult::Failed => {
+                        self.incidents.restart_failed(now, self.last_failure.take())
+                    }
                     RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
                         container = %name, %trigger,
                         "Swarm task failed; Swarm replaces it, recorded, not acted on"),

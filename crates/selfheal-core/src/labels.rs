@@ -19,7 +19,13 @@ pub const RESTART_WINDOW: &str = "selfheal.restart.window";
 /// `false` mutes the container's notifications (default `true`).
 pub const NOTIFY: &str = "selfheal.notify";
 
-const KNOWN: [&str; 12] = [
+/// `NAME[,NAME]`: restart this container after NAME is running (and healthy) again.
+pub const DEPENDS_ON: &str = "selfheal.depends-on";
+/// `ignore` on a parent: its dependents are left alone. `restart` is the default.
+pub const DEPENDENTS: &str = "selfheal.dependents";
+
+const KNOWN: [&str; 15] = [
+    crate::swarm::RESTART_CONDITION_LABEL,
     ENABLE,
     PROBE_HTTP,
     PROBE_TCP,
@@ -32,6 +38,8 @@ const KNOWN: [&str; 12] = [
     RESTART_MAX,
     RESTART_WINDOW,
     NOTIFY,
+    DEPENDS_ON,
+    DEPENDENTS,
 ];
 
 /// A label whose value the watchdog cannot use. The container carrying it is left alone.
@@ -158,6 +166,12 @@ pub struct WatchSpec {
     pub restart_window: Duration,
     /// Notifications about this container are sent (label `selfheal.notify`).
     pub notify: bool,
+    /// `selfheal.depends-on`: container names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// `selfheal.dependents=ignore`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_dependents: bool,
 }
 
 mod secs {
@@ -207,6 +221,15 @@ pub fn parse_labels(
     for key in labels.keys() {
         if key.starts_with("selfheal.") && !KNOWN.contains(&key.as_str()) {
             errors.push(LabelError::new(key, &labels[key], "unknown selfheal label"));
+        }
+    }
+    if let Some(v) = labels.get(crate::swarm::RESTART_CONDITION_LABEL) {
+        if crate::swarm::RestartCondition::from_swarm(v.trim()).is_none() || v.trim().is_empty() {
+            errors.push(LabelError::new(
+                crate::swarm::RESTART_CONDITION_LABEL,
+                v,
+                "expected Swarm's restart condition: any, on-failure or none",
+            ));
         }
     }
 
@@ -310,6 +333,20 @@ pub fn parse_labels(
     }
 
     let notify = bool_label(labels, NOTIFY, true, &mut errors);
+    let depends_on = labels.get(DEPENDS_ON).map_or_else(Vec::new, |v| {
+        parse_depends_on(v).unwrap_or_else(|r| {
+            errors.push(LabelError::new(DEPENDS_ON, v, r));
+            Vec::new()
+        })
+    });
+    let ignore_dependents = match labels.get(DEPENDENTS).map(|v| v.trim()) {
+        None | Some("restart") => false,
+        Some("ignore") => true,
+        Some(v) => {
+            errors.push(LabelError::new(DEPENDENTS, v, "expected ignore or restart"));
+            false
+        }
+    };
 
     if !errors.is_empty() {
         errors.sort_by(|a, b| a.label.cmp(&b.label));
@@ -325,6 +362,8 @@ pub fn parse_labels(
         restart_max,
         restart_window,
         notify,
+        depends_on,
+        ignore_dependents,
     }))
 }
 
@@ -345,6 +384,29 @@ fn bool_label(
             true
         }
     }
+}
+
+/// `NAME[,NAME]`: container names as Docker allows them (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+fn parse_depends_on(v: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for name in v.split(',').map(str::trim) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(format!(
+                "{name:?} is not a container name; expected NAME[,NAME]"
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -582,5 +644,30 @@ mod tests {
         assert_eq!(both.unwrap_err()[0].label, PROBE_TCP);
         let expect = parse(&[(ENABLE, "true"), (PROBE_EXPECT, "ok")]);
         assert_eq!(expect.unwrap_err()[0].label, PROBE_EXPECT);
+    }
+
+    #[test]
+    fn dependency_labels_are_part_of_the_contract() {
+        let spec = parse(&[
+            (ENABLE, "true"),
+            (DEPENDS_ON, "vpn, db,vpn"),
+            (DEPENDENTS, "ignore"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(spec.depends_on, vec!["vpn", "db"]);
+        assert!(spec.ignore_dependents);
+        let spec = parse(&[(ENABLE, "true"), (DEPENDENTS, "restart")])
+            .unwrap()
+            .unwrap();
+        assert!(!spec.ignore_dependents && spec.depends_on.is_empty());
+        for bad in ["", "vpn,,db", "-vpn", "vpn db", "/vpn"] {
+            let errs = parse(&[(ENABLE, "true"), (DEPENDS_ON, bad)]).unwrap_err();
+            assert_eq!(errs[0].label, DEPENDS_ON, "{bad}");
+            assert_eq!(errs[0].value, bad);
+        }
+        let errs = parse(&[(ENABLE, "true"), (DEPENDENTS, "skip")]).unwrap_err();
+        assert_eq!(errs[0].label, DEPENDENTS);
+        assert!(errs[0].to_string().contains("skip"), "{}", errs[0]);
     }
 }

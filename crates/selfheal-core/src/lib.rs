@@ -5,12 +5,14 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod dependents;
 pub mod duration;
 pub mod labels;
 pub mod notice_gate;
 pub mod policy;
 pub mod restart_policy;
 pub mod supervisor;
+pub mod swarm;
 
 pub use backoff::Backoff;
 pub use budget::RestartBudget;
@@ -24,3 +26,4 @@ pub use policy::{
 };
 pub use restart_policy::RestartPolicy;
 pub use supervisor::{Phase, Supervisor};
+pub use swarm::{EndMode, RestartCondition, Shortfall, SlotCarry, SwarmSlot, SwarmTask};

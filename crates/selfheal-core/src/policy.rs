@@ -4,6 +4,7 @@
 
 use crate::backoff::Backoff;
 use crate::restart_policy::RestartPolicy;
+use crate::swarm::{EndMode, RestartCondition, SlotCarry};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -61,6 +62,8 @@ label_enum!(
         ProbeFailed => "probe_failed",
         Died => "died",
         Oom => "oom",
+        /// A parent it depends on started again after it (see [`crate::dependents`]).
+        Dependency => "dependency",
     }
 );
 
@@ -207,6 +210,15 @@ pub enum Observation {
     RestartFinished(RestartOutcome),
     /// A wake-up the core asked for through [`crate::Supervisor::wake_at`].
     Tick,
+    /// A parent this container depends on started again at `at` and is running (and healthy)
+    /// now: a run of this container that began before `at` is attached to the parent's old
+    /// start (for a network dependent: its old namespace) and is restarted.
+    ParentStarted {
+        at: Instant,
+    },
+    /// The executor replaced the container with a new one (a recreate, see
+    /// [`crate::dependents`]): the replacement is watched as a container of its own.
+    Replaced,
 }
 
 /// An incident as the core sees it: every time in it is the core's.
@@ -240,6 +252,9 @@ pub struct RestartOrder {
     pub require_running: bool,
     /// When the failure was detected; the daemon measures its reaction from here.
     pub detected: Instant,
+    /// `None`: restart the container (plain Docker). `Some`: a Swarm task, never restarted in
+    /// place: end it this way so that Swarm replaces it.
+    pub end: Option<EndMode>,
 }
 
 /// Something the daemon must do or record.
@@ -274,6 +289,9 @@ pub enum Effect {
     /// Read `State.Health.Log` and feed back [`Observation::HealthFailingSince`]. Never on the
     /// restart's path: it comes after the restart order.
     ReadHealthLog,
+    /// A Swarm task's container ended: what its slot's next task takes over. This supervisor
+    /// is done; the incident (if any) is closed by the replacement's.
+    HandOver(Box<SlotCarry>),
 }
 
 /// The policy's settings for one container.
@@ -294,6 +312,8 @@ pub struct PolicySpec {
     pub has_probe: bool,
     /// The container has a Docker HEALTHCHECK.
     pub has_docker_health: bool,
+    /// `Some`: the container is a Swarm task, and this is its service's restart condition.
+    pub swarm: Option<RestartCondition>,
 }
 
 /// Docker's default stop timeout, used when neither the label nor the container sets one.

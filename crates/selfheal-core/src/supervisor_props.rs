@@ -35,6 +35,12 @@ enum Step {
     /// The executor makes progress with the order it holds, if any.
     Execute(u8),
     Tick,
+    /// A parent started `ago` ms before now (and is ready now); `at_own_start`: at the same
+    /// instant as this container's own run began.
+    ParentStarted {
+        ago: u64,
+        at_own_start: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -59,6 +65,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop_oneof![Just(0i64), Just(1), Just(143)].prop_map(|code| Step::SnapshotExited { code }),
         6 => any::<u8>().prop_map(Step::Execute),
         3 => Just(Step::Tick),
+        2 => (0u64..3_000, any::<bool>())
+            .prop_map(|(ago, at_own_start)| Step::ParentStarted { ago, at_own_start }),
     ]
 }
 
@@ -79,6 +87,7 @@ fn spec(restart_policy: RestartPolicy, has_docker_health: bool) -> PolicySpec {
         restart_policy,
         has_probe: true,
         has_docker_health,
+        swarm: None,
     }
 }
 
@@ -119,6 +128,8 @@ struct Model {
     /// The supervisor was told it cannot know (a restart not sent): until it looks again.
     unknown: bool,
     last_exit: i64,
+    /// A parent started after the current run began, and the run was not restarted since.
+    stale: bool,
 }
 
 impl Model {
@@ -139,6 +150,7 @@ impl Model {
             quarantined: false,
             unknown: false,
             last_exit: 143,
+            stale: false,
         }
     }
 
@@ -150,6 +162,7 @@ impl Model {
         self.grace_over = false;
         self.streak = 0;
         self.docker = None;
+        self.stale = false;
     }
 
     /// A restart is ordered or under way and its start not seen yet.
@@ -211,9 +224,13 @@ impl Run {
         let spec = &self.spec;
         for e in effects {
             match e {
-                Effect::IncidentOpened(_) => {
+                Effect::IncidentOpened(i) => {
                     // Every incident opens once and closes once: never two open at a time.
                     prop_assert!(!self.model.open_incident, "opened twice: {obs:?}");
+                    // A `dependency` incident only for a run a parent's start left behind.
+                    if i.trigger == Trigger::Dependency {
+                        prop_assert!(self.model.stale, "dependency incident, nothing stale");
+                    }
                     self.model.open_incident = true;
                 }
                 Effect::IncidentUpdated(_) => {
@@ -279,6 +296,11 @@ impl Run {
                 }
                 _ => {}
             }
+        }
+        // The API never shows a container healthy while a parent's start has left its run
+        // behind (it serves nobody).
+        if self.model.stale && self.model.running && !self.model.paused {
+            prop_assert_ne!(self.sup.state(), State::Healthy, "stale run shown healthy");
         }
         // The API never shows a container healthy while Docker says it is unhealthy.
         if self.model.docker == Some(DockerHealth::Unhealthy) && !self.model.paused {
@@ -462,6 +484,7 @@ impl Run {
                     self.model.paused = false;
                     self.model.docker = None;
                     self.model.streak = 0;
+                    self.model.stale = false;
                 }
             }
             Step::SnapshotRunning { paused, unhealthy } => {
@@ -505,6 +528,47 @@ impl Run {
                 }))?;
             }
             Step::Execute(pick) => self.execute(pick)?,
+            Step::ParentStarted { ago, at_own_start } => {
+                let at = match self.model.started.filter(|_| at_own_start) {
+                    Some(s) => s,
+                    None => self
+                        .now
+                        .checked_sub(Duration::from_millis(ago))
+                        .unwrap_or(self.now),
+                };
+                let free = self.free_to_act();
+                let behind = self.model.started.is_some_and(|s| s < at);
+                let held =
+                    !self.model.running || self.model.user_hold() || self.model.order.is_some();
+                let stale_before = self.model.stale;
+                if behind && !held {
+                    self.model.stale = true;
+                }
+                let left_behind = behind && free;
+                let effects = self.feed(Observation::ParentStarted { at })?;
+                let dependency_restart = effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::Restart(o) if o.trigger == Trigger::Dependency));
+                // A run that began at or after the parent's start already joined it, and a
+                // dependent that is paused, stopped, exited or being restarted is left alone
+                // (its next start joins the parent anyway): neither is restarted for it. (A
+                // restart held back before may fall due at any observation.)
+                if (!behind || held) && !stale_before {
+                    prop_assert!(
+                        !dependency_restart,
+                        "restarted for a parent it follows already"
+                    );
+                }
+                // A run left behind is restarted at once, unless its own backoff or budget
+                // holds it back.
+                if left_behind {
+                    prop_assert!(
+                        self.acted(&effects, free),
+                        "left behind by its parent and not restarted: {:?}",
+                        self.sup.phase()
+                    );
+                }
+            }
         }
         Ok(())
     }

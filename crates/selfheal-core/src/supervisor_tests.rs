@@ -19,6 +19,7 @@ fn spec() -> PolicySpec {
         restart_policy: RestartPolicy::No,
         has_probe: true,
         has_docker_health: false,
+        swarm: None,
     }
 }
 
@@ -662,4 +663,115 @@ async fn stop_timeout_comes_from_the_label_then_the_container_then_docker() {
     assert_eq!(s.effective_stop_timeout(), 30);
     s.container_stop_timeout = None;
     assert_eq!(s.effective_stop_timeout(), 10);
+}
+
+fn no_checks() -> PolicySpec {
+    PolicySpec {
+        has_probe: false,
+        has_docker_health: false,
+        ..spec()
+    }
+}
+
+/// Docker joins a `container:<id>` namespace when the dependent starts: a run older than the
+/// parent's new start is restarted once, with trigger `dependency`, the incident dated from
+/// the parent's start, and closed when the restarted run is up.
+#[tokio::test(start_paused = true)]
+async fn a_run_older_than_its_parents_start_is_restarted_once_as_a_dependency() {
+    let mut h = Harness::healthy(no_checks()).await;
+    let parent_start = Instant::now();
+    advance(secs(2)).await;
+    let e = h.feed(Observation::ParentStarted { at: parent_start });
+    let opened = e.iter().find_map(|e| match e {
+        Effect::IncidentOpened(i) => Some(i.clone()),
+        _ => None,
+    });
+    let opened = opened.expect("incident");
+    assert_eq!(opened.trigger, Trigger::Dependency);
+    assert_eq!(opened.first_failure, parent_start);
+    let r = restarts(&e);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].trigger, Trigger::Dependency);
+    assert_eq!(h.sup.state(), State::Restarting);
+    let e = h.restart_completes();
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::IncidentClosed {
+            outcome: Outcome::Recovered,
+            ..
+        }
+    )));
+    assert_eq!(h.sup.state(), State::Healthy);
+    // The same parent start told again: the new run already joined it.
+    assert!(restarts(&h.feed(Observation::ParentStarted { at: parent_start })).is_empty());
+    assert_eq!(h.sup.state(), State::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_or_stopped_dependent_is_left_alone_and_a_newer_run_is_not_restarted() {
+    let mut paused = Harness::healthy(no_checks()).await;
+    paused.feed(Observation::Paused);
+    let at = Instant::now();
+    assert!(restarts(&paused.feed(Observation::ParentStarted { at })).is_empty());
+    assert_eq!(paused.sup.state(), State::Paused);
+
+    let mut stopped = Harness::healthy(no_checks()).await;
+    stopped.feed(Observation::Killed);
+    stopped.feed(Observation::Died(exit(143)));
+    stopped.feed(Observation::Stopped);
+    let at = Instant::now();
+    assert!(restarts(&stopped.feed(Observation::ParentStarted { at })).is_empty());
+    assert_eq!(stopped.sup.state(), State::Stopped);
+
+    // Started after the parent: already in the new namespace.
+    let mut newer = Harness::new(no_checks());
+    let parent_start = Instant::now();
+    advance(secs(1)).await;
+    newer.feed(Observation::Started { at: Instant::now() });
+    assert!(restarts(&newer.feed(Observation::ParentStarted { at: parent_start })).is_empty());
+    assert_eq!(newer.sup.state(), State::Healthy);
+}
+
+/// A dependent whose parent was recreated is recreated: the order's incident is recovered by
+/// the replacement, and this container is done.
+#[tokio::test(start_paused = true)]
+async fn a_replaced_dependent_closes_its_incident_as_recovered() {
+    let mut h = Harness::healthy(no_checks()).await;
+    let at = Instant::now();
+    advance(secs(1)).await;
+    assert_eq!(
+        restarts(&h.feed(Observation::ParentStarted { at })).len(),
+        1
+    );
+    let e = h.feed(Observation::Replaced);
+    assert_eq!(results(&e), vec![RecoveryResult::Success]);
+    assert!(recovered(&e).is_some());
+    assert_eq!(h.sup.state(), State::Stopped);
+    assert!(matches!(h.sup.phase(), Phase::Gone));
+}
+
+/// Each dependent is restarted under its own backoff and budget: with the budget spent, a
+/// dependent left behind is quarantined, not restarted.
+#[tokio::test(start_paused = true)]
+async fn a_dependency_restart_spends_the_dependents_own_budget() {
+    let mut h = Harness::healthy(PolicySpec {
+        restart_max: 1,
+        ..no_checks()
+    })
+    .await;
+    let at = Instant::now();
+    advance(secs(1)).await;
+    assert_eq!(
+        restarts(&h.feed(Observation::ParentStarted { at })).len(),
+        1
+    );
+    h.restart_completes();
+    assert_eq!(h.sup.state(), State::Healthy);
+    advance(secs(60)).await;
+    let at = Instant::now();
+    advance(secs(1)).await;
+    let e = h.feed(Observation::ParentStarted { at });
+    assert!(restarts(&e).is_empty());
+    assert!(e.iter().any(|e| matches!(e, Effect::Quarantined { .. })));
+    assert_eq!(h.sup.state(), State::Quarantined);
 }

@@ -46,7 +46,7 @@ pub enum Command {
     Watch(WatchArgs),
     /// Validate the configuration and the labels of the current containers, then exit.
     Check(WatchArgs),
-    /// Show recorded incidents, newest first.
+    /// Show recorded incidents, newest first; `incidents show ID`: one with its evidence.
     Incidents(IncidentsArgs),
     /// Exit 0 if the watchdog at --url is healthy (for Docker's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
@@ -68,11 +68,18 @@ pub enum NotifyCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct IncidentsArgs {
+    #[command(subcommand)]
+    pub show: Option<IncidentsCommand>,
     /// Read the journal in this directory.
-    #[arg(long, env = "SELFHEAL_STATE_DIR", default_value = "selfheal-state")]
+    #[arg(
+        long,
+        env = "SELFHEAL_STATE_DIR",
+        default_value = "selfheal-state",
+        global = true
+    )]
     pub state_dir: PathBuf,
     /// Ask a running watchdog instead (e.g. http://127.0.0.1:9100).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub api: Option<String>,
     /// Only incidents detected since (RFC 3339 or a duration like 24h).
     #[arg(long)]
@@ -80,9 +87,18 @@ pub struct IncidentsArgs {
     /// Only this container (name or id prefix).
     #[arg(long)]
     pub container: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Print JSON instead of a table (or of text).
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// One incident with its evidence: health checks, probe failures, exit, last log lines.
+    Show {
+        /// The incident's id (the ID column of `selfheal incidents`).
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +159,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
     let notify_metrics = crate::notify::NotifyMetrics::register(&mut registry);
+    let swarm_metrics = crate::swarm::SwarmMetrics::register(&mut registry);
     let journal_metrics = JournalMetrics {
         write_failures: metrics.journal_write_failures.clone(),
         unpersisted: metrics.incidents_unpersisted.clone(),
@@ -179,7 +196,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     let server = {
         let cancel = cancel.clone();
-        let app = crate::admin::router(shared.clone());
+        let app = crate::admin::router_guarded(shared.clone(), &cfg.admin_guard);
         let limits = crate::admin_server::ConnectionLimits {
             max_connections: cfg.admin_max_connections,
             ..Default::default()
@@ -189,6 +206,12 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let journal = shared.journal.clone();
+    tokio::spawn(crate::swarm::watch_services(
+        cfg.docker_host.clone(),
+        cfg.swarm_stuck_after,
+        swarm_metrics,
+        cancel.clone(),
+    ));
     let notifier =
         crate::notify::Notifier::start(cfg.notify.clone(), cfg.host_name.clone(), notify_metrics)?;
     Watcher::new(cfg, shared, notifier)?
@@ -275,6 +298,7 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut bad = 0;
     let mut watched = 0;
     let mut uninspectable = 0;
+    let mut found = Vec::new();
     for c in discovery::list(&docker, &cfg).await? {
         if !c.considered {
             continue;
@@ -283,6 +307,7 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
             Discovered::Watched { info, spec } => {
                 watched += 1;
                 println!("ok     {:<32} {}", info.name, spec.describe());
+                found.push((info, spec));
             }
             Discovered::LabelErrors { info, errors } => {
                 bad += 1;
@@ -295,6 +320,24 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 println!("ERROR  {:<32} cannot inspect: {e}", c.name);
             }
             Discovered::NotOptedIn | Discovered::Gone => {}
+        }
+    }
+    // Dependencies: shown, and an error there is a warning: the container is still healed.
+    let deps = crate::dependents::check_views(&found);
+    for (info, _) in &found {
+        let Some(d) = deps.get(&info.id) else {
+            continue;
+        };
+        if let Some(e) = &d.dependency_error {
+            println!("WARN   {:<32} dependencies off: {e}", info.name);
+        }
+        for p in &d.depends_on {
+            println!(
+                "dep    {:<32} depends on {} ({})",
+                info.name,
+                p.name,
+                p.via.as_str()
+            );
         }
     }
     println!(
@@ -350,6 +393,9 @@ async fn notify_test(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(IncidentsCommand::Show { id }) = &args.show {
+        return show_incident(&args, id).await;
+    }
     let since = args
         .since
         .as_deref()
@@ -412,6 +458,47 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
     }
     if list.is_empty() {
         println!("(no incidents)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `selfheal incidents show ID`: exit 1 if there is no such incident, 2 for an id that is not
+/// a number.
+async fn show_incident(args: &IncidentsArgs, id: &str) -> anyhow::Result<ExitCode> {
+    let n: u64 = id
+        .parse()
+        .map_err(|_| anyhow::anyhow!("incident id {id:?}: expected a number"))?;
+    let found: Option<Incident> = match &args.api {
+        Some(api) => {
+            let url = format!("{}/api/v1/incidents/{n}", api.trim_end_matches('/'));
+            let r = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?;
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                None
+            } else {
+                Some(r.error_for_status()?.json().await?)
+            }
+        }
+        None => {
+            let (all, _) = journal::read_only(&args.state_dir)?;
+            all.into_iter().find(|i| i.id == n)
+        }
+    };
+    let Some(incident) = found else {
+        let source = match &args.api {
+            Some(api) => api.clone(),
+            None => args.state_dir.join("incidents.jsonl").display().to_string(),
+        };
+        eprintln!("selfheal: no incident {n} in {source}");
+        return Ok(ExitCode::from(1));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&incident)?);
+    } else {
+        print!("{}", crate::incident_text::render(&incident));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
 //! file, merged in that order of precedence and validated before anything runs.
 
+use crate::admin_auth::{AdminGuard, Token};
 use clap::{ArgAction, Args};
 use selfheal_core::{parse_duration, Backoff, WatchDefaults};
 use serde::Deserialize;
@@ -31,6 +32,15 @@ pub struct WatchArgs {
     /// to make room (default 256).
     #[arg(long, env = "SELFHEAL_ADMIN_MAX_CONNECTIONS")]
     pub admin_max_connections: Option<usize>,
+    /// Guard the status page and /api/ with this token: requests carry it as a bearer token
+    /// or as the basic-auth password (any user name). Prefer the environment variable: a flag
+    /// shows in `ps` (default: open).
+    #[arg(long, env = "SELFHEAL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Guard /metrics with this token, as --admin-token does the page; /healthz stays open
+    /// (default: open).
+    #[arg(long, env = "SELFHEAL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Where the incident journal lives (default selfheal-state).
     #[arg(long, env = "SELFHEAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -46,6 +56,13 @@ pub struct WatchArgs {
         num_args = 0..=1, require_equals = true, default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: Option<bool>,
+    /// Capture evidence for every incident: health-check results, probe failures, the exit,
+    /// the container's last log lines (read after the restart is issued). `--evidence=false`
+    /// turns it off (default true).
+    #[arg(long, env = "SELFHEAL_EVIDENCE", value_name = "BOOL", action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub evidence: Option<bool>,
     /// POST a JSON notification here (the generic JSON kind of --notify).
     #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -104,6 +121,10 @@ pub struct WatchArgs {
     /// Docker network whose address probes use (default: one the watchdog shares, else the first).
     #[arg(long, env = "SELFHEAL_PROBE_NETWORK")]
     pub probe_network: Option<String>,
+    /// On the Swarm leader: a service running fewer tasks than desired for this long is
+    /// reported stuck (default 5m).
+    #[arg(long, env = "SELFHEAL_SWARM_STUCK_AFTER", value_parser = duration_arg)]
+    pub swarm_stuck_after: Option<Duration>,
 }
 
 /// The TOML file: every key optional, unknown keys rejected.
@@ -113,9 +134,12 @@ struct FileConfig {
     docker_host: Option<String>,
     listen: Option<String>,
     admin_max_connections: Option<usize>,
+    admin_token: Option<String>,
+    metrics_token: Option<String>,
     state_dir: Option<PathBuf>,
     watch_all: Option<bool>,
     dry_run: Option<bool>,
+    evidence: Option<bool>,
     webhook_url: Option<String>,
     notify: Option<Vec<String>>,
     host_name: Option<String>,
@@ -131,6 +155,7 @@ struct FileConfig {
     backoff_reset: Option<String>,
     probe_network: Option<String>,
     filter_label: Option<String>,
+    swarm_stuck_after: Option<String>,
 }
 
 /// A configuration error, naming the flag or key and the value.
@@ -154,9 +179,12 @@ pub struct WatchConfig {
     pub docker_host: Option<String>,
     pub listen: SocketAddr,
     pub admin_max_connections: usize,
+    pub admin_guard: AdminGuard,
     pub state_dir: PathBuf,
     pub watch_all: bool,
     pub dry_run: bool,
+    /// Capture evidence for incidents.
+    pub evidence: bool,
     pub webhook_url: Option<String>,
     /// Every notification target: `--webhook-url` first (as the json kind), then `--notify`.
     pub notify: Vec<crate::notify::Target>,
@@ -166,6 +194,7 @@ pub struct WatchConfig {
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub filter_label: Option<String>,
+    pub swarm_stuck_after: Duration,
 }
 
 impl WatchArgs {
@@ -206,6 +235,13 @@ impl WatchArgs {
                 .admin_max_connections
                 .or(file.admin_max_connections)
                 .unwrap_or(crate::admin_server::DEFAULT_MAX_CONNECTIONS),
+            admin_guard: AdminGuard {
+                admin: token("admin-token", self.admin_token.clone().or(file.admin_token))?,
+                metrics: token(
+                    "metrics-token",
+                    self.metrics_token.clone().or(file.metrics_token),
+                )?,
+            },
             state_dir: self
                 .state_dir
                 .clone()
@@ -213,6 +249,7 @@ impl WatchArgs {
                 .unwrap_or_else(|| PathBuf::from("selfheal-state")),
             watch_all: self.watch_all.or(file.watch_all).unwrap_or(false),
             dry_run: self.dry_run.or(file.dry_run).unwrap_or(false),
+            evidence: self.evidence.or(file.evidence).unwrap_or(true),
             webhook_url: self.webhook_url.clone().or(file.webhook_url),
             notify: Vec::new(),
             host_name: self
@@ -276,6 +313,12 @@ impl WatchArgs {
             },
             probe_network: self.probe_network.clone().or(file.probe_network),
             filter_label: self.filter_label.clone().or(file.filter_label),
+            swarm_stuck_after: dur(
+                "swarm-stuck-after",
+                self.swarm_stuck_after,
+                &file.swarm_stuck_after,
+                selfheal_core::swarm::STUCK_AFTER,
+            )?,
         };
         cfg.validate()?;
         let mut cfg = cfg;
@@ -302,6 +345,22 @@ impl WatchArgs {
             });
         }
         Ok(cfg)
+    }
+}
+
+/// A guard token: no blanks (they would not survive a header), not empty.
+fn token(key: &'static str, value: Option<String>) -> Result<Option<Token>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(ConfigError::Invalid {
+                key,
+                // The value is a secret: say what is wrong with it, not what it is.
+                value: format!("{} characters", v.chars().count()),
+                message: "must be non-empty, without spaces or control characters".into(),
+            })
+        }
+        Some(v) => Ok(Some(Token::new(&v))),
     }
 }
 
@@ -585,6 +644,17 @@ mod tests {
         let (a, _f) = args(Some("admin-max-connections = 0\n"));
         let e = a.resolve().unwrap_err().to_string();
         assert!(e.contains("admin-max-connections"), "{e}");
+        // A bad token is named by its key; the secret itself is not repeated.
+        let (a, _f) = args(Some("admin-token = \"two words\"\n"));
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("admin-token") && !e.contains("two words"), "{e}");
+        let (mut a, _f) = args(Some("metrics-token = \"m\"\n"));
+        a.admin_token = Some("t".into());
+        let g = a.resolve().unwrap().admin_guard;
+        assert_eq!(
+            (g.admin, g.metrics),
+            (Some(Token::new("t")), Some(Token::new("m")))
+        );
         let (mut a, _f) = args(None);
         a.config = Some("/nonexistent/selfheal.toml".into());
         assert!(a

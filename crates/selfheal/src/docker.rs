@@ -1,7 +1,9 @@
 //! The Docker Engine API edge: connecting, and turning inspect results into what the watchdog
 //! needs. The calls made are listed in the README for users who put a socket proxy in front:
 //! GET /version, GET /_ping, GET /events, GET /containers/json, GET /containers/{id}/json,
-//! POST /containers/{id}/restart.
+//! POST /containers/{id}/restart; to recreate a network dependent (`crate::recreate`) also
+//! POST /containers/{id}/stop, POST /containers/{id}/rename, POST /containers/create,
+//! POST /containers/{id}/start, DELETE /containers/{id}.
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
 use bollard::Docker;
@@ -87,6 +89,8 @@ pub struct ContainerInfo {
     /// Network name -> address.
     pub addresses: Vec<(String, IpAddr)>,
     pub host_network: bool,
+    /// `HostConfig.NetworkMode` as Docker keeps it (`container:<id>` for a network dependent).
+    pub network_mode: Option<String>,
     pub oom_killed: bool,
     pub restart_count: i64,
     /// `on-failure:N`: Docker gives up after N restarts (0 = never).
@@ -167,6 +171,7 @@ impl ContainerInfo {
             restart_policy,
             stop_timeout: config.stop_timeout.and_then(|t| u32::try_from(t).ok()),
             host_network: host.network_mode.as_deref() == Some("host"),
+            network_mode: host.network_mode.clone(),
             addresses,
             oom_killed: state.oom_killed.unwrap_or(false),
             restart_count: c.restart_count.unwrap_or(0),

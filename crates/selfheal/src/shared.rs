@@ -1,5 +1,6 @@
 //! State shared between the watch loop, the container tasks and the admin server.
 
+use crate::dependents::DependencyView;
 use crate::journal::{Incident, IncidentJournal};
 use crate::metrics::{Degraded, Metrics};
 use prometheus_client::registry::Registry;
@@ -35,6 +36,11 @@ pub struct ContainerView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub label_errors: Vec<LabelError>,
     pub last_incident: Option<Incident>,
+    /// Its parents, dependents and dependency error (kept by the watch loop).
+    #[serde(flatten)]
+    pub dependencies: DependencyView,
+    /// The parent that started again and is not ready yet, while this container waits on it.
+    pub waiting_on: Option<String>,
 }
 
 /// Maps the monotonic clock the policy runs on to wall-clock time for records.
@@ -81,6 +87,8 @@ pub struct Shared {
     pub registry: Registry,
     pub journal: Arc<IncidentJournal>,
     pub containers: RwLock<BTreeMap<String, ContainerView>>,
+    /// The dependency view of each container, merged into its view.
+    dependencies: RwLock<std::collections::HashMap<String, DependencyView>>,
     pub docker_up: AtomicBool,
     heartbeat_ms: AtomicU64,
     pub clock: Clock,
@@ -106,6 +114,7 @@ impl Shared {
             registry,
             journal,
             containers: RwLock::new(BTreeMap::new()),
+            dependencies: RwLock::default(),
             docker_up: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
             clock: Clock::new(),
@@ -159,10 +168,23 @@ impl Shared {
             .collect()
     }
 
-    pub fn put_view(&self, view: ContainerView) {
+    pub fn put_view(&self, mut view: ContainerView) {
+        let deps = self.dependencies.read().unwrap_or_else(|p| p.into_inner());
+        view.dependencies = deps.get(&view.id).cloned().unwrap_or_default();
+        drop(deps);
         let mut map = self.containers.write().unwrap_or_else(|p| p.into_inner());
         map.insert(view.id.clone(), view);
         self.refresh_gauges(&map);
+    }
+
+    /// Replaces every container's dependency view, and patches the views shown.
+    pub fn set_dependencies(&self, views: std::collections::HashMap<String, DependencyView>) {
+        let mut deps = self.dependencies.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.containers.write().unwrap_or_else(|p| p.into_inner());
+        for (id, v) in map.iter_mut() {
+            v.dependencies = views.get(id).cloned().unwrap_or_default();
+        }
+        *deps = views;
     }
 
     pub fn remove_view(&self, id: &str) {

@@ -4,6 +4,7 @@
 
 use crate::config::WatchConfig;
 use crate::container::{self, ContainerHandle, Context, Msg};
+use crate::dependents::{node_of, Dependents, GateReport};
 use crate::discovery::{self, Discovered};
 use crate::docker::{self, bounded, ContainerInfo};
 use crate::executor::Executor;
@@ -14,6 +15,7 @@ use bollard::models::EventMessage;
 use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
+use selfheal_core::dependents::Gate;
 use selfheal_core::{DockerHealth, LabelError, Observation};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -88,6 +90,10 @@ pub struct Watcher {
     /// Docker's time (ns since the epoch) up to which every event has been handled: the last
     /// event's, or when the session subscribed. An outage is replayed from here.
     seen_until: Option<i64>,
+    /// The dependency graph of the watched containers.
+    dependents: Dependents,
+    /// Parents' tasks report here when their dependents wait or may go on.
+    gates: mpsc::Receiver<GateReport>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -102,6 +108,7 @@ impl Watcher {
     pub fn new(cfg: WatchConfig, shared: Arc<Shared>, notifier: Notifier) -> anyhow::Result<Self> {
         let docker = Arc::new(RwLock::new(None));
         let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
+        let (gates_tx, gates) = mpsc::channel(EVENT_QUEUE);
         let ctx = Context {
             shared: shared.clone(),
             runtime: Arc::new(executor),
@@ -110,6 +117,9 @@ impl Watcher {
             backoff: cfg.backoff,
             probe_network: cfg.probe_network.clone(),
             own_networks: Arc::new(Vec::new()),
+            evidence: cfg.evidence,
+            gates: gates_tx,
+            slots: Arc::default(),
         };
         Ok(Self {
             cfg,
@@ -123,6 +133,8 @@ impl Watcher {
             session_connected: false,
             own_id: None,
             seen_until: None,
+            dependents: Dependents::default(),
+            gates,
         })
     }
 
@@ -220,6 +232,7 @@ impl Watcher {
                 _ = ping.tick() => {
                     bounded(docker.ping()).await.map_err(|e| anyhow::anyhow!("ping: {e}"))?;
                 }
+                Some(report) = self.gates.recv() => self.on_gate(report).await,
             }
         }
     }
@@ -304,18 +317,35 @@ impl Watcher {
             Discovered::Watched { info, spec } => {
                 self.clear_ignored(&info);
                 tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
+                let views = self.dependents.upsert(node_of(&info, &spec));
+                self.shared.set_dependencies(views);
                 let resumed = self
                     .shared
                     .journal
                     .open_incidents()
                     .into_iter()
                     .find(|i| i.container_id == info.id);
-                let handle = container::spawn(self.ctx.clone(), info, spec, resumed, &self.cancel);
+                let swarm = match selfheal_core::SwarmTask::from_labels(&info.labels) {
+                    Some(task) => {
+                        let condition =
+                            crate::swarm::restart_condition(docker, &info.labels, &task).await;
+                        tracing::info!(container = %info.name, service = %task.service_name,
+                            slot = %task.slot_key(), condition = condition.as_str(),
+                            "a Swarm task: never restarted in place");
+                        Some(crate::swarm::SwarmBinding { task, condition })
+                    }
+                    None => None,
+                };
+                let handle =
+                    container::spawn(self.ctx.clone(), info, spec, resumed, swarm, &self.cancel);
                 self.tasks.insert(id.to_string(), handle);
             }
             Discovered::LabelErrors { info, errors } => {
                 if let Some(t) = self.tasks.remove(id) {
                     t.stop();
+                }
+                if let Some(views) = self.dependents.remove(id) {
+                    self.shared.set_dependencies(views);
                 }
                 if self.ignored.get(id) != Some(&errors) {
                     for e in &errors {
@@ -345,6 +375,8 @@ impl Watcher {
                     spec: None,
                     label_errors: errors.clone(),
                     last_incident: None,
+                    dependencies: Default::default(),
+                    waiting_on: None,
                 });
                 self.ignored.insert(id.to_string(), errors);
             }
@@ -367,6 +399,9 @@ impl Watcher {
     }
 
     async fn forget(&mut self, id: &str) {
+        if let Some(views) = self.dependents.remove(id) {
+            self.shared.set_dependencies(views);
+        }
         if let Some(t) = self.tasks.remove(id) {
             // The task closes any open incident, removes its view and metrics, and ends.
             t.send(Msg::Removed).await;
@@ -496,6 +531,36 @@ impl Watcher {
             _ => return,
         };
         self.send(&id, msg).await;
+    }
+
+    /// A parent started again: its dependents wait, or are told, in the graph's release order.
+    async fn on_gate(&mut self, r: GateReport) {
+        for id in self.dependents.release_order(&r.parent_id) {
+            let msg = match r.gate {
+                Gate::Waiting { .. } => Msg::ParentWaiting {
+                    parent: r.parent_name.clone(),
+                    since: r.since,
+                },
+                Gate::Release { .. } => Msg::ParentStarted {
+                    parent: r.parent_name.clone(),
+                    at: r.since,
+                    incident: r.incident,
+                    recreate: None,
+                },
+            };
+            self.send(&id, msg).await;
+        }
+        if let Gate::Release { .. } = r.gate {
+            for (id, recreate) in self.dependents.orphans_of(&r.parent_id) {
+                let msg = Msg::ParentStarted {
+                    parent: r.parent_name.clone(),
+                    at: r.since,
+                    incident: r.incident,
+                    recreate: Some(recreate),
+                };
+                self.send(&id, msg).await;
+            }
+        }
     }
 
     async fn send(&self, id: &str, msg: Msg) {

@@ -8,7 +8,10 @@ mod record;
 
 pub use record::close_orphan;
 
+use crate::dependents::GateReport;
 use crate::docker::ContainerInfo;
+use crate::evidence::capture::Captured;
+use crate::evidence::{Evidence, ExitRecord, ProbeFailureLog, ProbeFailureRecord};
 use crate::executor::{ContainerRuntime, ExecOutcome};
 use crate::journal::Incident;
 use crate::metrics::{probe_labels, Metrics};
@@ -17,15 +20,16 @@ use crate::probe::Prober;
 use crate::shared::{ContainerView, Shared};
 use prometheus_client::metrics::histogram::Histogram;
 use record::IncidentRecorder;
+use selfheal_core::dependents::ReleaseGate;
 use selfheal_core::{
     Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeKind, ProbeOutcome,
-    RecoveryResult, RestartOrder, State, Supervisor, WatchSpec,
+    RecoveryResult, RestartOrder, State, Supervisor, Trigger, WatchSpec,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -62,8 +66,28 @@ pub enum Msg {
     HealthFailingSince(SystemTime),
     /// The executor's report on a restart order.
     Restart(ExecOutcome),
+    /// Evidence read back from Docker for incident `incident`.
+    Evidence {
+        incident: u64,
+        captured: Box<Captured>,
+    },
     /// Destroyed, or no longer opted in: close out and end.
     Removed,
+    /// A parent this container depends on started again at `at` and is ready: the parent's
+    /// name and the incident that restarted it.
+    ParentStarted {
+        parent: String,
+        at: SystemTime,
+        incident: Option<u64>,
+        /// Its network parent was recreated: `Ok(new parent id)` to recreate it there, or
+        /// why that cannot be done safely.
+        recreate: Option<Result<String, String>>,
+    },
+    /// A parent started again at `since` and is not ready yet.
+    ParentWaiting {
+        parent: String,
+        since: SystemTime,
+    },
 }
 
 /// Everything a task needs from the daemon.
@@ -76,6 +100,12 @@ pub struct Context {
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub own_networks: Arc<Vec<String>>,
+    /// Capture evidence for incidents (`--evidence`).
+    pub evidence: bool,
+    /// Where this container, as a parent, reports that its dependents wait or may go on.
+    pub gates: mpsc::Sender<GateReport>,
+    /// Swarm slots handed over by an ended task, for its replacement.
+    pub slots: Arc<crate::swarm::SlotLedger>,
 }
 
 pub struct ContainerHandle {
@@ -118,6 +148,29 @@ struct ContainerTask {
     tx: mpsc::Sender<Msg>,
     /// The time of the last observation: observations are fed in order.
     last_now: Instant,
+    /// The probe's current run of failures, for an incident's evidence.
+    probe_failures: ProbeFailureLog,
+    /// How the process last ended, until an incident takes it as evidence.
+    last_exit: Option<selfheal_core::Exit>,
+    /// Fires once the restart ordered by the observation being handled is sent (or dropped):
+    /// evidence is read from Docker only after that.
+    restart_sent: Option<oneshot::Receiver<()>>,
+    /// As a parent: when its dependents are released after it started again.
+    gate: ReleaseGate,
+    /// The run last seen, and the incident whose restart began it.
+    run_seen: Option<Instant>,
+    run_incident: Option<u64>,
+    /// As a dependent: the parent it waits on, and the parent (and incident) that told it
+    /// to restart, for the incident this opens.
+    waiting_on: Option<String>,
+    parent_link: Option<(String, Option<u64>)>,
+    /// Its network parent was recreated: restarts of this run are carried out as recreates
+    /// (or refused, with the reason).
+    recreate: Option<Result<String, String>>,
+    /// Why the last restart failed, for the incident.
+    last_failure: Option<String>,
+    /// Set when the container is a Swarm task.
+    swarm: Option<crate::swarm::SwarmBinding>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -208,6 +261,7 @@ fn policy_spec(spec: &WatchSpec, info: &ContainerInfo, backoff: Backoff) -> Poli
         restart_policy: info.restart_policy(),
         has_probe: spec.probe.is_some(),
         has_docker_health: info.has_healthcheck,
+        swarm: None,
     }
 }
 
@@ -218,10 +272,19 @@ pub fn spawn(
     info: ContainerInfo,
     spec: WatchSpec,
     resumed: Option<Incident>,
+    swarm: Option<crate::swarm::SwarmBinding>,
     parent: &CancellationToken,
 ) -> ContainerHandle {
     let (tx, rx) = mpsc::channel(INBOX);
     let cancel = parent.child_token();
+    // A Swarm task takes over what the task it replaces left in its slot.
+    let handed = swarm
+        .as_ref()
+        .and_then(|b| ctx.slots.take(&b.task.slot_key()));
+    let resumed = match &handed {
+        Some(h) => h.incident.clone(),
+        None => resumed,
+    };
     let times = resumed
         .as_ref()
         .and_then(|i| IncidentRecorder::times_of(&ctx.shared, i));
@@ -235,6 +298,7 @@ pub fn spawn(
     let (addr, addr_rx) =
         watch::channel(info.probe_address(ctx.probe_network.as_deref(), &ctx.own_networks));
     let probing = Arc::new(AtomicBool::new(false));
+    let probe_failures = ProbeFailureLog::default();
     let (name, name_rx) = watch::channel(info.name.clone());
     let probe_task = spec.probe.clone().map(|target| {
         let prober = ctx.prober.clone();
@@ -243,13 +307,31 @@ pub fn spawn(
         let mut series = ProbeSeries::new(ctx.shared.clone(), target.kind, name_rx);
         let cancel = cancel.clone();
         let probing = probing.clone();
+        let failures = ctx.evidence.then(|| probe_failures.clone());
+        let clock = ctx.shared.clock;
         tokio::spawn(async move {
-            let report = |outcome: ProbeOutcome, took: std::time::Duration, _lag| {
+            let report = |outcome: ProbeOutcome,
+                          took: std::time::Duration,
+                          _lag,
+                          detail: crate::probe::ProbeDetail| {
                 if !probing.load(Ordering::Relaxed) {
                     // The core does not count probes now (not running, paused, restarting).
                     return true;
                 }
                 series.record(outcome, took);
+                if let Some(log) = &failures {
+                    match outcome {
+                        ProbeOutcome::Failed(f) => log.push(ProbeFailureRecord {
+                            at: clock.rfc3339(Instant::now()),
+                            reason: f.as_str().into(),
+                            duration_ms: took.as_secs_f64() * 1000.0,
+                            http_status: detail.http_status,
+                            body_excerpt: detail.body_excerpt,
+                        }),
+                        ProbeOutcome::Passed => log.clear(),
+                        ProbeOutcome::Unobservable(_) => {}
+                    }
+                }
                 // Never block the probe schedule on a busy task: a probe result dropped is
                 // one the next probe replaces.
                 !matches!(
@@ -263,9 +345,19 @@ pub fn spawn(
     });
     let now = Instant::now();
     let resumed_since = times.as_ref().map(|t| t.first_failure);
-    let policy = policy_spec(&spec, &info, ctx.backoff);
+    let mut policy = policy_spec(&spec, &info, ctx.backoff);
+    policy.swarm = swarm.as_ref().map(|b| b.condition);
+    let sup = match handed {
+        Some(h) => {
+            tracing::info!(container = %info.name, incident = ?h.incident.as_ref().map(|i| i.id),
+                "Swarm task replaces an ended one in its slot; taking over the slot");
+            Supervisor::replacement(policy, h.carry, now)
+        }
+        None => Supervisor::new(policy, times, now),
+    };
     let mut task = ContainerTask {
-        sup: Supervisor::new(policy, times, now),
+        sup,
+        swarm,
         incidents: IncidentRecorder::new(
             ctx.shared.clone(),
             ctx.notifier.clone(),
@@ -283,6 +375,16 @@ pub fn spawn(
         tx: tx.clone(),
         info: info.clone(),
         last_now: now,
+        probe_failures,
+        last_exit: None,
+        restart_sent: None,
+        gate: ReleaseGate::default(),
+        run_seen: None,
+        run_incident: None,
+        waiting_on: None,
+        parent_link: None,
+        recreate: None,
+        last_failure: None,
     };
     if let Some(since) = resumed_since {
         task.incidents.resume_story(since);
@@ -317,7 +419,10 @@ impl ContainerTask {
                     continue;
                 }
             };
-            let removed = matches!(msg, Msg::Removed | Msg::Restart(ExecOutcome::Gone));
+            let removed = matches!(
+                msg,
+                Msg::Removed | Msg::Restart(ExecOutcome::Gone | ExecOutcome::Replaced { .. })
+            );
             self.on_msg(msg).await;
             if removed {
                 self.ctx.shared.remove_view(&self.info.id);
@@ -354,6 +459,7 @@ impl ContainerTask {
             Msg::Died { exit_code } => {
                 let oom = std::mem::take(&mut self.oom_pending);
                 let exit = self.info.exit(exit_code, oom);
+                self.last_exit = Some(exit);
                 self.feed(Observation::Died(exit), now);
             }
             Msg::Rename(name) => self.rename(name),
@@ -382,9 +488,68 @@ impl ContainerTask {
                 self.feed(Observation::HealthFailingSince(at), now);
             }
             Msg::Restart(ExecOutcome::Finished(outcome)) => {
+                if let selfheal_core::RestartOutcome::Failed(why) = &outcome {
+                    self.last_failure = Some(why.clone());
+                }
                 self.feed(Observation::RestartFinished(outcome), now)
             }
+            Msg::Restart(ExecOutcome::Replaced { new_id }) => {
+                tracing::info!(container = %self.info.name, %new_id, "replaced by a recreate");
+                self.feed(Observation::Replaced, now)
+            }
             Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
+            Msg::Evidence { incident, captured } => self.incidents.attach(incident, *captured),
+            Msg::ParentWaiting { parent, since } => {
+                let since = self.ctx.shared.clock.instant(since);
+                if self.sup.run_since().is_some_and(|r| r < since) {
+                    self.waiting_on = Some(parent);
+                }
+            }
+            Msg::ParentStarted {
+                parent,
+                at,
+                incident,
+                recreate,
+            } => {
+                self.waiting_on = None;
+                if recreate.is_some() {
+                    self.recreate = recreate;
+                }
+                let at = self.ctx.shared.clock.instant(at);
+                tracing::info!(container = %self.info.name, %parent, "parent is ready again");
+                self.parent_link = Some((parent, incident));
+                self.feed(Observation::ParentStarted { at }, now);
+            }
+        }
+    }
+
+    /// As a parent: note the incident that began a new run, and tell the watch loop when the
+    /// run's dependents wait on it or may go on.
+    fn report_gate(&mut self, open_before: Option<u64>) {
+        let since = self.sup.run_since();
+        if since != self.run_seen {
+            self.run_seen = since;
+            self.run_incident = open_before.or(self.incidents.open.as_ref().map(|i| i.id));
+            if since.is_some() {
+                self.waiting_on = None;
+                self.recreate = None;
+            }
+        }
+        let (Some(gate), Some(at)) = (self.gate.observe(since, self.sup.state()), since) else {
+            return;
+        };
+        let report = GateReport {
+            parent_id: self.info.id.clone(),
+            parent_name: self.info.name.clone(),
+            gate,
+            since: self.ctx.shared.clock.wall(at),
+            incident: self.run_incident,
+        };
+        if let Err(mpsc::error::TrySendError::Full(report)) = self.ctx.gates.try_send(report) {
+            let gates = self.ctx.gates.clone();
+            tokio::spawn(async move {
+                let _ = gates.send(report).await;
+            });
         }
     }
 
@@ -413,6 +578,7 @@ impl ContainerTask {
     fn feed(&mut self, obs: Observation, at: Instant) {
         let now = at.max(self.last_now);
         self.last_now = now;
+        let open_before = self.incidents.open.as_ref().map(|i| i.id);
         let effects = self.sup.handle(obs, now);
         for e in &effects {
             if let Effect::Restart(order) = e {
@@ -422,8 +588,10 @@ impl ContainerTask {
         for e in effects {
             self.carry_out(e, now);
         }
+        self.restart_sent = None;
         self.probing
             .store(self.sup.wants_probes(), Ordering::Relaxed);
+        self.report_gate(open_before);
     }
 
     fn dispatch_restart(&mut self, order: RestartOrder) {
@@ -433,23 +601,40 @@ impl ContainerTask {
             .metrics
             .event_to_action
             .observe(reaction.as_secs_f64());
-        let verb = if self.ctx.shared.dry_run {
-            "would restart (dry run)"
-        } else {
-            "restarting"
+        let verb = match (self.ctx.shared.dry_run, order.end) {
+            (true, _) => "would restart or end (dry run)",
+            (false, None) => "restarting",
+            (false, Some(selfheal_core::EndMode::Stop)) => {
+                "stopping the Swarm task for Swarm to replace"
+            }
+            (false, Some(selfheal_core::EndMode::Kill)) => {
+                "killing the Swarm task for Swarm to replace"
+            }
         };
         tracing::warn!(container = %self.info.name, trigger = %order.trigger, attempt = order.attempt,
             stop_timeout = order.stop_timeout, reaction = ?reaction, "{verb}");
         let runtime = self.ctx.runtime.clone();
         let id = self.info.id.clone();
         let tx = self.tx.clone();
+        let (sent_tx, sent_rx) = oneshot::channel();
+        self.restart_sent = Some(sent_rx);
+        let recreate = self.recreate.clone();
         tokio::spawn(async move {
             let sent = tx.clone();
             // Queued ahead of the restart's own events: from here on they are the restart's.
             let on_sent = Box::pin(async move {
                 let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
+                let _ = sent_tx.send(());
             });
-            let outcome = runtime.restart(&id, &order, on_sent).await;
+            let outcome = match &recreate {
+                None => runtime.restart(&id, &order, on_sent).await,
+                Some(Ok(new_parent)) => runtime.recreate(&id, &order, new_parent, on_sent).await,
+                // Refused: Docker is not asked (a plain restart would fail on the gone parent
+                // and leave the container stopped).
+                Some(Err(why)) => ExecOutcome::Finished(selfheal_core::RestartOutcome::Failed(
+                    format!("not recreated: {why}"),
+                )),
+            };
             let _ = tx.send(Msg::Restart(outcome)).await;
         });
     }
@@ -484,7 +669,15 @@ impl ContainerTask {
                 tracing::info!(container = %name, %from, %to, "state");
                 shared.metrics.set_state(&name, to);
             }
-            Effect::IncidentOpened(t) => self.incidents.opened(&t, &self.info),
+            Effect::IncidentOpened(t) => {
+                let evidence = self.evidence_at_detection(t.trigger);
+                let parent = self
+                    .parent_link
+                    .take()
+                    .filter(|_| t.trigger == Trigger::Dependency);
+                self.incidents.opened(&t, &self.info, evidence, parent);
+                self.start_capture();
+            }
             Effect::IncidentUpdated(t) => self.incidents.updated(&t),
             Effect::IncidentClosed {
                 incident,
@@ -497,7 +690,12 @@ impl ContainerTask {
             Effect::Recovery { trigger, result } => {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
-                    RecoveryResult::Failed => self.incidents.restart_failed(now),
+                    RecoveryResult::Failed => {
+                        self.incidents.restart_failed(now, self.last_failure.take())
+                    }
+                    RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
+                        container = %name, %trigger,
+                        "Swarm task failed; Swarm replaces it, recorded, not acted on"),
                     RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
                         "restarted by Docker's restart policy; recorded, not repeated"),
                     _ => {}
@@ -511,12 +709,72 @@ impl ContainerTask {
                 tracing::info!(container = %name, "healthy again by itself: released from quarantine");
                 self.incidents.released(now);
             }
+            Effect::HandOver(carry) => {
+                let Some(b) = &self.swarm else { return };
+                let incident = self.incidents.open.take();
+                tracing::info!(container = %name, service = %b.task.service_name,
+                    incident = ?incident.as_ref().map(|i| i.id),
+                    "Swarm task ended; its slot goes to the task Swarm starts next");
+                self.ctx.slots.put(
+                    b.task.slot_key(),
+                    crate::swarm::Handed {
+                        carry: *carry,
+                        incident,
+                    },
+                );
+            }
             // Behind whatever is already in the inbox: looked at in order.
             Effect::Inspect => self.send_self(Msg::Look { started: false }),
             Effect::ReadHealthLog => {
                 self.look(|info| info.health_failing_since.map(Msg::HealthFailingSince))
             }
         }
+    }
+
+    /// What is known at detection, without asking Docker: the probe's failures, the exit.
+    fn evidence_at_detection(&mut self, trigger: selfheal_core::Trigger) -> Option<Evidence> {
+        let exit = self.last_exit.take();
+        if !self.ctx.evidence {
+            return None;
+        }
+        let probe_failures = self.probe_failures.snapshot();
+        // Taken: a later incident gets only failures seen after this one.
+        self.probe_failures.clear();
+        let died = matches!(
+            trigger,
+            selfheal_core::Trigger::Died | selfheal_core::Trigger::Oom
+        );
+        Some(Evidence {
+            probe_failures,
+            exit: exit
+                .filter(|_| died)
+                .map(|e| ExitRecord::new(e.code, e.oom_killed)),
+            ..Evidence::default()
+        })
+    }
+
+    /// Reads the rest of the evidence from Docker off the task's path, once the restart this
+    /// observation ordered (if any) is sent: healing never waits for it.
+    fn start_capture(&mut self) {
+        let Some(incident) = self.incidents.open.as_ref().map(|i| i.id) else {
+            return;
+        };
+        let restart_sent = self.restart_sent.take();
+        if !self.ctx.evidence {
+            return;
+        }
+        let detected = std::time::SystemTime::now();
+        let runtime = self.ctx.runtime.clone();
+        let id = self.info.id.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Some(sent) = restart_sent {
+                // Sent, or dropped without being sent: either way the restart is under way.
+                let _ = sent.await;
+            }
+            let captured = Box::new(runtime.capture(&id, detected).await);
+            let _ = tx.send(Msg::Evidence { incident, captured }).await;
+        });
     }
 
     /// Updates the shared view, but only when something shown there changed: most messages
@@ -533,6 +791,7 @@ impl ContainerTask {
             unobservable: self.sup.unobservable().map(|u| u.as_str()),
             incident: incident.map(|i| (i.id, i.attempts, i.outcome, i.action_begun.is_some())),
             name: self.info.name.clone(),
+            waiting_on: self.waiting_on.clone(),
         };
         if self.published.as_ref() == Some(&key) {
             return;
@@ -550,7 +809,9 @@ impl ContainerTask {
             cannot_observe: key.unobservable.map(Into::into),
             spec: Some(self.spec.clone()),
             label_errors: Vec::new(),
-            last_incident: incident.cloned(),
+            last_incident: incident.map(Incident::without_evidence),
+            dependencies: Default::default(),
+            waiting_on: key.waiting_on.clone(),
         };
         self.published = Some(key);
         self.ctx.shared.put_view(view);
@@ -568,6 +829,7 @@ struct ViewKey {
     unobservable: Option<&'static str>,
     incident: Option<(u64, u32, crate::journal::IncidentOutcome, bool)>,
     name: String,
+    waiting_on: Option<String>,
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -5,7 +5,8 @@ use crate::notify::Notification;
 use selfheal_core::Notice;
 
 /// The message for `notice` about incident `i` (the loop's latest). The host is filled in by
-/// the notifier; the evidence by the incident's capture, when there is one.
+/// the notifier; the evidence is the short form of what the incident holds so far (at
+/// detection: health checks, probe failures, the exit; the log lines arrive after the restart).
 pub fn notification(notice: Notice, i: &Incident) -> Notification {
     let dry = if i.dry_run { " (dry run)" } else { "" };
     let (event, outcome, faults, ttr) = match notice {
@@ -56,6 +57,10 @@ pub fn notification(notice: Notice, i: &Incident) -> Notification {
         attempts: i.attempts,
         faults,
         time_to_recover_seconds: ttr,
-        evidence: None,
+        evidence: i
+            .evidence
+            .as_deref()
+            .map(|e| e.summary())
+            .filter(|s| !s.is_empty()),
     }
 }

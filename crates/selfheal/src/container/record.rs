@@ -3,6 +3,8 @@
 
 use super::notice;
 use crate::docker::ContainerInfo;
+use crate::evidence::capture::Captured;
+use crate::evidence::Evidence;
 use crate::journal::{Incident, IncidentOutcome};
 use crate::notify::Notifier;
 use crate::shared::Shared;
@@ -108,7 +110,15 @@ impl IncidentRecorder {
         self.open.as_ref().or(self.last.as_ref())
     }
 
-    pub fn opened(&mut self, t: &IncidentTimes, info: &ContainerInfo) {
+    /// Opens the incident with the evidence known at detection (probe failures, an exit).
+    /// `parent`: for trigger `dependency`, the parent and its incident.
+    pub fn opened(
+        &mut self,
+        t: &IncidentTimes,
+        info: &ContainerInfo,
+        evidence: Option<Evidence>,
+        parent: Option<(String, Option<u64>)>,
+    ) {
         let shared = &self.shared;
         let mut incident = Incident {
             id: shared.journal.next_id(),
@@ -128,9 +138,18 @@ impl IncidentRecorder {
             outcome: IncidentOutcome::Open,
             dry_run: shared.dry_run,
             unpersisted: false,
+            evidence: evidence.filter(|e| !e.is_empty()).map(Arc::new),
+            parent: None,
+            parent_incident: None,
+            failure: None,
         };
+        if let Some((name, id)) = parent {
+            incident.parent = Some(name);
+            incident.parent_incident = id;
+        }
         self.fill(&mut incident, t);
-        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id, "incident opened");
+        tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id,
+            parent = ?incident.parent, parent_incident = ?incident.parent_incident, "incident opened");
         let out = self.gate.opened(t.first_failure, t.detected);
         self.tell(out, Some(&incident));
         self.shared.journal.record(incident.clone());
@@ -187,7 +206,30 @@ impl IncidentRecorder {
         self.last = Some(i);
     }
 
-    pub fn restart_failed(&mut self, now: Instant) {
+    /// Adds what was read back from Docker to incident `id` (open, or already closed) and
+    /// records the new copy.
+    pub fn attach(&mut self, id: u64, captured: Captured) {
+        let held = [self.open.as_mut(), self.last.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|i| i.id == id);
+        let mut from_journal = None;
+        let Some(i) = held.or_else(|| from_journal.insert(self.shared.journal.get(id)).as_mut())
+        else {
+            return;
+        };
+        Arc::make_mut(i.evidence.get_or_insert_default()).merge(captured);
+        self.shared.journal.record(i.clone());
+    }
+
+    /// `reason`: Docker's or the executor's word, kept in the record.
+    pub fn restart_failed(&mut self, now: Instant, reason: Option<String>) {
+        if let Some(i) = &mut self.open {
+            if reason.is_some() {
+                i.failure = reason;
+                self.shared.journal.record(i.clone());
+            }
+        }
         let out = self.gate.restart_failed(now);
         self.tell(out, None);
     }

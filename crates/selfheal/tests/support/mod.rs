@@ -165,6 +165,31 @@ impl TestEnv {
 
     /// As [`TestEnv::run_image`], with a command (and its arguments) after the image.
     pub fn run_image_cmd(&self, name: &str, image: &str, args: &[&str], cmd: &[&str]) -> Ctr {
+        self.run_on(&self.network.clone(), name, image, args, cmd)
+    }
+
+    /// As [`TestEnv::run_image_cmd`], inside `parent`'s network namespace
+    /// (`--network container:PARENT`): it serves on `parent`'s address.
+    pub fn run_in_namespace_of(
+        &self,
+        parent: &Ctr,
+        name: &str,
+        image: &str,
+        args: &[&str],
+        cmd: &[&str],
+    ) -> Ctr {
+        let mut c = self.run_on(
+            &format!("container:{}", parent.name),
+            name,
+            image,
+            args,
+            cmd,
+        );
+        c.network = parent.network.clone();
+        c
+    }
+
+    fn run_on(&self, network: &str, name: &str, image: &str, args: &[&str], cmd: &[&str]) -> Ctr {
         require_image(image);
         let full = format!("{}-{name}", self.id);
         let scope = self.scope();
@@ -174,7 +199,7 @@ impl TestEnv {
             "--name",
             &full,
             "--network",
-            &self.network,
+            network,
             "--label",
             &scope,
         ];

@@ -553,7 +553,10 @@ impl ContainerTask {
 
     /// What is known at detection, without asking Docker: the probe's failures, the exit.
     fn evidence_at_detection(&mut self, trigger: selfheal_core::Trigger) -> Option<Evidence> {
-        let exit = self.last_exit.take();
+        // The `die` event's exit, else (a death seen in an inspect after a gap) the inspect's.
+        let exit = self.last_exit.take().or_else(|| {
+            (!self.info.running).then(|| self.info.exit(self.info.exit_code, self.info.oom_killed))
+        });
         if !self.ctx.evidence {
             return None;
         }

@@ -373,7 +373,11 @@ impl ContainerTask {
             Msg::Unhealthy { received } => {
                 self.feed(Observation::Health(DockerHealth::Unhealthy), received)
             }
-            Msg::Oom => self.oom_pending = true,
+            Msg::Oom => {
+                self.oom_pending = true;
+                // Docker may send `oom` just after `die`: the death's evidence still learns it.
+                self.incidents.oom_after_death();
+            }
             Msg::Died { exit_code } => {
                 let oom = std::mem::take(&mut self.oom_pending);
                 let exit = self.info.exit(exit_code, oom);

@@ -200,11 +200,12 @@ fn a_failed_probe_keeps_its_answer_and_huge_lines_stay_within_the_bounds() {
          && exec httpd -f -p 8080 -h /tmp/www",
     );
     // 300 short lines, a 100 kB line (Docker splits it into 16 KiB entries), a line of
-    // control characters and multi-byte text, and a last line to find.
+    // control characters and multi-byte text, and a last line to find; all on stdout, so
+    // their order is the order written.
     let loud_script = serving_after(
         "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done; \
          head -c 100000 /dev/zero | tr '\\0' x; echo; \
-         printf '\\033[31mrouge é 日本\\033[0m\\n' >&2; echo last-line-marker",
+         printf '\\033[31mrouge é 日本\\033[0m\\n'; echo last-line-marker",
     );
     let loud = sh(&env, "loud", &with(OPT_IN, BREAKABLE_HEALTH), &loud_script);
     let w = env.watchdog(&[]);
@@ -240,7 +241,7 @@ fn a_failed_probe_keeps_its_answer_and_huge_lines_stay_within_the_bounds() {
     assert_eq!(logs["truncated"], true);
     let last_stdout = lines.iter().rev().find(|(s, _)| s == "stdout");
     assert_eq!(last_stdout, Some(&pair("stdout", "last-line-marker")));
-    let colour = pair("stderr", "\u{1b}[31mrouge é 日本\u{1b}[0m");
+    let colour = pair("stdout", "\u{1b}[31mrouge é 日本\u{1b}[0m");
     assert!(lines.contains(&colour), "{lines:?}");
     let json_len = |s: &str| serde_json::to_string(s).unwrap().len() - 2;
     let total: usize = lines.iter().map(|(_, t)| json_len(t)).sum();

@@ -2,7 +2,8 @@
 //! and stderr, then fail their HEALTHCHECK, fail the watchdog's probe, exit, or are OOM-killed.
 //! Their incidents show those lines, the health output, the probe's answer and the exit, in
 //! the API (`GET /api/v1/incidents/{id}`) and in the CLI (`selfheal incidents show ID`); a
-//! container with `--log-driver none` gets a note; a container printing huge lines stays
+//! container with `--log-driver none`, or syslog with dual logging off, gets a note; a
+//! container printing huge lines stays
 //! within the bounds. Every container runs the third-party busybox image.
 
 mod support;
@@ -100,8 +101,22 @@ fn a_failed_healthcheck_shows_both_streams_and_the_health_output_in_api_and_cli(
     );
     let quiet_args = with(&args, &["--log-driver", "none"]);
     let quiet = sh(&env, "quiet", &quiet_args, &serving_after("echo unseen"));
+    // A remote driver with Docker's dual logging cache off: syslog to a loopback port where
+    // nothing listens (datagrams, so nothing waits for it).
+    let remote_args = with(
+        &args,
+        &[
+            "--log-driver",
+            "syslog",
+            "--log-opt",
+            "syslog-address=udp://127.0.0.1:5514",
+            "--log-opt",
+            "cache-disabled=true",
+        ],
+    );
+    let remote = sh(&env, "remote", &remote_args, &serving_after("echo unseen"));
     let w = env.watchdog(&[]);
-    for c in [&web, &quiet] {
+    for c in [&web, &quiet, &remote] {
         c.wait_health("healthy", WAIT).unwrap();
         docker(&["exec", &c.name, "touch", "/tmp/broken"]);
     }
@@ -133,6 +148,14 @@ fn a_failed_healthcheck_shows_both_streams_and_the_health_output_in_api_and_cli(
         Some(false),
         "the health log is there without logs: {q:#}"
     );
+
+    let r = incident_with(&w, &remote.name, "logs");
+    let note = r["evidence"]["logs"]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("\"syslog\"") && note.contains("dual logging"),
+        "{r:#}"
+    );
+    assert!(log_lines(&r).is_empty());
 
     // The CLI, from the API and from the journal file.
     let id = i["id"].to_string();

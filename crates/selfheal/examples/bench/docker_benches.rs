@@ -135,6 +135,9 @@ pub async fn reaction() -> Result<serde_json::Value, String> {
         eprintln!("reaction: round {}/{ROUNDS}", i + 1);
     }
     healer.abort();
+    // Evidence is attached shortly after each incident opens; every incident is closed by now.
+    let incidents = wd.incidents(&run.http).await.len();
+    let with_logs = wd.incidents_with_captured_logs(&run.http).await;
     let own_sum = wd.metric(&run.http, "selfheal_reaction_seconds_sum").await;
     let own_count = wd
         .metric(&run.http, "selfheal_reaction_seconds_count")
@@ -162,6 +165,11 @@ pub async fn reaction() -> Result<serde_json::Value, String> {
         "watchdog": summarize("watchdog"),
         "floor": summarize("floor"),
         "watchdog_own_reaction_histogram_mean_s": own_sum.zip(own_count).map(|(s, c)| s / c.max(1.0)),
+        "evidence": {
+            "capture_on": std::env::var("SELFHEAL_EVIDENCE").map_or(true, |v| v != "false"),
+            "incidents": incidents,
+            "incidents_with_captured_logs": with_logs,
+        },
         "recover_above_floor_pct": {
             "fault_to_healthy_p50": above("recover_s", p50),
             "fault_to_healthy_mean": above("recover_s", mean),

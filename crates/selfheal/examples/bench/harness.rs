@@ -380,6 +380,23 @@ impl Watchdog {
         }
     }
 
+    /// How many incidents carry evidence read back from Docker (`evidence.logs` or a note):
+    /// shows whether capture was on in a run.
+    pub async fn incidents_with_captured_logs(&self, http: &reqwest::Client) -> usize {
+        let mut n = 0;
+        for i in self.incidents(http).await {
+            let url = format!("{}/api/v1/incidents/{}", self.api, i.id);
+            let full: Option<selfheal::journal::Incident> = match http.get(url).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+            if full.is_some_and(|f| f.evidence.is_some_and(|e| e.logs.is_some())) {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Polls `/api/v1/containers` until it lists container `id`.
     pub async fn wait_knows(
         &self,

@@ -455,7 +455,11 @@ impl ContainerTask {
             Msg::Unhealthy { received } => {
                 self.feed(Observation::Health(DockerHealth::Unhealthy), received)
             }
-            Msg::Oom => self.oom_pending = true,
+            Msg::Oom => {
+                self.oom_pending = true;
+                // Docker may send `oom` just after `die`: the death's evidence still learns it.
+                self.incidents.oom_after_death();
+            }
             Msg::Died { exit_code } => {
                 let oom = std::mem::take(&mut self.oom_pending);
                 let exit = self.info.exit(exit_code, oom);
@@ -733,7 +737,10 @@ impl ContainerTask {
 
     /// What is known at detection, without asking Docker: the probe's failures, the exit.
     fn evidence_at_detection(&mut self, trigger: selfheal_core::Trigger) -> Option<Evidence> {
-        let exit = self.last_exit.take();
+        // The `die` event's exit, else (a death seen in an inspect after a gap) the inspect's.
+        let exit = self.last_exit.take().or_else(|| {
+            (!self.info.running).then(|| self.info.exit(self.info.exit_code, self.info.oom_killed))
+        });
         if !self.ctx.evidence {
             return None;
         }

@@ -222,6 +222,24 @@ impl IncidentRecorder {
         self.shared.journal.record(i.clone());
     }
 
+    /// Marks the exit in the open incident's evidence as OOM-killed (an `oom` event that came
+    /// after the `die` that opened it).
+    pub fn oom_after_death(&mut self) {
+        let Some(i) = self.open.as_mut() else {
+            return;
+        };
+        let Some(evidence) = i.evidence.as_mut() else {
+            return;
+        };
+        if evidence.exit.as_ref().is_none_or(|e| e.oom_killed) {
+            return;
+        }
+        if let Some(exit) = &mut Arc::make_mut(evidence).exit {
+            exit.oom_killed = true;
+        }
+        self.shared.journal.record(i.clone());
+    }
+
     /// `reason`: Docker's or the executor's word, kept in the record.
     pub fn restart_failed(&mut self, now: Instant, reason: Option<String>) {
         if let Some(i) = &mut self.open {

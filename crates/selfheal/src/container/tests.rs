@@ -369,3 +369,25 @@ async fn a_death_records_its_exit_as_evidence() {
         (137, true, Some("SIGKILL"))
     );
 }
+
+/// Docker may send `oom` just after the `die` it explains: the open incident's evidence still
+/// records the OOM kill.
+#[tokio::test(start_paused = true)]
+async fn an_oom_event_after_the_death_marks_its_evidence() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    w.handle.send(Msg::Died { exit_code: 137 }).await;
+    w.until("an incident with its exit", |w| {
+        w.newest_evidence().is_some_and(|e| e.exit.is_some())
+    })
+    .await;
+    let exit = w.newest_evidence().and_then(|e| e.exit.clone());
+    assert_eq!(exit.map(|e| e.oom_killed), Some(false));
+    w.handle.send(Msg::Oom).await;
+    w.until("the exit marked OOM-killed", |w| {
+        w.newest_evidence()
+            .and_then(|e| e.exit.clone())
+            .is_some_and(|e| e.oom_killed)
+    })
+    .await;
+}

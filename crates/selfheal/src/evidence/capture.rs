@@ -2,7 +2,7 @@
 //! (`GET /containers/{id}/logs?tail=..&timestamps=1`, both streams) and its HEALTHCHECK log
 //! (`GET /containers/{id}/json`). Run after the restart is issued, never before it: logs and the
 //! health log survive `docker restart`, and whatever the container's next run wrote is cut off
-//! by time (Docker's `State.StartedAt` of that run).
+//! by time (Docker's `State.FinishedAt` of the faulted run, else `StartedAt` of the next).
 
 use super::LOG_LINE_BYTES;
 use super::{text_of, HealthCheck, LogLine, LogStream, Logs, HEALTH_RESULTS, LOG_LINES};
@@ -47,16 +47,17 @@ fn from_parts(
     detected: SystemTime,
 ) -> Captured {
     let state = inspect.and_then(|c| c.state.as_ref());
-    // The run after the fault, if it began after detection: nothing of it is evidence.
-    let next_run = state
-        .and_then(|s| s.started_at.as_deref())
-        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-        .filter(|s| *s > detected);
-    let before_next_run = |t: Option<&str>| {
-        next_run.is_none_or(|n| {
-            t.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-                .is_none_or(|t| t < n)
-        })
+    let time = |t: Option<&str>| t.and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    // The run after the fault, if it began after detection: nothing of it is evidence. Its
+    // first lines can be logged a moment before Docker records its `StartedAt`, so the cut is
+    // the faulted run's end (`FinishedAt`, set once its output is drained) when Docker has it.
+    let next_run = time(state.and_then(|s| s.started_at.as_deref())).filter(|s| *s > detected);
+    let finished = time(state.and_then(|s| s.finished_at.as_deref()))
+        .filter(|f| next_run.is_some_and(|n| *f <= n));
+    let before_next_run = |t: Option<&str>| match (next_run, finished, time(t)) {
+        (None, _, _) | (_, _, None) => true,
+        (Some(_), Some(end), Some(t)) => t <= end,
+        (Some(start), None, Some(t)) => t < start,
     };
     let health_log: Vec<HealthCheck> = state
         .and_then(|s| s.health.as_ref())
@@ -214,6 +215,7 @@ mod tests {
         ContainerInspectResponse {
             state: Some(ContainerState {
                 started_at: Some(started_at.into()),
+                finished_at: Some("0001-01-01T00:00:00Z".into()),
                 health: Some(Health {
                     log: Some(log),
                     ..Default::default()
@@ -309,6 +311,27 @@ mod tests {
         let outputs: Vec<&str> = got.health_log.iter().map(|h| h.output.as_str()).collect();
         assert_eq!(outputs, vec!["bad", "bad again"]);
         assert!(!got.logs.unwrap().truncated);
+
+        // The next run's first line logged before Docker recorded its StartedAt: the faulted
+        // run's FinishedAt cuts it off.
+        let mut c = inspect("2026-01-01T00:00:11Z", vec![]);
+        if let Some(state) = c.state.as_mut() {
+            state.finished_at = Some("2026-01-01T00:00:10.9Z".into());
+        }
+        let early = [
+            logs[..2].to_vec(),
+            vec![raw("2026-01-01T00:00:10.95Z", "started again, early")],
+        ]
+        .concat();
+        let got = from_parts(Ok(early), Some(&c), detected);
+        let texts: Vec<String> = got
+            .logs
+            .unwrap()
+            .lines
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(texts, vec!["before", "shutting down"]);
 
         // Not started again yet (StartedAt before detection): everything read is evidence.
         let c = inspect("2026-01-01T00:00:00Z", vec![]);

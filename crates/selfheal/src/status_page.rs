@@ -182,12 +182,8 @@ async fn incident_page(State(shared): State<Arc<Shared>>, Path(id): Path<String>
     let Ok(id) = id.parse::<u64>() else {
         return bad_request(&format!("incident {id:?}: expected a number"));
     };
-    let found = shared
-        .journal
-        .list(None, None)
-        .into_iter()
-        .find(|i| i.id == id);
-    match found.map(json) {
+    // With its evidence, as `/api/v1/incidents/{id}` serves it.
+    match shared.journal.get(id).map(json) {
         Some(i) => html(render_incident(&i)),
         None => {
             let mut r = html(page(

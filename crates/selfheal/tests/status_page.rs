@@ -158,11 +158,14 @@ fn status_page_in_chromium_updates_live_and_escapes_labels() {
     b.navigate(&incident_page, &url(&wd, &format!("/incidents/{id}")));
     let text = b.eval(&incident_page, "document.querySelector('main').innerText");
     let text = text.as_str().unwrap_or_default();
+    // Its evidence too: the probe's failures, taken at detection, as the API serves them.
     for want in [
         "probe_failed",
         "recovered",
         "restart attempts",
         "healthy again",
+        "Evidence",
+        "probe failures",
     ] {
         assert!(
             text.contains(want),

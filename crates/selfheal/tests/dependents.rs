@@ -9,10 +9,10 @@ mod support;
 use std::time::{Duration, SystemTime};
 use support::*;
 
-/// The parent: busybox httpd on 8080, the watchdog's own probe, Docker's restart policy.
+/// The parent: busybox httpd on 8080, the watchdog's own probe, Docker's restart policy. No
+/// `selfheal.enable`: the test's watchdog runs with `--watch-all` within the test's scope, so
+/// a watchdog of some stack on the same host (which heals what opts in) leaves these alone.
 const PARENT: &[&str] = &[
-    "--label",
-    "selfheal.enable=true",
     "--label",
     "selfheal.probe.http=:8080/health",
     "--label",
@@ -23,7 +23,9 @@ const PARENT: &[&str] = &[
     "1",
 ];
 /// A dependent: watched, no probe of its own (it has no address of its own).
-const DEPENDENT: &[&str] = &["--label", "selfheal.enable=true", "--stop-timeout", "1"];
+const DEPENDENT: &[&str] = &["--stop-timeout", "1"];
+/// The test's watchdog: every container of the test's scope.
+const WATCH_ALL: &[&str] = &["--watch-all"];
 
 struct Vpn {
     parent: Ctr,
@@ -83,7 +85,7 @@ fn dependency_incidents(wd: &Watchdog, name: &str) -> Vec<serde_json::Value> {
 fn parent_restarted_by(test: &str, restart: impl FnOnce(&Vpn)) -> Option<serde_json::Value> {
     let env = TestEnv::new(test);
     let vpn = Vpn::new(&env, &[("app1", 8081), ("app2", 8082)]);
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     for (app, port) in &vpn.apps {
@@ -222,7 +224,7 @@ fn a_crash_looping_dependent_holds_up_nobody_and_a_stopped_one_stays_stopped() {
         DEPENDENT,
         &["httpd", "-f", "-p", "8083", "-h", "/www"],
     );
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     vpn.wait_serving(8081, secs(10), &wd);
@@ -261,14 +263,9 @@ fn a_missing_parent_is_reported_on_the_dependent() {
     let c = env.run_image(
         "orphan",
         BUSYBOX,
-        &[
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.depends-on=no-such-container",
-        ],
+        &["--label", "selfheal.depends-on=no-such-container"],
     );
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&c.name, "healthy", secs(30)).unwrap();
     let view = wd.container(&c.name).expect("in the API");
     let error = view["dependency_error"].as_str().unwrap_or_default();
@@ -323,7 +320,7 @@ fn a_dependent_of_a_recreated_parent_is_recreated_with_its_volume() {
     );
     let volume = app.inspect("{{range .Mounts}}{{.Name}}{{end}}");
     volume_guard.0.clone_from(&volume);
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap();
     wd.wait_state(&app.name, "healthy", secs(30)).unwrap();
@@ -418,7 +415,7 @@ fn measured_parent_serving_to_every_dependent_serving() {
     let vpn = Vpn { parent, apps };
     // Rounds a few seconds apart: with the default 60 s a dependent's backoff would grow
     // from round to round (as it should) and be what is measured.
-    let wd = env.watchdog(&["--backoff-reset", "1s"]);
+    let wd = env.watchdog(&["--watch-all", "--backoff-reset", "1s"]);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap();
     for (app, port) in &vpn.apps {

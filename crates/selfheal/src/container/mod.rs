@@ -151,6 +151,8 @@ struct ContainerTask {
     recreate: Option<Result<String, String>>,
     /// Why the last restart failed, for the incident.
     last_failure: Option<String>,
+    /// Destroyed while its recreate was in flight: ended once the executor reports.
+    removed_pending: bool,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -316,6 +318,7 @@ pub fn spawn(
         parent_link: None,
         recreate: None,
         last_failure: None,
+        removed_pending: false,
     };
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
@@ -342,12 +345,24 @@ impl ContainerTask {
                 m = rx.recv() => match m { Some(m) => m, None => return },
                 _ = sleep_until(wake) => Msg::Observe(Observation::Tick),
             };
+            // A recreate removes the old container as its last step: its `destroy` may come
+            // before the executor's report, which says how the incident ended.
+            if matches!(msg, Msg::Removed)
+                && matches!(self.recreate, Some(Ok(_)))
+                && self.sup.restart_in_flight()
+            {
+                self.removed_pending = true;
+                continue;
+            }
             let removed = matches!(
                 msg,
                 Msg::Removed | Msg::Restart(ExecOutcome::Gone | ExecOutcome::Replaced { .. })
-            );
+            ) || (self.removed_pending && matches!(msg, Msg::Restart(_)));
             self.on_msg(msg).await;
             if removed {
+                if self.removed_pending {
+                    self.feed(Observation::Removed, Instant::now());
+                }
                 self.ctx.shared.remove_view(&self.info.id);
                 self.ctx.shared.metrics.remove_container(&self.info.name);
                 tracing::info!(container = %self.info.name, "no longer watched");

@@ -48,7 +48,8 @@ eventually() {
     done
 }
 
-version=$("${compose[@]}" version --short 2>/dev/null) || fail "${compose[*]} does not work"
+version=$("${compose[@]}" version --short 2>/dev/null) ||
+    fail "${compose[*]} does not work (Compose v1: apt-get install docker-compose; v2: bash .ci/install-compose-v2.sh)"
 v2=false
 [[ $version == 2.* || $version == v2.* ]] && v2=true
 docker image inspect "$image" >/dev/null 2>&1 || fail "$image is missing: run make images"

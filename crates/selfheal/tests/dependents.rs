@@ -273,6 +273,39 @@ fn a_missing_parent_is_reported_on_the_dependent() {
     assert_eq!(view["depends_on"], serde_json::json!([]));
 }
 
+/// `selfheal check` shows the graph, and a dependency error as a warning.
+#[test]
+fn check_shows_the_graph_and_dependency_errors() {
+    let env = TestEnv::new("dep-check");
+    let vpn = Vpn::new(&env, &[("app1", 8081)]);
+    let orphan = env.run_image(
+        "orphan",
+        BUSYBOX,
+        &["--label", "selfheal.depends-on=no-such-container"],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .args(["check", "--watch-all", "--filter-label", &env.scope()])
+        .env_remove("SELFHEAL_CONFIG")
+        .output()
+        .expect("selfheal check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A dependency error turns off only that container's dependency handling: not a failure.
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let app = &vpn.apps[0].0;
+    assert!(
+        stdout.lines().any(|l| l.starts_with("dep")
+            && l.contains(&app.name)
+            && l.contains(&format!("depends on {} (network)", vpn.parent.name))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("WARN")
+            && l.contains(&orphan.name)
+            && l.contains("no-such-container")),
+        "{stdout}"
+    );
+}
+
 /// Removes a volume on drop (the recreate's volume outlives both containers' `rm -v`).
 struct VolumeGuard(String);
 impl Drop for VolumeGuard {

@@ -502,3 +502,49 @@ fn measured_parent_serving_to_every_dependent_serving() {
          max {heal_max:?}; a dependent's own docker restart p50 {own_p50:?} max {own_max:?}"
     );
 }
+
+/// `selfheal.dependents=ignore` on the parent: its dependents are left alone, lost network and
+/// all (the opt-out is the user's to take).
+#[test]
+fn a_parent_with_dependents_ignore_leaves_them_alone() {
+    let env = TestEnv::new("dep-ignore");
+    let parent = env.run_image(
+        "vpn",
+        BUSYBOX,
+        &with(PARENT, &["--label", "selfheal.dependents=ignore"]),
+    );
+    let app = env.run_in_namespace_of(
+        &parent,
+        "app1",
+        BUSYBOX,
+        DEPENDENT,
+        &["httpd", "-f", "-p", "8081", "-h", "/www"],
+    );
+    let vpn = Vpn {
+        parent,
+        apps: Vec::new(),
+    };
+    let wd = env.watchdog(WATCH_ALL);
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap();
+    wd.wait_state(&app.name, "healthy", secs(30)).unwrap();
+    vpn.wait_serving(8081, secs(10), &wd);
+    let app_before = app.started_at();
+    let parent_before = vpn.parent.started_at();
+    docker(&["restart", "-t", "1", &vpn.parent.name]);
+    wait_for("the parent healthy after its new start", secs(30), || {
+        (vpn.parent.started_at() != parent_before && vpn.serves(8080)).then_some(())
+    })
+    .unwrap();
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap();
+    // The watchdog saw the parent healthy (its release would go out with that); the dependent
+    // stays as it was: not restarted, and without its network.
+    wait_for("the dependent's state settled", secs(5), || {
+        (wd.state(&app.name) == "healthy").then_some(())
+    })
+    .unwrap();
+    assert_eq!(app.started_at(), app_before);
+    assert!(dependency_incidents(&wd, &app.name).is_empty());
+    assert!(!vpn.serves(8081));
+}

@@ -10,7 +10,7 @@ COMPOSE_V2 := docker compose
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: prerequisites-up prerequisites-test test-setup help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-dependents-compose test-deploy test-vagrant lint fmt bench drill
+.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-dependents-compose test-deploy test-vagrant lint fmt bench drill screenshot
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,7 +18,8 @@ help: ## list targets
 build: ## compile release binaries
 	cargo build --release --workspace --locked
 
-images: build ## build the images offline (FROM scratch, nothing pulled)
+images: build ## build every image offline (FROM scratch, nothing pulled), stand-ins included
+	bash .ci/prerequisites.sh offline
 	bash docker/offline/build.sh
 
 prerequisites-up: ## install what make up needs and is missing (Debian packages), as CI does
@@ -27,8 +28,11 @@ prerequisites-up: ## install what make up needs and is missing (Debian packages)
 prerequisites-test: ## install what make test needs and is missing, as CI does
 	bash .ci/prerequisites.sh test
 
-up: prerequisites-up images ## install what is missing, build the images, start the stack, wait until healthy, print URLs
-	bash docker/stack.sh up
+# Upstream Prometheus, Alertmanager, node-exporter and Grafana when a registry answers; else the
+# offline stand-ins, built here from Debian's packages (which it installs). It says which.
+up: prerequisites-up build ## install what is missing, build, start the stack, wait until healthy, print URLs
+	bash docker/offline/build.sh demo-app watchdog
+	BUILD_OFFLINE=1 bash docker/stack.sh up
 
 down: ## stop and remove the stack (VOLUMES=1 also deletes its data volumes)
 	bash docker/stack.sh down
@@ -45,9 +49,9 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/dependents/compose.sh
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh
 
-test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-vagrant ## everything CI runs
+test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-image-switch test-vagrant test-swarm ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
@@ -70,6 +74,9 @@ test-rust: images ## unit and Docker integration tests
 
 test-smoke: images ## `make up` on unique ports and project name: healthy, app answers, scraped
 	bash tests/docker/smoke.sh
+
+test-image-switch: images ## Prometheus and Alertmanager switched offline -> upstream-style -> offline: healthy, data kept
+	bash tests/docker/image_switch.sh
 
 test-e2e: images ## the stack end to end: faults -> recovery -> metrics, every dashboard query, storm alert
 	bash tests/e2e/with-stack.sh
@@ -94,12 +101,18 @@ test-dependents-compose: images ## dependents (network_mode: service:vpn, depend
 test-deploy: ## promtool, amtool and dashboard checks
 	bash tests/deploy/check.sh
 
+test-swarm: images ## selfheal on a real 3-node Swarm (engines in network namespaces; root)
+	bash tests/swarm/run.sh
+
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh
 
 bench: images ## benchmarks (about 17 min, not part of test): results in bench/results, method in BENCHMARKS.md
 	cargo build --release --locked -p selfheal --bins --examples
 	target/release/examples/bench all --out bench/results
+
+screenshot: images ## regenerate docs/status-page.png and docs/status-page-dark.png from a real run (headless Chromium)
+	cargo test --locked -p selfheal --test status_page -- --ignored --exact screenshot --nocapture
 
 drill: ## fault drill against the running stack's app (ARGS="--rounds 5 --slo 30s" to change)
 	cargo run --release --locked -p selfheal --bin selfheal -- drill --report .build/drill/report.md $(ARGS)

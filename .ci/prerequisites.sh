@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what `make up` or `make test` needs, the same way for a new user and for CI:
 #
-#   .ci/prerequisites.sh up     # Compose, and the Debian packages whose binaries go into the
-#                               # offline images (Prometheus, Alertmanager, node-exporter, busybox)
-#   .ci/prerequisites.sh test   # all of that, plus what the tests run: shellcheck, promtool and
-#                               # amtool, python3-yaml, vagrant, cargo-nextest, Compose v2
+#   .ci/prerequisites.sh up       # Compose and the build tools
+#   .ci/prerequisites.sh offline  # the Debian packages whose binaries go into the offline images
+#                                 # (Prometheus, Alertmanager, node-exporter, busybox): what
+#                                 # `make up` needs when no registry answers
+#   .ci/prerequisites.sh test     # all of that, plus what the tests run: shellcheck, promtool
+#                                 # and amtool, python3-yaml, vagrant, chromium, cargo-nextest,
+#                                 # Compose v2, aiosmtpd (PyPI)
 #
 # It installs only what is missing and says what before it does. When it cannot install (not
 # root and no password-less sudo), it prints the one command that would and exits 1, before
@@ -25,17 +28,19 @@ mode=${1:-}
 #   the stack scripts: curl, jq, procps, python3;
 #   tests/deploy/check.sh: promtool, amtool (the prometheus packages above), python3-yaml;
 #   tests/vagrant/check.sh: vagrant, vagrant-libvirt, ruby; lint: shellcheck;
-#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip.
-up_packages=(
-    ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3
-    docker-compose prometheus prometheus-alertmanager prometheus-node-exporter busybox-static
-)
+#   crates/selfheal/tests/status_page.rs: chromium (headless), fonts-dejavu-core (its text);
+#   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip;
+#   tests/swarm/run.sh (extra engines in network namespaces): iproute2, iptables, util-linux.
+up_packages=(ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3 docker-compose)
+offline_packages=(prometheus prometheus-alertmanager prometheus-node-exporter busybox-static)
 case $mode in
     up) packages=("${up_packages[@]}") ;;
+    offline) packages=("${offline_packages[@]}") ;;
     test)
-        packages=("${up_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby)
+        packages=("${up_packages[@]}" "${offline_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby
+            chromium fonts-dejavu-core iproute2 iptables util-linux)
         ;;
-    *) printf 'usage: %s up|test\n' "$0" >&2; exit 2 ;;
+    *) printf 'usage: %s up|offline|test\n' "$0" >&2; exit 2 ;;
 esac
 command -v dockerd >/dev/null || packages+=(docker.io)
 
@@ -69,4 +74,10 @@ if [[ $mode == test ]]; then
     fi
     # The stack tests run under Compose v1 and v2.
     bash .ci/install-compose-v2.sh
+    # The notification tests send email to a loopback SMTP server (crates/selfheal/tests/smtp_sink.py).
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        log "installing aiosmtpd (python3 -m pip install --user aiosmtpd==1.4.6)"
+        python3 -m pip install --quiet --user aiosmtpd==1.4.6 </dev/null ||
+            python3 -m pip install --quiet --user --break-system-packages aiosmtpd==1.4.6 </dev/null
+    fi
 fi

@@ -4,7 +4,11 @@
 #
 # Env: COMPOSE (docker-compose or "docker compose"), COMPOSE_PROJECT_NAME (selfheal),
 #      UP_TIMEOUT seconds to wait for health (180), VOLUMES=1 makes `down` delete the volumes,
-#      plus the variables compose.yaml reads (ports, SELFHEAL_BIND, CHAOS_TOKEN, ...).
+#      STACK_SERVICES "a b" limits `up` to those services,
+#      SELFHEAL_IMAGES auto|upstream|offline (auto: the upstream images compose.yaml pins when a
+#      registry answers, else the offline stand-ins), BUILD_OFFLINE=1 (re)builds the stand-ins
+#      `up` selects (make up sets it; otherwise only missing ones are built),
+#      plus the variables compose.yaml reads (ports, SELFHEAL_BIND, CHAOS_TOKEN, *_IMAGE, ...).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +49,92 @@ if [[ -z ${CHAOS_TOKEN+set} ]]; then
 fi
 export CHAOS_TOKEN
 
+# The image variables that have an offline stand-in: VARIABLE -> build.sh image name.
+declare -A stand_in=(
+    [PROMETHEUS_IMAGE]=prometheus
+    [ALERTMANAGER_IMAGE]=alertmanager
+    [NODE_EXPORTER_IMAGE]=node-exporter
+)
+offline_prefix=selfheal
+
+# The upstream image compose.yaml pins for VARIABLE (its ${VARIABLE:-default}).
+upstream_image() {
+    sed -n "s/.*[\$]{$1:-\([^}]*\)}.*/\1/p" "$root/compose.yaml" | head -n 1
+}
+
+# Sets every image variable the user left unset: the upstream image when it is here or a
+# registry answers, else the offline stand-in, which it builds (with the Debian packages it
+# needs) when missing or BUILD_OFFLINE=1. Says which kind it used, and why.
+choose_images() {
+    local mode=${SELFHEAL_IMAGES:-auto} var image pulled="" why="" err
+    local -a offline=() upstream=() build=()
+    case $mode in auto | upstream | offline) ;; *) die "SELFHEAL_IMAGES=$mode: expected auto, upstream or offline" ;; esac
+    for var in "${!stand_in[@]}"; do
+        if [[ -n ${!var:-} ]]; then
+            echo "stack: $var=${!var} (yours)"
+            continue
+        fi
+        image=$(upstream_image "$var")
+        [[ -n $image ]] || die "compose.yaml has no default for $var"
+        if [[ $mode == offline ]]; then
+            offline+=("$var")
+        elif docker image inspect "$image" >/dev/null 2>&1; then
+            upstream+=("$var=$image")
+        elif [[ $pulled != failed ]] && err=$(timeout 300 docker pull -q "$image" 2>&1 >/dev/null); then
+            pulled=yes
+            upstream+=("$var=$image")
+        elif [[ $mode == upstream ]]; then
+            die "SELFHEAL_IMAGES=upstream, but $image cannot be pulled: ${err:-no registry answered}"
+        else
+            # One failed pull is enough to know: don't wait on the registry once per image.
+            [[ -n $why ]] || why="docker pull $image: $(tail -n 1 <<<"${err:-no registry answered}")"
+            pulled=failed
+            offline+=("$var")
+        fi
+    done
+    for image in "${upstream[@]}"; do
+        export "${image?}"
+    done
+    ((${#upstream[@]} == 0)) || echo "stack: upstream images: ${upstream[*]#*=}"
+    ((${#offline[@]} > 0)) || return 0
+    for var in "${offline[@]}"; do
+        image=$offline_prefix/${stand_in[$var]}:latest
+        export "$var=$image"
+        if [[ ${BUILD_OFFLINE:-0} == 1 ]] || ! docker image inspect "$image" >/dev/null 2>&1; then
+            build+=("${stand_in[$var]}")
+        fi
+    done
+    if [[ $mode == offline ]]; then
+        echo "stack: offline images (SELFHEAL_IMAGES=offline)"
+    else
+        echo "stack: no registry answered ($why); using the offline images built from Debian's packages"
+    fi
+    if ((${#build[@]} > 0)); then
+        # busybox: the stand-ins have no shell; volume_owner needs stat and chown.
+        bash "$root/.ci/prerequisites.sh" offline
+        bash "$root/docker/offline/build.sh" "${build[@]}" busybox
+    fi
+    for var in "${offline[@]}"; do
+        echo "stack:   $var=${!var} ($(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "${!var}"))"
+    done
+}
+
+# Prometheus and Alertmanager run as nobody (65534) in both kinds of image; the offline images of
+# earlier versions ran as 10001. A data volume that belongs to someone else is handed to nobody
+# once, before the service starts, so switching kinds never fails on permissions.
+volume_owner() { # VOLUME IMAGE
+    local volume=${COMPOSE_PROJECT_NAME}_$1 tool=$2 owner
+    docker volume inspect "$volume" >/dev/null 2>&1 || return 0
+    # Both have stat and chown: selfheal/busybox, or the busybox-based upstream image.
+    docker image inspect "$offline_prefix/busybox:latest" >/dev/null 2>&1 && tool=$offline_prefix/busybox:latest
+    owner=$(docker run --rm --user 0 --network none -v "$volume:/data" --entrypoint stat "$tool" -c %u:%g /data) ||
+        die "cannot read the owner of volume $volume with $tool"
+    [[ $owner == 65534:65534 ]] && return 0
+    echo "stack: volume $volume belongs to $owner; handing it to 65534:65534 (nobody), the user Prometheus and Alertmanager run as"
+    docker run --rm --user 0 --network none -v "$volume:/data" --entrypoint chown "$tool" -R 65534:65534 /data ||
+        die "cannot chown volume $volume"
+}
+
 # "SERVICE IMAGE" per service of the resolved compose file.
 service_images() {
     compose config | awk '
@@ -53,10 +143,12 @@ service_images() {
         in_services && /^    image:/ { print service, $2 }'
 }
 
-# The services to start: every one whose image exists, or for Grafana can be pulled.
+# The services to start: every one (or those in STACK_SERVICES) whose image exists, or for
+# Grafana can be pulled.
 select_services() {
     local service image
     while read -r service image; do
+        [[ -z ${STACK_SERVICES:-} || " $STACK_SERVICES " == *" $service "* ]] || continue
         if docker image inspect "$image" >/dev/null 2>&1; then
             echo "$service"
         elif [[ $image == selfheal/* ]]; then
@@ -135,6 +227,9 @@ print_urls() {
 
 case ${1:-} in
     up)
+        choose_images
+        volume_owner prometheus-data "$PROMETHEUS_IMAGE"
+        volume_owner alertmanager-data "$ALERTMANAGER_IMAGE"
         mapfile -t services < <(select_services)
         [[ ${#services[@]} -gt 0 ]] || die "no service can start"
         compose up -d --no-build --remove-orphans "${services[@]}"
@@ -151,6 +246,14 @@ case ${1:-} in
     logs) shift; compose logs --no-color --tail 100 "$@" ;;
     ps) shift; compose ps "$@" ;;
     health) shift; service_health "$1" ;;
+    image-env)
+        # The image variables `up` would use, as shell assignments (for scripts that call
+        # compose themselves): eval "$(docker/stack.sh image-env)".
+        choose_images >&2
+        for var in "${!stand_in[@]}"; do
+            printf 'export %s=%q\n' "$var" "${!var}"
+        done
+        ;;
     free-ports)
         # N free loopback ports on one line, for stacks that must not collide with another.
         python3 - "${2:-5}" <<'PY'
@@ -161,5 +264,5 @@ for s in socks:
 print(*(s.getsockname()[1] for s in socks))
 PY
         ;;
-    *) die "usage: docker/stack.sh up|down|logs [-f] [SERVICE]|ps|health SERVICE|free-ports [N]" ;;
+    *) die "usage: docker/stack.sh up|down|logs [-f] [SERVICE]|ps|health SERVICE|image-env|free-ports [N]" ;;
 esac

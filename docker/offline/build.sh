@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the stack's images without a registry: each image is a FROM scratch rootfs holding one
 # binary compiled or installed on this machine, the shared libraries `ldd` says it needs, a
-# non-root user (uid/gid 10001) and /tmp. No shell, no package manager, except in busybox: a
+# non-root user and /tmp. The app images run as uid/gid 10001; Prometheus, Alertmanager and
+# node-exporter run as nobody (65534), as the upstream prom/* images do, so that their data
+# volumes fit either kind of image. No shell, no package manager, except in busybox: a
 # third-party image for tests and benchmarks (Debian's static busybox, its applets, httpd).
 #
 #   docker/offline/build.sh [IMAGE...]    IMAGE: demo-app watchdog prometheus alertmanager
@@ -51,9 +53,9 @@ make_rootfs() {
     mkdir -p "$rootfs/etc" "$rootfs/tmp"
     chmod 1777 "$rootfs/tmp"
     add_binary "$binary" "$dest" "$rootfs"
-    printf 'root:x:0:0:root:/:/sbin/nologin\nselfheal:x:10001:10001:selfheal:/tmp:/sbin/nologin\n' \
-        >"$rootfs/etc/passwd"
-    printf 'root:x:0:\nselfheal:x:10001:\n' >"$rootfs/etc/group"
+    printf '%s\n' 'root:x:0:0:root:/:/sbin/nologin' 'selfheal:x:10001:10001:selfheal:/tmp:/sbin/nologin' \
+        'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' >"$rootfs/etc/passwd"
+    printf '%s\n' 'root:x:0:' 'selfheal:x:10001:' 'nogroup:x:65534:' >"$rootfs/etc/group"
     printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
 }
 
@@ -90,14 +92,14 @@ image() {
             build "$name" "$workspace_version" "$context" ;;
         prometheus)
             make_rootfs /usr/bin/prometheus /bin/prometheus "$rootfs"
-            add_binary "$target_dir/healthcheck" /bin/healthcheck "$rootfs"
+            add_binary "$target_dir/healthcheck" /bin/wget "$rootfs"
             mkdir -p "$rootfs/usr/share/prometheus" "$rootfs/etc/prometheus" "$context/data"
             cp -r /usr/share/prometheus/web "$rootfs/usr/share/prometheus/"
             cp "$root/deploy/prometheus/prometheus.yml" "$rootfs/etc/prometheus/prometheus.yml"
             build "$name" "$(deb_version prometheus)" "$context" ;;
         alertmanager)
             make_rootfs /usr/bin/prometheus-alertmanager /bin/alertmanager "$rootfs"
-            add_binary "$target_dir/healthcheck" /bin/healthcheck "$rootfs"
+            add_binary "$target_dir/healthcheck" /bin/wget "$rootfs"
             mkdir -p "$rootfs/etc/alertmanager" "$rootfs/usr/share/prometheus" "$context/data"
             # Notification templates and the UI page, where Debian's build looks for them.
             cp -rL /usr/share/prometheus/alertmanager "$rootfs/usr/share/prometheus/"
@@ -107,7 +109,7 @@ image() {
             build "$name" "$(deb_version prometheus-alertmanager)" "$context" ;;
         node-exporter)
             make_rootfs /usr/bin/prometheus-node-exporter /bin/node_exporter "$rootfs"
-            add_binary "$target_dir/healthcheck" /bin/healthcheck "$rootfs"
+            add_binary "$target_dir/healthcheck" /bin/wget "$rootfs"
             build "$name" "$(deb_version prometheus-node-exporter)" "$context" ;;
         busybox)
             # Statically linked: add_binary copies no libraries. One relative link per applet.

@@ -37,7 +37,11 @@ eventually() {
 }
 
 echo "smoke: project $COMPOSE_PROJECT_NAME, app on 127.0.0.1:$APP_PORT, prometheus on 127.0.0.1:$PROMETHEUS_PORT"
-bash "$stack" up || fail "the stack did not come up healthy"
+up_log=$(bash "$stack" up 2>&1) || { echo "$up_log" >&2; fail "the stack did not come up healthy"; }
+echo "$up_log"
+# It says which images it used: the upstream ones, or the offline stand-ins and why.
+grep -Eq '^stack: (upstream images: |no registry answered \(|offline images )' <<<"$up_log" ||
+    fail "docker/stack.sh up did not say which images it used"
 
 mapfile -t started < <(bash "$stack" ps -q 2>/dev/null | xargs -r docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' | sort)
 [[ ${#started[@]} -ge 4 ]] || fail "expected at least app, prometheus, alertmanager, node-exporter; started: ${started[*]}"

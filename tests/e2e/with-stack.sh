@@ -63,6 +63,8 @@ export SELFHEAL_BIND=127.0.0.1
 DOCKER_GID=${DOCKER_GID:-$(stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)}
 export DOCKER_GID
 
+# The images docker/stack.sh up would use (upstream, or the offline stand-ins here).
+eval "$(bash "$root/docker/stack.sh" image-env)"
 echo "[e2e] starting project $COMPOSE_PROJECT_NAME"
 compose up -d --no-build app watchdog prometheus alertmanager node-exporter
 

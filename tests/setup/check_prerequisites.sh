@@ -50,13 +50,17 @@ run() { # run BIN MODE -> sets out, rc
 run "$(stubs "" 0 no)" up
 if [[ $rc -eq 0 && -z $calls && -z $out ]]; then ok "nothing missing: nothing done, nothing said"; else bad "nothing missing: rc=$rc out=$out calls=$calls"; fi
 
-run "$(stubs "prometheus busybox-static" 0 no)" up
+run "$(stubs "prometheus busybox-static" 0 no)" offline
 if [[ $rc -eq 0 && $out == *"installing Debian packages: prometheus busybox-static"* &&
     $calls == *"apt-get install -y -qq --no-install-recommends prometheus busybox-static"* ]]; then
     ok "root: says what, then installs exactly what is missing"
 else bad "root: rc=$rc out=$out calls=$calls"; fi
 
-run "$(stubs "prometheus" 1000 no)" up
+# The registry path of `make up` needs none of the offline images' packages.
+run "$(stubs "prometheus busybox-static" 0 no)" up
+if [[ $rc -eq 0 && -z $calls ]]; then ok "up installs no offline-image packages"; else bad "up: rc=$rc out=$out calls=$calls"; fi
+
+run "$(stubs "prometheus" 1000 no)" offline
 if [[ $rc -ne 0 && $out == *"sudo apt-get install -y --no-install-recommends prometheus"* && -z $calls ]]; then
     ok "no root, no sudo: prints the one command and fails before installing"
 else bad "no root, no sudo: rc=$rc out=$out calls=$calls"; fi

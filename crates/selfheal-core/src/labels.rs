@@ -16,12 +16,16 @@ pub const START_PERIOD: &str = "selfheal.start-period";
 pub const STOP_TIMEOUT: &str = "selfheal.stop-timeout";
 pub const RESTART_MAX: &str = "selfheal.restart.max";
 pub const RESTART_WINDOW: &str = "selfheal.restart.window";
+/// `false` mutes the container's notifications (default `true`).
+pub const NOTIFY: &str = "selfheal.notify";
+
 /// `NAME[,NAME]`: restart this container after NAME is running (and healthy) again.
 pub const DEPENDS_ON: &str = "selfheal.depends-on";
 /// `ignore` on a parent: its dependents are left alone. `restart` is the default.
 pub const DEPENDENTS: &str = "selfheal.dependents";
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 15] = [
+    crate::swarm::RESTART_CONDITION_LABEL,
     ENABLE,
     PROBE_HTTP,
     PROBE_TCP,
@@ -33,6 +37,7 @@ const KNOWN: [&str; 13] = [
     STOP_TIMEOUT,
     RESTART_MAX,
     RESTART_WINDOW,
+    NOTIFY,
     DEPENDS_ON,
     DEPENDENTS,
 ];
@@ -159,6 +164,8 @@ pub struct WatchSpec {
     pub restart_max: u32,
     #[serde(with = "secs")]
     pub restart_window: Duration,
+    /// Notifications about this container are sent (label `selfheal.notify`).
+    pub notify: bool,
     /// `selfheal.depends-on`: container names.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
@@ -207,21 +214,22 @@ pub fn parse_labels(
     watch_all: bool,
 ) -> Result<Option<WatchSpec>, Vec<LabelError>> {
     let mut errors = Vec::new();
-    let enabled = match labels.get(ENABLE).map(|v| v.trim()) {
-        None => watch_all,
-        Some(v) if v.eq_ignore_ascii_case("true") => true,
-        Some(v) if v.eq_ignore_ascii_case("false") => false,
-        Some(v) => {
-            errors.push(LabelError::new(ENABLE, v, "expected true or false"));
-            true
-        }
-    };
+    let enabled = bool_label(labels, ENABLE, watch_all, &mut errors);
     if !enabled {
         return Ok(None);
     }
     for key in labels.keys() {
         if key.starts_with("selfheal.") && !KNOWN.contains(&key.as_str()) {
             errors.push(LabelError::new(key, &labels[key], "unknown selfheal label"));
+        }
+    }
+    if let Some(v) = labels.get(crate::swarm::RESTART_CONDITION_LABEL) {
+        if crate::swarm::RestartCondition::from_swarm(v.trim()).is_none() || v.trim().is_empty() {
+            errors.push(LabelError::new(
+                crate::swarm::RESTART_CONDITION_LABEL,
+                v,
+                "expected Swarm's restart condition: any, on-failure or none",
+            ));
         }
     }
 
@@ -324,6 +332,7 @@ pub fn parse_labels(
         }
     }
 
+    let notify = bool_label(labels, NOTIFY, true, &mut errors);
     let depends_on = labels.get(DEPENDS_ON).map_or_else(Vec::new, |v| {
         parse_depends_on(v).unwrap_or_else(|r| {
             errors.push(LabelError::new(DEPENDS_ON, v, r));
@@ -352,9 +361,29 @@ pub fn parse_labels(
         stop_timeout,
         restart_max,
         restart_window,
+        notify,
         depends_on,
         ignore_dependents,
     }))
+}
+
+/// A `true`/`false` label (any case); `default` when absent. A bad value is an error, and
+/// counts as `true`.
+fn bool_label(
+    labels: &HashMap<String, String>,
+    key: &str,
+    default: bool,
+    errors: &mut Vec<LabelError>,
+) -> bool {
+    match labels.get(key).map(|v| v.trim()) {
+        None => default,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(v) => {
+            errors.push(LabelError::new(key, v, "expected true or false"));
+            true
+        }
+    }
 }
 
 /// `NAME[,NAME]`: container names as Docker allows them (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
@@ -486,6 +515,21 @@ mod tests {
             true,
         );
         assert_eq!(out, Ok(None));
+    }
+
+    #[test]
+    fn notify_label_mutes_and_is_validated() {
+        let on = parse(&[(ENABLE, "true")]).unwrap().unwrap();
+        assert!(on.notify, "notifications are on unless muted");
+        let off = parse(&[(ENABLE, "true"), (NOTIFY, "FALSE")])
+            .unwrap()
+            .unwrap();
+        assert!(!off.notify);
+        let errors = parse(&[(ENABLE, "true"), (NOTIFY, "quiet")]).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].label, NOTIFY);
+        assert_eq!(errors[0].value, "quiet");
+        assert!(errors[0].to_string().contains("expected true or false"));
     }
 
     #[test]

@@ -8,14 +8,17 @@ pub mod budget;
 pub mod dependents;
 pub mod duration;
 pub mod labels;
+pub mod notice_gate;
 pub mod policy;
 pub mod restart_policy;
 pub mod supervisor;
+pub mod swarm;
 
 pub use backoff::Backoff;
 pub use budget::RestartBudget;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use labels::{LabelError, ProbeKind, ProbeTarget, WatchDefaults, WatchSpec};
+pub use notice_gate::{Notice, NoticeGate, Severity};
 pub use policy::{
     DockerHealth, Effect, Exit, IncidentTimes, NotAttempted, Observation, Outcome, PolicySpec,
     ProbeFailure, ProbeOutcome, RecoveryResult, RestartOrder, RestartOutcome, RunStatus, Snapshot,
@@ -23,3 +26,4 @@ pub use policy::{
 };
 pub use restart_policy::RestartPolicy;
 pub use supervisor::{Phase, Supervisor};
+pub use swarm::{EndMode, RestartCondition, Shortfall, SlotCarry, SwarmSlot, SwarmTask};

@@ -4,6 +4,7 @@
 
 use crate::backoff::Backoff;
 use crate::restart_policy::RestartPolicy;
+use crate::swarm::{EndMode, RestartCondition, SlotCarry};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -251,6 +252,9 @@ pub struct RestartOrder {
     pub require_running: bool,
     /// When the failure was detected; the daemon measures its reaction from here.
     pub detected: Instant,
+    /// `None`: restart the container (plain Docker). `Some`: a Swarm task, never restarted in
+    /// place: end it this way so that Swarm replaces it.
+    pub end: Option<EndMode>,
 }
 
 /// Something the daemon must do or record.
@@ -285,6 +289,9 @@ pub enum Effect {
     /// Read `State.Health.Log` and feed back [`Observation::HealthFailingSince`]. Never on the
     /// restart's path: it comes after the restart order.
     ReadHealthLog,
+    /// A Swarm task's container ended: what its slot's next task takes over. This supervisor
+    /// is done; the incident (if any) is closed by the replacement's.
+    HandOver(Box<SlotCarry>),
 }
 
 /// The policy's settings for one container.
@@ -305,6 +312,8 @@ pub struct PolicySpec {
     pub has_probe: bool,
     /// The container has a Docker HEALTHCHECK.
     pub has_docker_health: bool,
+    /// `Some`: the container is a Swarm task, and this is its service's restart condition.
+    pub swarm: Option<RestartCondition>,
 }
 
 /// Docker's default stop timeout, used when neither the label nor the container sets one.

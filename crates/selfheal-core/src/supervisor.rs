@@ -26,6 +26,15 @@
 //! - **Budget and backoff**: only a restart Docker was asked to carry out spends budget and
 //!   counts for backoff. Backoff is forgotten once the container has been healthy for
 //!   `backoff.reset_after` without a break.
+//! - **A Swarm task** (`spec.swarm`, see [`crate::swarm`] for Swarm's own semantics) is never
+//!   restarted in place. Docker's `unhealthy` is Swarm's to act on: the incident is recorded
+//!   (`observed`) and nothing is done. A failed probe of the watchdog's own ends the task's
+//!   container so that Swarm replaces it ([`RestartCondition::end_mode`]), or is only reported
+//!   when Swarm would not replace it. Any end of the container is the task's end (nobody
+//!   restarts it, not even a user): the supervisor hands its open incident, budget, backoff and
+//!   quarantine over ([`Effect::HandOver`]) to the supervisor of the task that replaces it in
+//!   the same slot, which closes the incident once healthy. Quarantine then means: stop acting,
+//!   alert.
 
 use crate::budget::RestartBudget;
 use crate::policy::{
@@ -33,6 +42,7 @@ use crate::policy::{
     ProbeOutcome, RecoveryResult, RestartOrder, RestartOutcome, RunStatus, Snapshot, State,
     Trigger, Unobservable,
 };
+use crate::swarm::{RestartCondition, SlotCarry};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -94,6 +104,20 @@ pub enum Hold {
     },
     /// The restart budget is spent: left alone until it is healthy by itself.
     Quarantine,
+}
+
+impl Hold {
+    /// The stronger of two holds: quarantine over backoff over free.
+    fn max_with(self, other: Hold) -> Hold {
+        match (self, other) {
+            (Hold::Quarantine, _) | (_, Hold::Quarantine) => Hold::Quarantine,
+            (Hold::Backoff { until: a }, Hold::Backoff { until: b }) => {
+                Hold::Backoff { until: a.max(b) }
+            }
+            (Hold::Backoff { .. }, _) => self,
+            (_, b) => b,
+        }
+    }
 }
 
 /// Where one container's lifecycle stands, as far as the watchdog is concerned.
@@ -179,6 +203,9 @@ pub struct Supervisor {
     call: Option<Call>,
     /// The state last reported through [`Effect::StateChanged`].
     state: State,
+    /// A Swarm slot's quarantine or backoff, carried from the task this one replaces: applies
+    /// from the first run seen.
+    carried_hold: Hold,
 }
 
 impl Supervisor {
@@ -219,7 +246,26 @@ impl Supervisor {
             backoff,
             call: None,
             state: State::Starting,
+            carried_hold: Hold::Free,
         }
+    }
+
+    /// The supervisor of a Swarm task that replaces another in the same slot: it takes over
+    /// the slot's open incident, budget, backoff and quarantine.
+    pub fn replacement(spec: PolicySpec, carry: SlotCarry, now: Instant) -> Self {
+        let mut sup = Self::new(spec, None, now);
+        sup.incident = carry.incident;
+        sup.budget = carry.budget;
+        sup.backoff.recent = carry.recent;
+        sup.backoff.last = carry.last;
+        if carry.quarantined {
+            sup.carried_hold = Hold::Quarantine;
+        }
+        sup
+    }
+
+    fn swarm(&self) -> Option<RestartCondition> {
+        self.spec.swarm
     }
 
     /// Closes an incident a previous run left open for a container that no longer exists.
@@ -319,6 +365,8 @@ impl Supervisor {
                 }
             }
             Observation::HealthFailingSince(at) => self.on_health_failing_since(at, out),
+            // A Swarm task's end is the task's end, whoever caused it: seen at its `die`.
+            Observation::Killed | Observation::Stopped if self.swarm().is_some() => {}
             Observation::Killed => match self.phase {
                 Phase::Restarting {
                     sent_at: Some(_), ..
@@ -495,7 +543,9 @@ impl Supervisor {
             }
             _ => {}
         }
-        let hold = self.hold();
+        let hold = self
+            .hold()
+            .max_with(std::mem::replace(&mut self.carried_hold, Hold::Free));
         self.reset_signals();
         self.phase = Phase::Running {
             run: Run::new(at, self.spec.start_period, now),
@@ -545,6 +595,10 @@ impl Supervisor {
     }
 
     fn on_died(&mut self, exit: Exit, now: Instant, out: &mut Vec<Effect>) {
+        if self.swarm().is_some() {
+            self.task_ended(exit, now, out);
+            return;
+        }
         match self.phase {
             Phase::Restarting {
                 sent_at: Some(_), ..
@@ -590,6 +644,12 @@ impl Supervisor {
     }
 
     fn on_snapshot(&mut self, s: Snapshot, now: Instant, out: &mut Vec<Effect>) {
+        if let (Some(_), RunStatus::Restarting { exit } | RunStatus::Exited { exit }) =
+            (self.swarm(), s.status)
+        {
+            self.task_ended(exit, now, out);
+            return;
+        }
         match s.status {
             RunStatus::Running { started_at, paused } => {
                 let started_at = started_at.min(now);
@@ -702,6 +762,51 @@ impl Supervisor {
         }
     }
 
+    /// A Swarm task's container ended: Swarm, not the watchdog, decides what comes next. An end
+    /// the watchdog ordered counts against the slot's budget; a crash nobody ordered opens an
+    /// incident (`observed`: Swarm replaces it by its restart condition). Everything the slot
+    /// carries goes to the replacement's supervisor.
+    fn task_ended(&mut self, exit: Exit, now: Instant, out: &mut Vec<Effect>) {
+        if self.phase == Phase::Gone {
+            return;
+        }
+        if let Some(Call {
+            sent_at: Some(sent),
+        }) = self.call.take()
+        {
+            self.count_attempt(sent, out);
+            if let Some(i) = &self.incident {
+                out.push(Effect::Recovery {
+                    trigger: i.trigger,
+                    result: RecoveryResult::Success,
+                });
+            }
+        }
+        let hold = self.hold().max_with(self.carried_hold);
+        let crash = exit.oom_killed || !STOP_EXIT_CODES.contains(&exit.code);
+        if self.incident.is_none() && crash && hold != Hold::Quarantine {
+            let trigger = if exit.oom_killed {
+                Trigger::Oom
+            } else {
+                Trigger::Died
+            };
+            self.open_incident(trigger, now, now, out);
+            out.push(Effect::Recovery {
+                trigger,
+                result: RecoveryResult::Observed,
+            });
+        }
+        self.reset_signals();
+        self.phase = Phase::Gone;
+        out.push(Effect::HandOver(Box::new(SlotCarry {
+            incident: self.incident.take(),
+            budget: self.budget.clone(),
+            recent: self.backoff.recent,
+            last: self.backoff.last,
+            quarantined: hold == Hold::Quarantine,
+        })));
+    }
+
     fn on_restart_finished(&mut self, result: RestartOutcome, now: Instant, out: &mut Vec<Effect>) {
         let Some(call) = self.call.take() else {
             return;
@@ -712,6 +817,17 @@ impl Supervisor {
             .map_or(Trigger::Unhealthy, |i| i.trigger);
         let sent_at = call.sent_at.unwrap_or(now);
         match result {
+            RestartOutcome::Done if self.swarm().is_some() => {
+                // The task is ending; its `die` hands the slot over. Look if it does not come.
+                self.count_attempt(sent_at, out);
+                out.push(Effect::Recovery {
+                    trigger,
+                    result: RecoveryResult::Success,
+                });
+                if let Phase::Restarting { deadline, .. } = &mut self.phase {
+                    *deadline = Some(now + START_AFTER_ANSWER);
+                }
+            }
             RestartOutcome::Done => {
                 self.count_attempt(sent_at, out);
                 if let Phase::Restarting {
@@ -886,6 +1002,25 @@ impl Supervisor {
         let opened = self.incident.is_none();
         let first = self.first_evidence(now);
         self.open_incident(trigger, first, now, out);
+        let end = match self.swarm() {
+            None => None,
+            Some(_) if trigger == Trigger::Unhealthy => {
+                // Swarm fails and replaces an unhealthy task itself: recorded, not acted on.
+                if opened {
+                    out.push(Effect::Recovery {
+                        trigger,
+                        result: RecoveryResult::Observed,
+                    });
+                    out.push(Effect::ReadHealthLog);
+                }
+                return;
+            }
+            Some(condition) => match condition.end_mode() {
+                Some(mode) => Some(mode),
+                // Swarm would not replace it: reported (the incident), left alone.
+                None => return,
+            },
+        };
         if matches!(hold, Hold::Backoff { until } if now < until) {
             return;
         }
@@ -914,6 +1049,7 @@ impl Supervisor {
             stop_timeout: self.spec.effective_stop_timeout(),
             require_running: running,
             detected: incident.detected,
+            end,
         }));
         if opened && incident.trigger == Trigger::Unhealthy {
             // Dates the first failing check; after the order, so it never delays it.
@@ -1081,3 +1217,7 @@ mod tests;
 #[cfg(test)]
 #[path = "supervisor_props.rs"]
 mod props;
+
+#[cfg(test)]
+#[path = "supervisor_swarm_tests.rs"]
+mod swarm_tests;

@@ -87,6 +87,7 @@ fn spec(restart_policy: RestartPolicy, has_docker_health: bool) -> PolicySpec {
         restart_policy,
         has_probe: true,
         has_docker_health,
+        swarm: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn spec() -> PolicySpec {
         restart_policy: RestartPolicy::No,
         has_probe: true,
         has_docker_health: false,
+        swarm: None,
     }
 }
 

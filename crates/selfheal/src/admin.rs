@@ -1,9 +1,12 @@
 //! The admin HTTP server (read-only): `/metrics`, `/healthz`, `/api/v1/containers`,
-//! `/api/v1/incidents`.
+//! `/api/v1/incidents`, `/api/v1/incidents/{id}`, and the status page (`/` for a browser,
+//! [`crate::status_page`]).
 
+use crate::admin_auth::{AdminGuard, Token};
 use crate::shared::Shared;
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use crate::status_page::SinceQuery;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,19 +19,48 @@ use std::time::{Duration, SystemTime};
 const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The routes, unguarded.
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    router_guarded(shared, &AdminGuard::default())
+}
+
+/// The routes; the page and `/api/` need `guard.admin`, `/metrics` needs `guard.metrics`,
+/// `/healthz` is always open.
+pub fn router_guarded(shared: Arc<Shared>, guard: &AdminGuard) -> Router {
+    let guarded = |r: Router<Arc<Shared>>, token: &Option<Token>| match token {
+        Some(t) => r.layer(axum::middleware::from_fn_with_state(
+            t.clone(),
+            crate::admin_auth::require,
+        )),
+        None => r,
+    };
+    let page_and_api = Router::new()
         .route("/", get(index))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}", get(incident))
+        .merge(crate::status_page::routes());
+    let metrics = Router::new().route("/metrics", get(metrics));
+    Router::new()
+        .merge(guarded(page_and_api, &guard.admin))
+        .merge(guarded(metrics, &guard.metrics))
+        .route("/healthz", get(healthz))
         .with_state(shared)
 }
 
-async fn index() -> &'static str {
-    "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n"
+/// The status page for a browser (it asks for `text/html`); the endpoint list for anyone else.
+async fn index(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<SinceQuery>,
+) -> Response {
+    if crate::status_page::wants_html(&headers) {
+        return crate::status_page::index_page(shared, q).await;
+    }
+    ENDPOINTS.into_response()
 }
+
+const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/                   the status page (for a browser: Accept: text/html)\n";
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     // Read at scrape time, so the gauges are exact when they are read.
@@ -103,6 +135,24 @@ async fn incidents(State(shared): State<Arc<Shared>>, Query(q): Query<IncidentQu
     Json(shared.journal.list(since, q.container.as_deref())).into_response()
 }
 
+/// One incident with its evidence: 404 for an id the journal does not hold, 400 for an id
+/// that is not a number (both with a JSON `error`).
+async fn incident(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let error = |status, message: String| {
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    let Ok(n) = id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("incident id {id:?}: expected a number"),
+        );
+    };
+    match shared.journal.get(n) {
+        Some(i) => Json(i).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no incident {n}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +213,20 @@ mod tests {
             err["error"].as_str().unwrap().contains("container"),
             "{body}"
         );
-        assert_eq!(get(app, "/api/v1/containers").await.2, "[]");
+        assert_eq!(get(app.clone(), "/api/v1/containers").await.2, "[]");
+        // Without `Accept: text/html` (curl), `/` is still the plain-text endpoint list.
+        let (s, _, body) = get(app.clone(), "/").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.starts_with("selfheal watchdog\n") && body.contains("/api/v1/incidents"));
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents/7").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert!(body.contains("no incident 7"), "{body}");
+        let (s, ct, body) = get(app.clone(), "/api/v1/incidents/seven").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert!(body.contains("seven"), "{body}");
+        let (s, _, body) = get(app, "/api/v1/incidents/-1").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     }
 }

@@ -46,21 +46,40 @@ pub enum Command {
     Watch(WatchArgs),
     /// Validate the configuration and the labels of the current containers, then exit.
     Check(WatchArgs),
-    /// Show recorded incidents, newest first.
+    /// Show recorded incidents, newest first; `incidents show ID`: one with its evidence.
     Incidents(IncidentsArgs),
     /// Exit 0 if the watchdog at --url is healthy (for Docker's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
     /// Inject faults into a running container and time its recovery against a limit.
     Drill(crate::drill::DrillArgs),
+    /// Notification targets: `selfheal notify test` sends a test message to each.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message to every configured target (the flags, environment and file of
+    /// `watch`) and print each result; exit 1 if any failed.
+    Test(WatchArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct IncidentsArgs {
+    #[command(subcommand)]
+    pub show: Option<IncidentsCommand>,
     /// Read the journal in this directory.
-    #[arg(long, env = "SELFHEAL_STATE_DIR", default_value = "selfheal-state")]
+    #[arg(
+        long,
+        env = "SELFHEAL_STATE_DIR",
+        default_value = "selfheal-state",
+        global = true
+    )]
     pub state_dir: PathBuf,
     /// Ask a running watchdog instead (e.g. http://127.0.0.1:9100).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub api: Option<String>,
     /// Only incidents detected since (RFC 3339 or a duration like 24h).
     #[arg(long)]
@@ -68,9 +87,18 @@ pub struct IncidentsArgs {
     /// Only this container (name or id prefix).
     #[arg(long)]
     pub container: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Print JSON instead of a table (or of text).
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// One incident with its evidence: health checks, probe failures, exit, last log lines.
+    Show {
+        /// The incident's id (the ID column of `selfheal incidents`).
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +136,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Incidents(args) => incidents(args).await,
         Command::Healthcheck(args) => return healthcheck(args).await,
         Command::Drill(args) => return crate::drill::run(args).await,
+        Command::Notify {
+            command: NotifyCommand::Test(args),
+        } => notify_test(args).await,
     };
     match result {
         Ok(code) => code,
@@ -127,6 +158,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = crate::metrics::Metrics::register(&mut registry);
+    let notify_metrics = crate::notify::NotifyMetrics::register(&mut registry);
+    let swarm_metrics = crate::swarm::SwarmMetrics::register(&mut registry);
     let journal_metrics = JournalMetrics {
         write_failures: metrics.journal_write_failures.clone(),
         unpersisted: metrics.incidents_unpersisted.clone(),
@@ -163,7 +196,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     let server = {
         let cancel = cancel.clone();
-        let app = crate::admin::router(shared.clone());
+        let app = crate::admin::router_guarded(shared.clone(), &cfg.admin_guard);
         let limits = crate::admin_server::ConnectionLimits {
             max_connections: cfg.admin_max_connections,
             ..Default::default()
@@ -173,7 +206,17 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let journal = shared.journal.clone();
-    Watcher::new(cfg, shared)?.run(cancel.clone()).await;
+    tokio::spawn(crate::swarm::watch_services(
+        cfg.docker_host.clone(),
+        cfg.swarm_stuck_after,
+        swarm_metrics,
+        cancel.clone(),
+    ));
+    let notifier =
+        crate::notify::Notifier::start(cfg.notify.clone(), cfg.host_name.clone(), notify_metrics)?;
+    Watcher::new(cfg, shared, notifier)?
+        .run(cancel.clone())
+        .await;
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let flushed = tokio::task::spawn_blocking(move || journal.flush(Duration::from_secs(5)))
@@ -241,6 +284,14 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
         cfg.watch_all,
         cfg.dry_run
     );
+    for t in &cfg.notify {
+        println!(
+            "notify {:<24} {} (from severity {})",
+            t.name,
+            t.redacted,
+            t.min_severity.as_str()
+        );
+    }
     let docker = docker::connect(cfg.docker_host.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;
@@ -299,7 +350,52 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn notify_test(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.resolve()?;
+    if cfg.notify.is_empty() {
+        anyhow::bail!("no notification targets configured (--notify URL or --webhook-url URL)");
+    }
+    let host = match &cfg.host_name {
+        Some(h) => h.clone(),
+        None => match docker::connect(cfg.docker_host.as_deref()).await {
+            Ok(d) => match docker::bounded(d.info()).await {
+                Ok(info) => info.name.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("selfheal: engine name unknown ({e}); use --host-name");
+                    crate::notify::message::UNKNOWN_HOST.into()
+                }
+            },
+            Err(e) => {
+                eprintln!("selfheal: engine name unknown ({e}); use --host-name");
+                crate::notify::message::UNKNOWN_HOST.into()
+            }
+        },
+    };
+    let mut failed = 0;
+    for (name, address, result) in crate::notify::test_all(&cfg.notify, &host).await {
+        match result {
+            Ok(()) => println!("ok    {name:<20} {address}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {name:<20} {address}: {e}");
+            }
+        }
+    }
+    println!(
+        "{} target(s), {failed} failed (host {host})",
+        cfg.notify.len()
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(IncidentsCommand::Show { id }) = &args.show {
+        return show_incident(&args, id).await;
+    }
     let since = args
         .since
         .as_deref()
@@ -362,6 +458,47 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
     }
     if list.is_empty() {
         println!("(no incidents)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `selfheal incidents show ID`: exit 1 if there is no such incident, 2 for an id that is not
+/// a number.
+async fn show_incident(args: &IncidentsArgs, id: &str) -> anyhow::Result<ExitCode> {
+    let n: u64 = id
+        .parse()
+        .map_err(|_| anyhow::anyhow!("incident id {id:?}: expected a number"))?;
+    let found: Option<Incident> = match &args.api {
+        Some(api) => {
+            let url = format!("{}/api/v1/incidents/{n}", api.trim_end_matches('/'));
+            let r = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?;
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                None
+            } else {
+                Some(r.error_for_status()?.json().await?)
+            }
+        }
+        None => {
+            let (all, _) = journal::read_only(&args.state_dir)?;
+            all.into_iter().find(|i| i.id == n)
+        }
+    };
+    let Some(incident) = found else {
+        let source = match &args.api {
+            Some(api) => api.clone(),
+            None => args.state_dir.join("incidents.jsonl").display().to_string(),
+        };
+        eprintln!("selfheal: no incident {n} in {source}");
+        return Ok(ExitCode::from(1));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&incident)?);
+    } else {
+        print!("{}", crate::incident_text::render(&incident));
     }
     Ok(ExitCode::SUCCESS)
 }

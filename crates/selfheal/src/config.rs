@@ -1,6 +1,7 @@
 //! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
 //! file, merged in that order of precedence and validated before anything runs.
 
+use crate::admin_auth::{AdminGuard, Token};
 use clap::{ArgAction, Args};
 use selfheal_core::{parse_duration, Backoff, WatchDefaults};
 use serde::Deserialize;
@@ -31,6 +32,15 @@ pub struct WatchArgs {
     /// to make room (default 256).
     #[arg(long, env = "SELFHEAL_ADMIN_MAX_CONNECTIONS")]
     pub admin_max_connections: Option<usize>,
+    /// Guard the status page and /api/ with this token: requests carry it as a bearer token
+    /// or as the basic-auth password (any user name). Prefer the environment variable: a flag
+    /// shows in `ps` (default: open).
+    #[arg(long, env = "SELFHEAL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Guard /metrics with this token, as --admin-token does the page; /healthz stays open
+    /// (default: open).
+    #[arg(long, env = "SELFHEAL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Where the incident journal lives (default selfheal-state).
     #[arg(long, env = "SELFHEAL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -46,9 +56,32 @@ pub struct WatchArgs {
         num_args = 0..=1, require_equals = true, default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: Option<bool>,
-    /// POST a JSON notification here on incident opened/recovered/failed/quarantined.
+    /// Capture evidence for every incident: health-check results, probe failures, the exit,
+    /// the container's last log lines (read after the restart is issued). `--evidence=false`
+    /// turns it off (default true).
+    #[arg(long, env = "SELFHEAL_EVIDENCE", value_name = "BOOL", action = ArgAction::Set,
+        num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub evidence: Option<bool>,
+    /// POST a JSON notification here (the generic JSON kind of --notify).
     #[arg(long, env = "SELFHEAL_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
+    /// A notification target, repeatable; the scheme names the kind: json+https://…,
+    /// slack+https://…, discord+https://…, ntfy+https://host/topic,
+    /// gotify+https://host/?token=…, smtp://user:pass@host:587?from=…&to=…[&ca-file=…].
+    /// Options after '#': name=NAME (for metrics), severity=info|warning|critical (the least
+    /// severe message sent). The environment variable takes several, separated by spaces
+    /// (default: none).
+    #[arg(
+        long = "notify",
+        env = "SELFHEAL_NOTIFY",
+        value_name = "URL",
+        value_delimiter = ' '
+    )]
+    pub notify: Vec<String>,
+    /// The host name notifications give (default: the Docker engine's name, from GET /info).
+    #[arg(long, env = "SELFHEAL_HOST_NAME")]
+    pub host_name: Option<String>,
     /// At most this many restarts in flight at once (default 4).
     #[arg(long, env = "SELFHEAL_MAX_CONCURRENT_RESTARTS")]
     pub max_concurrent_restarts: Option<usize>,
@@ -88,6 +121,10 @@ pub struct WatchArgs {
     /// Docker network whose address probes use (default: one the watchdog shares, else the first).
     #[arg(long, env = "SELFHEAL_PROBE_NETWORK")]
     pub probe_network: Option<String>,
+    /// On the Swarm leader: a service running fewer tasks than desired for this long is
+    /// reported stuck (default 5m).
+    #[arg(long, env = "SELFHEAL_SWARM_STUCK_AFTER", value_parser = duration_arg)]
+    pub swarm_stuck_after: Option<Duration>,
 }
 
 /// The TOML file: every key optional, unknown keys rejected.
@@ -97,10 +134,15 @@ struct FileConfig {
     docker_host: Option<String>,
     listen: Option<String>,
     admin_max_connections: Option<usize>,
+    admin_token: Option<String>,
+    metrics_token: Option<String>,
     state_dir: Option<PathBuf>,
     watch_all: Option<bool>,
     dry_run: Option<bool>,
+    evidence: Option<bool>,
     webhook_url: Option<String>,
+    notify: Option<Vec<String>>,
+    host_name: Option<String>,
     max_concurrent_restarts: Option<usize>,
     probe_interval: Option<String>,
     probe_timeout: Option<String>,
@@ -113,6 +155,7 @@ struct FileConfig {
     backoff_reset: Option<String>,
     probe_network: Option<String>,
     filter_label: Option<String>,
+    swarm_stuck_after: Option<String>,
 }
 
 /// A configuration error, naming the flag or key and the value.
@@ -120,6 +163,8 @@ struct FileConfig {
 pub enum ConfigError {
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Target(#[from] crate::notify::TargetError),
     #[error("{key}: {message} (got {value:?})")]
     Invalid {
         key: &'static str,
@@ -134,15 +179,22 @@ pub struct WatchConfig {
     pub docker_host: Option<String>,
     pub listen: SocketAddr,
     pub admin_max_connections: usize,
+    pub admin_guard: AdminGuard,
     pub state_dir: PathBuf,
     pub watch_all: bool,
     pub dry_run: bool,
+    /// Capture evidence for incidents.
+    pub evidence: bool,
     pub webhook_url: Option<String>,
+    /// Every notification target: `--webhook-url` first (as the json kind), then `--notify`.
+    pub notify: Vec<crate::notify::Target>,
+    pub host_name: Option<String>,
     pub max_concurrent_restarts: usize,
     pub defaults: WatchDefaults,
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub filter_label: Option<String>,
+    pub swarm_stuck_after: Duration,
 }
 
 impl WatchArgs {
@@ -183,6 +235,13 @@ impl WatchArgs {
                 .admin_max_connections
                 .or(file.admin_max_connections)
                 .unwrap_or(crate::admin_server::DEFAULT_MAX_CONNECTIONS),
+            admin_guard: AdminGuard {
+                admin: token("admin-token", self.admin_token.clone().or(file.admin_token))?,
+                metrics: token(
+                    "metrics-token",
+                    self.metrics_token.clone().or(file.metrics_token),
+                )?,
+            },
             state_dir: self
                 .state_dir
                 .clone()
@@ -190,7 +249,14 @@ impl WatchArgs {
                 .unwrap_or_else(|| PathBuf::from("selfheal-state")),
             watch_all: self.watch_all.or(file.watch_all).unwrap_or(false),
             dry_run: self.dry_run.or(file.dry_run).unwrap_or(false),
+            evidence: self.evidence.or(file.evidence).unwrap_or(true),
             webhook_url: self.webhook_url.clone().or(file.webhook_url),
+            notify: Vec::new(),
+            host_name: self
+                .host_name
+                .clone()
+                .or(file.host_name)
+                .filter(|h| !h.trim().is_empty()),
             max_concurrent_restarts: self
                 .max_concurrent_restarts
                 .or(file.max_concurrent_restarts)
@@ -247,9 +313,54 @@ impl WatchArgs {
             },
             probe_network: self.probe_network.clone().or(file.probe_network),
             filter_label: self.filter_label.clone().or(file.filter_label),
+            swarm_stuck_after: dur(
+                "swarm-stuck-after",
+                self.swarm_stuck_after,
+                &file.swarm_stuck_after,
+                selfheal_core::swarm::STUCK_AFTER,
+            )?,
         };
         cfg.validate()?;
+        let mut cfg = cfg;
+        let listed = if self.notify.is_empty() {
+            file.notify.unwrap_or_default()
+        } else {
+            self.notify.clone()
+        };
+        let raw = cfg
+            .webhook_url
+            .iter()
+            .map(|u| format!("json+{u}"))
+            .chain(listed.into_iter().filter(|u| !u.trim().is_empty()));
+        cfg.notify = raw
+            .enumerate()
+            .map(|(i, u)| crate::notify::target::parse(&u, i))
+            .collect::<Result<_, _>>()?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(t) = cfg.notify.iter().find(|t| !names.insert(t.name.clone())) {
+            return Err(ConfigError::Invalid {
+                key: "notify",
+                value: t.redacted.clone(),
+                message: format!("two targets are named {:?}", t.name),
+            });
+        }
         Ok(cfg)
+    }
+}
+
+/// A guard token: no blanks (they would not survive a header), not empty.
+fn token(key: &'static str, value: Option<String>) -> Result<Option<Token>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(ConfigError::Invalid {
+                key,
+                // The value is a secret: say what is wrong with it, not what it is.
+                value: format!("{} characters", v.chars().count()),
+                message: "must be non-empty, without spaces or control characters".into(),
+            })
+        }
+        Some(v) => Ok(Some(Token::new(&v))),
     }
 }
 
@@ -313,7 +424,7 @@ impl WatchConfig {
                 _ => {
                     return invalid(
                         "webhook-url",
-                        url.clone(),
+                        selfheal_core::labels::redact_userinfo(url),
                         "expected an http:// or https:// URL",
                     )
                 }
@@ -473,6 +584,45 @@ mod tests {
     }
 
     #[test]
+    fn notify_targets_from_flags_or_file_with_webhook_url_first() {
+        let file = "notify = [\"ntfy+https://ntfy.example.com/ops#name=phone\", \"slack+https://hooks.example.com/s/T/B/X\"]\nhost-name = \"node-9\"\n";
+        let (mut a, _f) = args(Some(file));
+        a.webhook_url = Some("https://hooks.example.com/generic".into());
+        let c = a.resolve().unwrap();
+        let names: Vec<&str> = c.notify.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["json-0", "phone", "slack-2"]);
+        assert_eq!(c.host_name.as_deref(), Some("node-9"));
+        let mut p = parse(&[
+            "--notify",
+            "discord+https://discord.example.com/api/webhooks/1/t",
+        ]);
+        p.config = a.config.clone();
+        let c = p.resolve().unwrap();
+        assert_eq!(c.notify.len(), 1, "flags replace the file's list");
+        assert_eq!(c.notify[0].kind, crate::notify::Kind::Discord);
+        // Several in one value (the environment variable's form), split at spaces.
+        let p = parse(&[
+            "--notify",
+            "json+https://a.example.com/x json+https://b.example.com/y",
+        ]);
+        assert_eq!(p.resolve().unwrap().notify.len(), 2);
+        let p = parse(&[
+            "--notify",
+            "json+https://a.example.com/x#name=same",
+            "--notify",
+            "slack+https://b.example.com/y#name=same",
+        ]);
+        let e = p.resolve().unwrap_err().to_string();
+        assert!(e.contains("two targets are named \"same\""), "{e}");
+        let p = parse(&["--notify", "gotify+https://u:topsecret@push.example.com/"]);
+        let e = p.resolve().unwrap_err().to_string();
+        assert!(
+            e.contains("application token") && !e.contains("topsecret"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_value() {
         let (a, _f) = args(Some("probe-timeout = \"quick\"\n"));
         let e = a.resolve().unwrap_err().to_string();
@@ -494,6 +644,17 @@ mod tests {
         let (a, _f) = args(Some("admin-max-connections = 0\n"));
         let e = a.resolve().unwrap_err().to_string();
         assert!(e.contains("admin-max-connections"), "{e}");
+        // A bad token is named by its key; the secret itself is not repeated.
+        let (a, _f) = args(Some("admin-token = \"two words\"\n"));
+        let e = a.resolve().unwrap_err().to_string();
+        assert!(e.contains("admin-token") && !e.contains("two words"), "{e}");
+        let (mut a, _f) = args(Some("metrics-token = \"m\"\n"));
+        a.admin_token = Some("t".into());
+        let g = a.resolve().unwrap().admin_guard;
+        assert_eq!(
+            (g.admin, g.metrics),
+            (Some(Token::new("t")), Some(Token::new("m")))
+        );
         let (mut a, _f) = args(None);
         a.config = Some("/nonexistent/selfheal.toml".into());
         assert!(a

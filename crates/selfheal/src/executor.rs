@@ -1,20 +1,25 @@
 //! The executor: the only code that changes containers. It carries out the healing core's
-//! restart orders, as a restart or (for a network dependent whose parent was recreated) as a
-//! recreate, and reports how each ended in the core's own terms.
+//! restart orders and reports how each ended in the core's own terms. Its verbs: restart (a
+//! plain container), recreate (a network dependent whose parent was recreated), and stop or
+//! kill (a Swarm task, which Swarm then replaces: never restarted in place, see
+//! `selfheal_core::swarm`).
 
 use crate::docker::{ContainerInfo, DockerError};
+use crate::evidence::capture::Captured;
+use crate::evidence::Logs;
 use crate::recreate::{parked_name, replacement};
 use crate::shared::Shared;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, RestartContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use selfheal_core::{NotAttempted, RestartOrder, RestartOutcome};
+use selfheal_core::{EndMode, NotAttempted, RestartOrder, RestartOutcome};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{RwLock, Semaphore};
 
 /// Margin over the stop timeout for the HTTP call, so the client never gives up while Docker is
@@ -47,6 +52,11 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
         order: &'a RestartOrder,
         on_sent: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, ExecOutcome>;
+    /// Reads back what Docker holds of a fault detected at `detected`: the container's last
+    /// log lines and its HEALTHCHECK log ([`crate::evidence::capture`]). Called off the
+    /// restart path, after the restart is issued.
+    fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured>;
+
     /// Carries out `order` as a recreate in `new_parent`'s network namespace.
     fn recreate<'a>(
         &'a self,
@@ -87,7 +97,9 @@ impl Executor {
         Some(ContainerInfo::from_inspect(c))
     }
 
-    /// `POST /containers/{id}/restart?t=<stop timeout>`. If the order had to wait for its
+    /// `POST /containers/{id}/restart?t=<stop timeout>`; for a Swarm task (`order.end`),
+    /// `POST /containers/{id}/stop?t=<stop timeout>` or `POST /containers/{id}/kill`
+    /// (SIGKILL). If the order had to wait for its
     /// turn and requires a running container, it is dropped when the container stopped
     /// meanwhile (a user's stop wins).
     async fn restart_now(
@@ -119,10 +131,26 @@ impl Executor {
         let stop_timeout = order.stop_timeout;
         let budget = Duration::from_secs(u64::from(stop_timeout)) + RESTART_MARGIN;
         let docker = docker.with_timeout(budget);
-        let opts = RestartContainerOptionsBuilder::default()
-            .t(i32::try_from(stop_timeout).unwrap_or(i32::MAX))
-            .build();
-        let result = tokio::time::timeout(budget, docker.restart_container(id, Some(opts))).await;
+        let t = i32::try_from(stop_timeout).unwrap_or(i32::MAX);
+        let call = async {
+            match order.end {
+                None => {
+                    let opts = RestartContainerOptionsBuilder::default().t(t).build();
+                    docker.restart_container(id, Some(opts)).await
+                }
+                Some(EndMode::Stop) => {
+                    let opts = StopContainerOptionsBuilder::default().t(t).build();
+                    docker.stop_container(id, Some(opts)).await
+                }
+                Some(EndMode::Kill) => {
+                    let opts = KillContainerOptionsBuilder::default()
+                        .signal("SIGKILL")
+                        .build();
+                    docker.kill_container(id, Some(opts)).await
+                }
+            }
+        };
+        let result = tokio::time::timeout(budget, call).await;
         self.shared.metrics.restarts_in_flight.dec();
         let outcome = match result {
             Ok(Ok(())) => RestartOutcome::Done,
@@ -297,6 +325,18 @@ impl ContainerRuntime for Executor {
         on_sent: BoxFuture<'a, ()>,
     ) -> BoxFuture<'a, ExecOutcome> {
         Box::pin(self.restart_now(id, order, on_sent))
+    }
+
+    fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured> {
+        Box::pin(async move {
+            match self.docker.read().await.clone() {
+                Some(docker) => crate::evidence::capture::capture(&docker, id, detected).await,
+                None => Captured {
+                    health_log: Vec::new(),
+                    logs: Some(Logs::note("no logs: Docker was not reachable to read them")),
+                },
+            }
+        })
     }
 
     fn recreate<'a>(

@@ -111,9 +111,26 @@ pub struct Incident {
     /// writer keeps retrying). Never written to the file; ignored in what callers record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unpersisted: bool,
+    /// What the container and its checks said around the fault ([`crate::evidence`]), at most
+    /// about 32 KiB. Absent in records of older versions; evidence this version cannot read is
+    /// dropped and the incident kept.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::evidence::tolerant"
+    )]
+    pub evidence: Option<Arc<crate::evidence::Evidence>>,
 }
 
 impl Incident {
+    /// A copy without its evidence (cheap: the evidence is shared, not copied).
+    pub fn without_evidence(&self) -> Incident {
+        Incident {
+            evidence: None,
+            ..self.clone()
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.outcome == IncidentOutcome::Open
     }
@@ -152,9 +169,10 @@ pub struct JournalMetrics {
 pub const MAX_KEPT: usize = 10_000;
 /// Lines appended beyond the compacted size before the file is compacted again.
 const COMPACT_SLACK: usize = 1_000;
-/// The longest line read as a record (without its newline). A record is at most a few KiB
-/// today and will carry about 32 KiB of evidence; a longer line is skipped unread.
+/// The longest line read as a record (without its newline). A record is a few KiB plus its
+/// evidence (at most [`crate::evidence::MAX_EVIDENCE_BYTES`]); a longer line is skipped unread.
 pub const MAX_LINE: usize = 1 << 20;
+const _: () = assert!(crate::evidence::MAX_EVIDENCE_BYTES * 4 < MAX_LINE);
 /// Bytes of a skipped line kept in its report.
 pub const EXCERPT_BYTES: usize = 120;
 /// Skipped lines reported one by one; past this only the count goes up.
@@ -663,7 +681,8 @@ impl IncidentJournal {
     }
 
     /// Newest first, optionally only those detected at or after `since` (RFC 3339 compared as
-    /// time) and of one container (name, or a prefix of its id).
+    /// time) and of one container (name, or a prefix of its id). Without their evidence (up to
+    /// 32 KiB each): [`Self::get`] has it.
     pub fn list(
         &self,
         since: Option<std::time::SystemTime>,
@@ -674,11 +693,16 @@ impl IncidentJournal {
             .incidents
             .values()
             .filter(|i| i.matches(since, container))
-            .cloned()
+            .map(Incident::without_evidence)
             .collect();
         drop(st);
         sort_newest_first(&mut out);
         out
+    }
+
+    /// One incident by id.
+    pub fn get(&self, id: u64) -> Option<Incident> {
+        self.lock().incidents.get(&id).cloned()
     }
 
     pub fn open_incidents(&self) -> Vec<Incident> {
@@ -931,6 +955,7 @@ mod tests {
             outcome,
             dry_run: false,
             unpersisted: false,
+            evidence: None,
             parent: None,
             parent_incident: None,
             failure: None,

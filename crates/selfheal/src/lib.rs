@@ -5,6 +5,7 @@
 //! in the journal and a sample in the metrics.
 
 pub mod admin;
+pub mod admin_auth;
 pub mod admin_server;
 pub mod cli;
 pub mod config;
@@ -13,7 +14,9 @@ pub mod dependents;
 pub mod discovery;
 pub mod docker;
 pub mod drill;
+pub mod evidence;
 pub mod executor;
+pub mod incident_text;
 pub mod journal;
 pub mod limits;
 pub mod metrics;
@@ -21,4 +24,7 @@ pub mod notify;
 pub mod probe;
 pub mod recreate;
 pub mod shared;
+pub mod status_page;
+pub mod swarm;
+pub mod timeline;
 pub mod watch;

@@ -37,6 +37,18 @@ impl Prober {
         own_addr: Option<IpAddr>,
         timeout: Duration,
     ) -> (ProbeOutcome, Duration) {
+        let (outcome, took, _) = self.probe_detailed(target, own_addr, timeout).await;
+        (outcome, took)
+    }
+
+    /// As [`Self::probe`], with what the HTTP answer showed (for an incident's evidence).
+    pub async fn probe_detailed(
+        &self,
+        target: &ProbeTarget,
+        own_addr: Option<IpAddr>,
+        timeout: Duration,
+    ) -> (ProbeOutcome, Duration, ProbeDetail) {
+        let mut detail = ProbeDetail::default();
         let started = Instant::now();
         let deadline = started + timeout;
         let result = async {
@@ -47,7 +59,9 @@ impl Prober {
                 .map_err(|e| connect_error(&e))?;
             match target.kind {
                 ProbeKind::Tcp => Ok(()),
-                ProbeKind::Http => http(stream, addr, target, deadline).await.map_err(Err),
+                ProbeKind::Http => http(stream, addr, target, deadline, &mut detail)
+                    .await
+                    .map_err(Err),
             }
         }
         .await;
@@ -56,9 +70,22 @@ impl Prober {
             Err(Err(f)) => ProbeOutcome::Failed(f),
             Err(Ok(u)) => ProbeOutcome::Unobservable(u),
         };
-        (outcome, started.elapsed())
+        (outcome, started.elapsed(), detail)
     }
 }
+
+/// What an HTTP probe's answer showed: its status and, for a failure, the head of its body
+/// (at most [`BODY_EXCERPT_BYTES`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeDetail {
+    pub http_status: Option<u16>,
+    pub body_excerpt: Option<String>,
+}
+
+/// How long a failed status waits for its body's head.
+const EXCERPT_WAIT: Duration = Duration::from_millis(100);
+/// Body bytes kept for a failed probe's evidence.
+const BODY_EXCERPT_BYTES: usize = crate::evidence::BODY_EXCERPT_BYTES;
 
 /// Why a probe did not get through: the container's failure (`Err`) or the watchdog's own
 /// trouble (`Ok`).
@@ -103,6 +130,7 @@ async fn http(
     addr: SocketAddr,
     target: &ProbeTarget,
     deadline: Instant,
+    detail: &mut ProbeDetail,
 ) -> Result<(), ProbeFailure> {
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) =
@@ -128,15 +156,38 @@ async fn http(
         .map_err(|_| ProbeFailure::Timeout)?
         .map_err(|_| ProbeFailure::Connect)?;
     let status = response.status();
+    detail.http_status = Some(status.as_u16());
+    let mut body = response.into_body();
     if !(status.is_success() || status.is_redirection()) {
+        // The head of the body, as far as it arrives soon: evidence only, the failure is the
+        // status either way, so a slow body never makes the probe slower than a moment.
+        let soon = deadline.min(Instant::now() + EXCERPT_WAIT);
+        let (head, more) = read_body(&mut body, BODY_EXCERPT_BYTES, soon)
+            .await
+            .unwrap_or_default();
+        detail.body_excerpt = Some(excerpt(&head, more));
         return Err(ProbeFailure::Status);
     }
     let Some(expected) = &target.expect_body else {
         return Ok(());
     };
-    let mut body = response.into_body();
+    let (seen, more) = read_body(&mut body, MAX_BODY, deadline).await?;
+    if String::from_utf8_lossy(&seen).contains(expected.as_str()) {
+        Ok(())
+    } else {
+        detail.body_excerpt = Some(excerpt(&seen, more));
+        Err(ProbeFailure::Body)
+    }
+}
+
+/// Reads the body until its end or about `max` bytes; true if it had more.
+async fn read_body(
+    body: &mut hyper::body::Incoming,
+    max: usize,
+    deadline: Instant,
+) -> Result<(Vec<u8>, bool), ProbeFailure> {
     let mut seen = Vec::new();
-    while seen.len() < MAX_BODY {
+    while seen.len() < max {
         let frame = tokio::time::timeout_at(deadline, body.frame())
             .await
             .map_err(|_| ProbeFailure::Timeout)?;
@@ -147,14 +198,16 @@ async fn http(
                 }
             }
             Some(Err(_)) => return Err(ProbeFailure::Connect),
-            None => break,
+            None => return Ok((seen, false)),
         }
     }
-    if String::from_utf8_lossy(&seen).contains(expected.as_str()) {
-        Ok(())
-    } else {
-        Err(ProbeFailure::Body)
-    }
+    Ok((seen, true))
+}
+
+fn excerpt(body: &[u8], more: bool) -> String {
+    let more = more || body.len() > BODY_EXCERPT_BYTES;
+    let head = &body[..body.len().min(BODY_EXCERPT_BYTES)];
+    crate::evidence::text_of(head, BODY_EXCERPT_BYTES, more)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -168,7 +221,7 @@ impl Drop for AbortOnDrop {
 /// Probes `target` every `interval` until `cancel` or until `report` returns false. Each
 /// target runs on its own task, so a slow or hanging target never delays another; a probe
 /// that outlasts the interval delays only its own next tick. `report` gets the outcome, the
-/// probe's duration and the schedule lag (how late the probe started).
+/// probe's duration, the schedule lag (how late the probe started) and what the answer showed.
 pub async fn schedule(
     prober: Prober,
     target: ProbeTarget,
@@ -176,7 +229,7 @@ pub async fn schedule(
     timeout: Duration,
     addr: tokio::sync::watch::Receiver<Option<IpAddr>>,
     cancel: tokio_util::sync::CancellationToken,
-    mut report: impl FnMut(ProbeOutcome, Duration, Duration) -> bool,
+    mut report: impl FnMut(ProbeOutcome, Duration, Duration, ProbeDetail) -> bool,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,8 +240,8 @@ pub async fn schedule(
         };
         let lag = Instant::now().saturating_duration_since(due);
         let own = *addr.borrow();
-        let (result, took) = prober.probe(&target, own, timeout).await;
-        if !report(result, took, lag) {
+        let (result, took, detail) = prober.probe_detailed(&target, own, timeout).await;
+        if !report(result, took, lag, detail) {
             return;
         }
     }
@@ -287,6 +340,44 @@ mod tests {
             p.probe(&target(ProbeKind::Http, ok, None), None, t).await.0,
             ProbeOutcome::Unobservable(Unobservable::NoAddress)
         );
+    }
+
+    /// A failed HTTP probe keeps its status and a bounded, UTF-8-safe excerpt of the body.
+    #[tokio::test]
+    async fn a_failed_http_probe_keeps_status_and_a_bounded_body_excerpt() {
+        let p = Prober::new().unwrap();
+        let t = Duration::from_millis(300);
+        let bad = server(Some(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 21\r\n\r\nmaintenance until 3am",
+        ))
+        .await;
+        let (r, _, d) = p
+            .probe_detailed(&target(ProbeKind::Http, bad, None), LOCAL, t)
+            .await;
+        assert_eq!(r, ProbeOutcome::Failed(ProbeFailure::Status));
+        assert_eq!(d.http_status, Some(503));
+        assert_eq!(d.body_excerpt.as_deref(), Some("maintenance until 3am"));
+        // 20 KB of two-byte characters: cut within the bound, on a character, marked.
+        let big: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: 20000\r\n\r\n{}",
+                "é".repeat(10_000)
+            )
+            .into_boxed_str(),
+        );
+        let ok = server(Some(big)).await;
+        let (r, _, d) = p
+            .probe_detailed(&target(ProbeKind::Http, ok, Some("ready")), LOCAL, t)
+            .await;
+        assert_eq!(r, ProbeOutcome::Failed(ProbeFailure::Body));
+        assert_eq!(d.http_status, Some(200));
+        let excerpt = d.body_excerpt.unwrap();
+        assert!(excerpt.len() <= BODY_EXCERPT_BYTES, "{}", excerpt.len());
+        assert!(
+            excerpt.starts_with("éé") && excerpt.ends_with('…'),
+            "{excerpt}"
+        );
+        assert!(!excerpt.contains('\u{fffd}'), "{excerpt}");
     }
 
     #[tokio::test]

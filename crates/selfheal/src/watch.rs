@@ -105,13 +105,9 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    pub fn new(cfg: WatchConfig, shared: Arc<Shared>) -> anyhow::Result<Self> {
+    pub fn new(cfg: WatchConfig, shared: Arc<Shared>, notifier: Notifier) -> anyhow::Result<Self> {
         let docker = Arc::new(RwLock::new(None));
         let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
-        let notifier = match &cfg.webhook_url {
-            Some(url) => Notifier::start(url.clone())?,
-            None => Notifier::disabled(),
-        };
         let (gates_tx, gates) = mpsc::channel(EVENT_QUEUE);
         let ctx = Context {
             shared: shared.clone(),
@@ -121,7 +117,9 @@ impl Watcher {
             backoff: cfg.backoff,
             probe_network: cfg.probe_network.clone(),
             own_networks: Arc::new(Vec::new()),
+            evidence: cfg.evidence,
             gates: gates_tx,
+            slots: Arc::default(),
         };
         Ok(Self {
             cfg,
@@ -197,6 +195,12 @@ impl Watcher {
         });
         let _guard = AbortOnDrop(forward);
         bounded(docker.ping()).await?;
+        if let Ok(info) = bounded(docker.info()).await {
+            // Notifications name the engine's host, never the watchdog's own container.
+            self.ctx
+                .notifier
+                .learn_host(info.name.as_deref().unwrap_or_default());
+        }
         *self.docker.write().await = Some(docker.clone());
         self.discover_own_networks(&docker).await;
         if let Some(from) = replay_from {
@@ -321,7 +325,19 @@ impl Watcher {
                     .open_incidents()
                     .into_iter()
                     .find(|i| i.container_id == info.id);
-                let handle = container::spawn(self.ctx.clone(), info, spec, resumed, &self.cancel);
+                let swarm = match selfheal_core::SwarmTask::from_labels(&info.labels) {
+                    Some(task) => {
+                        let condition =
+                            crate::swarm::restart_condition(docker, &info.labels, &task).await;
+                        tracing::info!(container = %info.name, service = %task.service_name,
+                            slot = %task.slot_key(), condition = condition.as_str(),
+                            "a Swarm task: never restarted in place");
+                        Some(crate::swarm::SwarmBinding { task, condition })
+                    }
+                    None => None,
+                };
+                let handle =
+                    container::spawn(self.ctx.clone(), info, spec, resumed, swarm, &self.cancel);
                 self.tasks.insert(id.to_string(), handle);
             }
             Discovered::LabelErrors { info, errors } => {

@@ -101,7 +101,11 @@ fn webhook_receives_opened_and_recovered_with_slack_text() {
     );
     let (port, rx) = capture_server();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let w = env.watchdog(&with(WATCH_FAST, &["--webhook-url", &url]));
+    // The recovery is told once the container stayed healthy for the backoff reset period.
+    let w = env.watchdog(&with(
+        WATCH_FAST,
+        &["--webhook-url", &url, "--backoff-reset", "2s"],
+    ));
     app.wait_health("healthy", secs(20)).unwrap();
     w.wait_state(&app.name, "healthy", secs(20)).unwrap();
     app.chaos("unhealthy");

@@ -178,7 +178,7 @@ fn one_core(mode: &str, n: usize, endpoints: &[String]) -> Result<serde_json::Va
                         Duration::from_millis(500),
                         addr_rx,
                         cancel,
-                        |result, _took, lag| {
+                        |result, _took, lag, _detail| {
                             if let Ok(mut v) = lags.lock() {
                                 v.push(lag.as_secs_f64());
                             }

@@ -10,6 +10,8 @@ pub use record::close_orphan;
 
 use crate::dependents::GateReport;
 use crate::docker::ContainerInfo;
+use crate::evidence::capture::Captured;
+use crate::evidence::{Evidence, ExitRecord, ProbeFailureLog, ProbeFailureRecord};
 use crate::executor::{ContainerRuntime, ExecOutcome};
 use crate::journal::Incident;
 use crate::metrics::{probe_labels, Metrics};
@@ -27,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +66,11 @@ pub enum Msg {
     HealthFailingSince(SystemTime),
     /// The executor's report on a restart order.
     Restart(ExecOutcome),
+    /// Evidence read back from Docker for incident `incident`.
+    Evidence {
+        incident: u64,
+        captured: Box<Captured>,
+    },
     /// Destroyed, or no longer opted in: close out and end.
     Removed,
     /// A parent this container depends on started again at `at` and is ready: the parent's
@@ -93,8 +100,12 @@ pub struct Context {
     pub backoff: Backoff,
     pub probe_network: Option<String>,
     pub own_networks: Arc<Vec<String>>,
+    /// Capture evidence for incidents (`--evidence`).
+    pub evidence: bool,
     /// Where this container, as a parent, reports that its dependents wait or may go on.
     pub gates: mpsc::Sender<GateReport>,
+    /// Swarm slots handed over by an ended task, for its replacement.
+    pub slots: Arc<crate::swarm::SlotLedger>,
 }
 
 pub struct ContainerHandle {
@@ -137,6 +148,13 @@ struct ContainerTask {
     tx: mpsc::Sender<Msg>,
     /// The time of the last observation: observations are fed in order.
     last_now: Instant,
+    /// The probe's current run of failures, for an incident's evidence.
+    probe_failures: ProbeFailureLog,
+    /// How the process last ended, until an incident takes it as evidence.
+    last_exit: Option<selfheal_core::Exit>,
+    /// Fires once the restart ordered by the observation being handled is sent (or dropped):
+    /// evidence is read from Docker only after that.
+    restart_sent: Option<oneshot::Receiver<()>>,
     /// As a parent: when its dependents are released after it started again.
     gate: ReleaseGate,
     /// The run last seen, and the incident whose restart began it.
@@ -153,6 +171,8 @@ struct ContainerTask {
     last_failure: Option<String>,
     /// Destroyed while its recreate was in flight: ended once the executor reports.
     removed_pending: bool,
+    /// Set when the container is a Swarm task.
+    swarm: Option<crate::swarm::SwarmBinding>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -243,6 +263,7 @@ fn policy_spec(spec: &WatchSpec, info: &ContainerInfo, backoff: Backoff) -> Poli
         restart_policy: info.restart_policy(),
         has_probe: spec.probe.is_some(),
         has_docker_health: info.has_healthcheck,
+        swarm: None,
     }
 }
 
@@ -253,10 +274,19 @@ pub fn spawn(
     info: ContainerInfo,
     spec: WatchSpec,
     resumed: Option<Incident>,
+    swarm: Option<crate::swarm::SwarmBinding>,
     parent: &CancellationToken,
 ) -> ContainerHandle {
     let (tx, rx) = mpsc::channel(INBOX);
     let cancel = parent.child_token();
+    // A Swarm task takes over what the task it replaces left in its slot.
+    let handed = swarm
+        .as_ref()
+        .and_then(|b| ctx.slots.take(&b.task.slot_key()));
+    let resumed = match &handed {
+        Some(h) => h.incident.clone(),
+        None => resumed,
+    };
     let times = resumed
         .as_ref()
         .and_then(|i| IncidentRecorder::times_of(&ctx.shared, i));
@@ -270,6 +300,7 @@ pub fn spawn(
     let (addr, addr_rx) =
         watch::channel(info.probe_address(ctx.probe_network.as_deref(), &ctx.own_networks));
     let probing = Arc::new(AtomicBool::new(false));
+    let probe_failures = ProbeFailureLog::default();
     let (name, name_rx) = watch::channel(info.name.clone());
     let probe_task = spec.probe.clone().map(|target| {
         let prober = ctx.prober.clone();
@@ -278,13 +309,31 @@ pub fn spawn(
         let mut series = ProbeSeries::new(ctx.shared.clone(), target.kind, name_rx);
         let cancel = cancel.clone();
         let probing = probing.clone();
+        let failures = ctx.evidence.then(|| probe_failures.clone());
+        let clock = ctx.shared.clock;
         tokio::spawn(async move {
-            let report = |outcome: ProbeOutcome, took: std::time::Duration, _lag| {
+            let report = |outcome: ProbeOutcome,
+                          took: std::time::Duration,
+                          _lag,
+                          detail: crate::probe::ProbeDetail| {
                 if !probing.load(Ordering::Relaxed) {
                     // The core does not count probes now (not running, paused, restarting).
                     return true;
                 }
                 series.record(outcome, took);
+                if let Some(log) = &failures {
+                    match outcome {
+                        ProbeOutcome::Failed(f) => log.push(ProbeFailureRecord {
+                            at: clock.rfc3339(Instant::now()),
+                            reason: f.as_str().into(),
+                            duration_ms: took.as_secs_f64() * 1000.0,
+                            http_status: detail.http_status,
+                            body_excerpt: detail.body_excerpt,
+                        }),
+                        ProbeOutcome::Passed => log.clear(),
+                        ProbeOutcome::Unobservable(_) => {}
+                    }
+                }
                 // Never block the probe schedule on a busy task: a probe result dropped is
                 // one the next probe replaces.
                 !matches!(
@@ -297,10 +346,26 @@ pub fn spawn(
         })
     });
     let now = Instant::now();
-    let policy = policy_spec(&spec, &info, ctx.backoff);
+    let mut policy = policy_spec(&spec, &info, ctx.backoff);
+    policy.swarm = swarm.as_ref().map(|b| b.condition);
+    let sup = match handed {
+        Some(h) => {
+            tracing::info!(container = %info.name, incident = ?h.incident.as_ref().map(|i| i.id),
+                "Swarm task replaces an ended one in its slot; taking over the slot");
+            Supervisor::replacement(policy, h.carry, now)
+        }
+        None => Supervisor::new(policy, times, now),
+    };
     let mut task = ContainerTask {
-        sup: Supervisor::new(policy, times, now),
-        incidents: IncidentRecorder::new(ctx.shared.clone(), ctx.notifier.clone(), resumed),
+        sup,
+        swarm,
+        incidents: IncidentRecorder::new(
+            ctx.shared.clone(),
+            ctx.notifier.clone(),
+            resumed,
+            ctx.backoff.reset_after,
+            !spec.notify,
+        ),
         ctx,
         spec,
         oom_pending: false,
@@ -311,6 +376,9 @@ pub fn spawn(
         tx: tx.clone(),
         info: info.clone(),
         last_now: now,
+        probe_failures,
+        last_exit: None,
+        restart_sent: None,
         gate: ReleaseGate::default(),
         run_seen: None,
         run_incident: None,
@@ -340,10 +408,15 @@ impl ContainerTask {
     async fn run(&mut self, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToken) {
         loop {
             let wake = self.sup.wake_at();
+            let tell_at = self.incidents.wake_at();
             let msg = tokio::select! {
                 _ = cancel.cancelled() => return,
                 m = rx.recv() => match m { Some(m) => m, None => return },
                 _ = sleep_until(wake) => Msg::Observe(Observation::Tick),
+                _ = sleep_until(tell_at) => {
+                    self.incidents.tick(Instant::now());
+                    continue;
+                }
             };
             // A recreate removes the old container as its last step: its `destroy` may come
             // before the executor's report, which says how the incident ended.
@@ -397,6 +470,7 @@ impl ContainerTask {
             Msg::Died { exit_code } => {
                 let oom = std::mem::take(&mut self.oom_pending);
                 let exit = self.info.exit(exit_code, oom);
+                self.last_exit = Some(exit);
                 self.feed(Observation::Died(exit), now);
             }
             Msg::Rename(name) => self.rename(name),
@@ -435,6 +509,7 @@ impl ContainerTask {
                 self.feed(Observation::Replaced, now)
             }
             Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
+            Msg::Evidence { incident, captured } => self.incidents.attach(incident, *captured),
             Msg::ParentWaiting { parent, since } => {
                 let since = self.ctx.shared.clock.instant(since);
                 if self.sup.run_since().is_some_and(|r| r < since) {
@@ -524,6 +599,7 @@ impl ContainerTask {
         for e in effects {
             self.carry_out(e, now);
         }
+        self.restart_sent = None;
         self.probing
             .store(self.sup.wants_probes(), Ordering::Relaxed);
         self.report_gate(open_before);
@@ -536,22 +612,30 @@ impl ContainerTask {
             .metrics
             .event_to_action
             .observe(reaction.as_secs_f64());
-        let verb = if self.ctx.shared.dry_run {
-            "would restart (dry run)"
-        } else {
-            "restarting"
+        let verb = match (self.ctx.shared.dry_run, order.end) {
+            (true, _) => "would restart or end (dry run)",
+            (false, None) => "restarting",
+            (false, Some(selfheal_core::EndMode::Stop)) => {
+                "stopping the Swarm task for Swarm to replace"
+            }
+            (false, Some(selfheal_core::EndMode::Kill)) => {
+                "killing the Swarm task for Swarm to replace"
+            }
         };
         tracing::warn!(container = %self.info.name, trigger = %order.trigger, attempt = order.attempt,
             stop_timeout = order.stop_timeout, reaction = ?reaction, "{verb}");
         let runtime = self.ctx.runtime.clone();
         let id = self.info.id.clone();
         let tx = self.tx.clone();
+        let (sent_tx, sent_rx) = oneshot::channel();
+        self.restart_sent = Some(sent_rx);
         let recreate = self.recreate.clone();
         tokio::spawn(async move {
             let sent = tx.clone();
             // Queued ahead of the restart's own events: from here on they are the restart's.
             let on_sent = Box::pin(async move {
                 let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
+                let _ = sent_tx.send(());
             });
             let outcome = match &recreate {
                 None => runtime.restart(&id, &order, on_sent).await,
@@ -597,11 +681,13 @@ impl ContainerTask {
                 shared.metrics.set_state(&name, to);
             }
             Effect::IncidentOpened(t) => {
+                let evidence = self.evidence_at_detection(t.trigger);
                 let parent = self
                     .parent_link
                     .take()
                     .filter(|_| t.trigger == Trigger::Dependency);
-                self.incidents.opened(&t, &self.info, parent);
+                self.incidents.opened(&t, &self.info, evidence, parent);
+                self.start_capture();
             }
             Effect::IncidentUpdated(t) => self.incidents.updated(&t),
             Effect::IncidentClosed {
@@ -616,8 +702,11 @@ impl ContainerTask {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
                     RecoveryResult::Failed => {
-                        self.incidents.restart_failed(self.last_failure.take())
+                        self.incidents.restart_failed(now, self.last_failure.take())
                     }
+                    RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
+                        container = %name, %trigger,
+                        "Swarm task failed; Swarm replaces it, recorded, not acted on"),
                     RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
                         "restarted by Docker's restart policy; recorded, not repeated"),
                     _ => {}
@@ -628,7 +717,22 @@ impl ContainerTask {
                 "restart budget spent: quarantined, left alone until it is healthy again"
             ),
             Effect::Released => {
-                tracing::info!(container = %name, "healthy again by itself: released from quarantine")
+                tracing::info!(container = %name, "healthy again by itself: released from quarantine");
+                self.incidents.released(now);
+            }
+            Effect::HandOver(carry) => {
+                let Some(b) = &self.swarm else { return };
+                let incident = self.incidents.open.take();
+                tracing::info!(container = %name, service = %b.task.service_name,
+                    incident = ?incident.as_ref().map(|i| i.id),
+                    "Swarm task ended; its slot goes to the task Swarm starts next");
+                self.ctx.slots.put(
+                    b.task.slot_key(),
+                    crate::swarm::Handed {
+                        carry: *carry,
+                        incident,
+                    },
+                );
             }
             // Behind whatever is already in the inbox: looked at in order.
             Effect::Inspect => self.send_self(Msg::Look { started: false }),
@@ -636,6 +740,52 @@ impl ContainerTask {
                 self.look(|info| info.health_failing_since.map(Msg::HealthFailingSince))
             }
         }
+    }
+
+    /// What is known at detection, without asking Docker: the probe's failures, the exit.
+    fn evidence_at_detection(&mut self, trigger: selfheal_core::Trigger) -> Option<Evidence> {
+        let exit = self.last_exit.take();
+        if !self.ctx.evidence {
+            return None;
+        }
+        let probe_failures = self.probe_failures.snapshot();
+        // Taken: a later incident gets only failures seen after this one.
+        self.probe_failures.clear();
+        let died = matches!(
+            trigger,
+            selfheal_core::Trigger::Died | selfheal_core::Trigger::Oom
+        );
+        Some(Evidence {
+            probe_failures,
+            exit: exit
+                .filter(|_| died)
+                .map(|e| ExitRecord::new(e.code, e.oom_killed)),
+            ..Evidence::default()
+        })
+    }
+
+    /// Reads the rest of the evidence from Docker off the task's path, once the restart this
+    /// observation ordered (if any) is sent: healing never waits for it.
+    fn start_capture(&mut self) {
+        let Some(incident) = self.incidents.open.as_ref().map(|i| i.id) else {
+            return;
+        };
+        let restart_sent = self.restart_sent.take();
+        if !self.ctx.evidence {
+            return;
+        }
+        let detected = std::time::SystemTime::now();
+        let runtime = self.ctx.runtime.clone();
+        let id = self.info.id.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Some(sent) = restart_sent {
+                // Sent, or dropped without being sent: either way the restart is under way.
+                let _ = sent.await;
+            }
+            let captured = Box::new(runtime.capture(&id, detected).await);
+            let _ = tx.send(Msg::Evidence { incident, captured }).await;
+        });
     }
 
     /// Updates the shared view, but only when something shown there changed: most messages
@@ -670,7 +820,7 @@ impl ContainerTask {
             cannot_observe: key.unobservable.map(Into::into),
             spec: Some(self.spec.clone()),
             label_errors: Vec::new(),
-            last_incident: incident.cloned(),
+            last_incident: incident.map(Incident::without_evidence),
             dependencies: Default::default(),
             waiting_on: key.waiting_on.clone(),
         };

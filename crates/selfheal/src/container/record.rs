@@ -1,12 +1,14 @@
 //! Incident recording: the core's incident times become journal records, metrics and
 //! notifications. Nothing here decides anything.
 
-use super::notice::{self, Event};
+use super::notice;
 use crate::docker::ContainerInfo;
+use crate::evidence::capture::Captured;
+use crate::evidence::Evidence;
 use crate::journal::{Incident, IncidentOutcome};
 use crate::notify::Notifier;
 use crate::shared::Shared;
-use selfheal_core::{IncidentTimes, Outcome};
+use selfheal_core::{IncidentTimes, Notice, NoticeGate, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -16,17 +18,64 @@ use tokio::time::Instant;
 pub struct IncidentRecorder {
     shared: Arc<Shared>,
     notifier: Notifier,
+    /// Which incident events are told: one message per crash loop, not one per restart.
+    gate: NoticeGate,
+    /// `selfheal.notify=false`: nothing is sent (the gate still follows the story).
+    muted: bool,
     pub open: Option<Incident>,
     pub last: Option<Incident>,
 }
 
 impl IncidentRecorder {
-    pub fn new(shared: Arc<Shared>, notifier: Notifier, resumed: Option<Incident>) -> Self {
+    /// `quiet`: the backoff reset period, after which a healthy container's loop is over.
+    pub fn new(
+        shared: Arc<Shared>,
+        notifier: Notifier,
+        resumed: Option<Incident>,
+        quiet: Duration,
+        muted: bool,
+    ) -> Self {
         Self {
             shared,
             notifier,
+            gate: NoticeGate::new(quiet),
+            muted,
             open: resumed,
             last: None,
+        }
+    }
+
+    /// When [`IncidentRecorder::tick`] has a message to send.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.gate.wake_at()
+    }
+
+    /// Time passed: a loop that stayed healthy long enough is told as recovered.
+    pub fn tick(&mut self, now: Instant) {
+        let out = self.gate.tick(now);
+        self.tell(out, None);
+    }
+
+    /// A quarantined container is healthy again by itself.
+    pub fn released(&mut self, now: Instant) {
+        let out = self.gate.healthy(now);
+        self.tell(out, None);
+    }
+
+    /// Sends what the gate let through. A recovery names the loop's last closed incident;
+    /// anything else names `current`.
+    fn tell(&self, notices: Vec<Notice>, current: Option<&Incident>) {
+        if self.muted {
+            return;
+        }
+        for n in notices {
+            let about = match n {
+                Notice::Recovered { .. } => self.last.as_ref().or(current),
+                _ => current.or(self.open.as_ref()).or(self.last.as_ref()),
+            };
+            if let Some(i) = about {
+                self.notifier.send(notice::notification(n, i));
+            }
         }
     }
 
@@ -56,11 +105,13 @@ impl IncidentRecorder {
         self.open.as_ref().or(self.last.as_ref())
     }
 
+    /// Opens the incident with the evidence known at detection (probe failures, an exit).
     /// `parent`: for trigger `dependency`, the parent and its incident.
     pub fn opened(
         &mut self,
         t: &IncidentTimes,
         info: &ContainerInfo,
+        evidence: Option<Evidence>,
         parent: Option<(String, Option<u64>)>,
     ) {
         let shared = &self.shared;
@@ -82,6 +133,7 @@ impl IncidentRecorder {
             outcome: IncidentOutcome::Open,
             dry_run: shared.dry_run,
             unpersisted: false,
+            evidence: evidence.filter(|e| !e.is_empty()).map(Arc::new),
             parent: None,
             parent_incident: None,
             failure: None,
@@ -93,8 +145,8 @@ impl IncidentRecorder {
         self.fill(&mut incident, t);
         tracing::warn!(container = %info.name, trigger = %t.trigger, incident = incident.id,
             parent = ?incident.parent, parent_incident = ?incident.parent_incident, "incident opened");
-        self.notifier
-            .send(notice::notification(Event::Opened, &incident));
+        let out = self.gate.opened(t.first_failure, t.detected);
+        self.tell(out, Some(&incident));
         self.shared.journal.record(incident.clone());
         self.open = Some(incident);
     }
@@ -138,30 +190,43 @@ impl IncidentRecorder {
             container, incident = i.id, %outcome,
             time_to_recover = ?time_to_recover, attempts = i.attempts, "incident closed"
         );
-        match outcome {
-            Outcome::Recovered => self.notify(Event::Recovered, &i),
-            Outcome::Quarantined => self.notify(Event::Quarantined, &i),
-            Outcome::Abandoned => {}
-        }
         self.shared.journal.record(i.clone());
+        let out = match outcome {
+            Outcome::Recovered => self.gate.healthy(now),
+            Outcome::Quarantined => self.gate.quarantined(now),
+            Outcome::Abandoned => self.gate.abandoned(now),
+        };
+        // Before `last` moves on: a recovery due from before names the incident it closed.
+        self.tell(out, Some(&i));
         self.last = Some(i);
     }
 
+    /// Adds what was read back from Docker to incident `id` (open, or already closed) and
+    /// records the new copy.
+    pub fn attach(&mut self, id: u64, captured: Captured) {
+        let held = [self.open.as_mut(), self.last.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|i| i.id == id);
+        let mut from_journal = None;
+        let Some(i) = held.or_else(|| from_journal.insert(self.shared.journal.get(id)).as_mut())
+        else {
+            return;
+        };
+        Arc::make_mut(i.evidence.get_or_insert_default()).merge(captured);
+        self.shared.journal.record(i.clone());
+    }
+
     /// `reason`: Docker's or the executor's word, kept in the record.
-    pub fn restart_failed(&mut self, reason: Option<String>) {
+    pub fn restart_failed(&mut self, now: Instant, reason: Option<String>) {
         if let Some(i) = &mut self.open {
             if reason.is_some() {
                 i.failure = reason;
                 self.shared.journal.record(i.clone());
             }
         }
-        if let Some(i) = &self.open {
-            self.notify(Event::Failed, i);
-        }
-    }
-
-    fn notify(&self, event: Event, i: &Incident) {
-        self.notifier.send(notice::notification(event, i));
+        let out = self.gate.restart_failed(now);
+        self.tell(out, None);
     }
 
     fn fill(&self, i: &mut Incident, t: &IncidentTimes) {

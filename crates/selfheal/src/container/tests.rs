@@ -3,6 +3,7 @@
 //! tests against the real engine.
 
 use super::*;
+use crate::evidence::capture::Captured;
 use crate::executor::BoxFuture;
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
 use selfheal_core::labels::parse_labels;
@@ -17,6 +18,10 @@ struct FakeRuntime {
     restarts: Mutex<Vec<RestartOrder>>,
     answer: Mutex<RestartOutcome>,
     shown: Mutex<Option<ContainerInfo>>,
+    /// What `capture` answers.
+    captured: Mutex<Captured>,
+    /// For each capture: how many restarts had been sent by then.
+    captures: Mutex<Vec<usize>>,
 }
 
 impl FakeRuntime {
@@ -25,6 +30,8 @@ impl FakeRuntime {
             restarts: Mutex::new(Vec::new()),
             answer: Mutex::new(RestartOutcome::Done),
             shown: Mutex::new(None),
+            captured: Mutex::new(Captured::default()),
+            captures: Mutex::new(Vec::new()),
         })
     }
     fn restarts(&self) -> Vec<RestartOrder> {
@@ -60,6 +67,13 @@ impl ContainerRuntime for FakeRuntime {
             ExecOutcome::Finished(answer)
         })
     }
+    fn capture<'a>(&'a self, _id: &'a str, _detected: SystemTime) -> BoxFuture<'a, Captured> {
+        Box::pin(async move {
+            let sent = self.restarts.lock().expect("lock").len();
+            self.captures.lock().expect("lock").push(sent);
+            self.captured.lock().expect("lock").clone()
+        })
+    }
 }
 
 struct World {
@@ -86,7 +100,9 @@ fn world() -> World {
         backoff: Backoff::default(),
         probe_network: None,
         own_networks: Arc::new(Vec::new()),
+        evidence: true,
         gates: mpsc::channel(16).0,
+        slots: Arc::default(),
     };
     let info = ContainerInfo {
         id: "c0ffee".into(),
@@ -102,7 +118,7 @@ fn world() -> World {
         .expect("labels")
         .expect("opted in");
     let cancel = CancellationToken::new();
-    let handle = spawn(ctx, info.clone(), spec, None, &cancel);
+    let handle = spawn(ctx, info.clone(), spec, None, None, &cancel);
     World {
         shared,
         runtime,
@@ -134,6 +150,12 @@ impl World {
             "not reached within 60 s of paused time: {what} (state {})",
             self.state()
         );
+    }
+
+    /// The evidence of the newest incident, as the journal holds it.
+    fn newest_evidence(&self) -> Option<Arc<crate::evidence::Evidence>> {
+        let newest = self.shared.journal.list(None, None).first()?.id;
+        self.shared.journal.get(newest)?.evidence
     }
 
     /// The restart's own start, reported as the watch loop does after a `start` event.
@@ -371,4 +393,62 @@ async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
         })
         .get();
     assert_eq!(failed, 1);
+}
+
+/// Evidence: the restart is sent before Docker is asked for logs (healing never waits for the
+/// capture), and what the capture returns lands on the incident in the journal, while the
+/// list and the view leave it out.
+#[tokio::test(start_paused = true)]
+async fn evidence_is_read_after_the_restart_is_sent_and_lands_on_the_incident() {
+    use crate::evidence::{LogLine, LogStream, Logs};
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    let line = LogLine {
+        stream: LogStream::Stderr,
+        time: None,
+        text: "database unreachable".into(),
+    };
+    *w.runtime.captured.lock().expect("lock") = Captured {
+        health_log: Vec::new(),
+        logs: Some(Logs::bounded(vec![line.clone()], false)),
+    };
+    w.handle
+        .send(Msg::Unhealthy {
+            received: Instant::now(),
+        })
+        .await;
+    w.until("logs on the incident", |w| {
+        w.newest_evidence().is_some_and(|e| e.logs.is_some())
+    })
+    .await;
+    assert_eq!(*w.runtime.captures.lock().expect("lock"), vec![1]);
+    let logs = w.newest_evidence().and_then(|e| e.logs.clone());
+    assert_eq!(logs.map(|l| l.lines), Some(vec![line]));
+    assert!(w.shared.journal.list(None, None)[0].evidence.is_none());
+    assert!(w.shared.views()[0]
+        .last_incident
+        .as_ref()
+        .is_some_and(|i| i.evidence.is_none()));
+}
+
+/// A death's exit code, OOM flag and signal are evidence taken at detection.
+#[tokio::test(start_paused = true)]
+async fn a_death_records_its_exit_as_evidence() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    w.handle.send(Msg::Oom).await;
+    w.handle.send(Msg::Died { exit_code: 137 }).await;
+    w.until("an incident with its exit", |w| {
+        w.newest_evidence().is_some_and(|e| e.exit.is_some())
+    })
+    .await;
+    assert_eq!(w.shared.journal.list(None, None)[0].trigger, Trigger::Oom);
+    let exit = w
+        .newest_evidence()
+        .and_then(|e| e.exit.clone())
+        .expect("exit");
+    assert_eq!(
+        (exit.exit_code, exit.oom_killed, exit.signal.as_deref()),
+        (137, true, Some("SIGKILL"))
+    );
 }

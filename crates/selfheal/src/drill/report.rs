@@ -4,6 +4,10 @@
 use super::round::Timeline;
 use super::Scenario;
 use crate::journal::Incident;
+use crate::timeline::{
+    Phase, Theme, TimelineChart, TimelineRow, DETECTED_TO_RESTART_BEGUN, FAULT_TO_DETECTED,
+    HEALTHY_COLOR,
+};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -396,131 +400,38 @@ impl DrillReport {
     /// The timeline: one row per round, phases fault -> detected -> restart begun -> started
     /// -> healthy, and the round's limit.
     pub fn svg(&self) -> String {
-        const LEFT: f64 = 150.0;
-        const PLOT: f64 = 620.0;
-        const ROW: f64 = 22.0;
-        const TOP: f64 = 40.0;
-        let measured: Vec<&RoundRecord> = self
+        const PHASES: [Phase; 4] = [
+            FAULT_TO_DETECTED,
+            DETECTED_TO_RESTART_BEGUN,
+            Phase {
+                label: "restart begun -> started",
+                color: "#4c6ef5",
+            },
+            Phase {
+                label: "started -> healthy",
+                color: HEALTHY_COLOR,
+            },
+        ];
+        let rows = self
             .rounds
             .iter()
             .filter(|r| r.outcome != "skipped")
+            .map(|r| TimelineRow {
+                label: r.name(),
+                ends: vec![r.detected_s, r.restart_begun_s, r.started_s, r.healthy_s],
+                limit: Some(r.slo_seconds),
+                ..TimelineRow::default()
+            })
             .collect();
-        let span = measured
-            .iter()
-            .flat_map(|r| [r.healthy_s, r.started_s, Some(r.slo_seconds.min(3600.0))])
-            .flatten()
-            .fold(1.0_f64, f64::max)
-            * 1.05;
-        let x = |s: f64| LEFT + (s.max(0.0) / span) * PLOT;
-        let height = TOP + ROW * measured.len() as f64 + 70.0;
-        let width = LEFT + PLOT + 30.0;
-        let mut out = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
-             viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"10\" y=\"18\" font-size=\"13\">selfheal drill: {} (seconds after the fault)</text>\n",
-            xml(&self.target)
-        );
-        // Axis ticks.
-        let step = nice_step(span);
-        let mut s = 0.0;
-        let bottom = TOP + ROW * measured.len() as f64;
-        while s <= span {
-            let _ = writeln!(
-                out,
-                "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{bottom}\" stroke=\"#ddd\"/>\
-                 <text x=\"{0:.1}\" y=\"{1:.0}\" text-anchor=\"middle\" fill=\"#555\">{s}</text>",
-                x(s),
-                bottom + 14.0
-            );
-            s += step;
+        TimelineChart {
+            title: format!("selfheal drill: {} (seconds after the fault)", self.target),
+            phases: &PHASES,
+            rows,
+            theme: Theme::Paper,
+            unfinished: "not recovered",
         }
-        let phases = [
-            ("fault -> detected", "#e4572e"),
-            ("detected -> restart begun", "#f3a712"),
-            ("restart begun -> started", "#4c6ef5"),
-            ("started -> healthy", "#29a36a"),
-        ];
-        for (i, r) in measured.iter().enumerate() {
-            let y = TOP + ROW * i as f64;
-            let _ = writeln!(
-                out,
-                "<text x=\"10\" y=\"{:.0}\">{}</text>",
-                y + 15.0,
-                xml(&r.name())
-            );
-            let marks = [
-                Some(0.0),
-                r.detected_s,
-                r.restart_begun_s,
-                r.started_s,
-                r.healthy_s,
-            ];
-            let mut from = 0.0;
-            for (k, (label, color)) in phases.iter().enumerate() {
-                let Some(to) = marks[k + 1] else { continue };
-                let to = to.max(from);
-                let _ = writeln!(
-                    out,
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{color}\"><title>{}: {:.2}s to {:.2}s</title></rect>",
-                    x(from),
-                    y + 4.0,
-                    (x(to) - x(from)).max(1.0),
-                    xml(label),
-                    from,
-                    to
-                );
-                from = to;
-            }
-            if r.healthy_s.is_none() {
-                let _ = writeln!(
-                    out,
-                    "<text x=\"{:.1}\" y=\"{:.0}\" fill=\"#c00\">not recovered</text>",
-                    x(from) + 4.0,
-                    y + 15.0
-                );
-            }
-            let slo = x(r.slo_seconds);
-            let _ = writeln!(
-                out,
-                "<line x1=\"{slo:.1}\" y1=\"{:.1}\" x2=\"{slo:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-width=\"2\"><title>limit {:.0}s</title></line>",
-                y + 2.0,
-                y + 20.0,
-                r.slo_seconds
-            );
-        }
-        let ly = bottom + 34.0;
-        let mut lx = 10.0;
-        for (label, color) in phases.iter().chain(&[("limit", "#c00")]) {
-            let _ = writeln!(
-                out,
-                "<rect x=\"{lx:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
-                ly - 10.0,
-                lx + 16.0,
-                ly,
-                xml(label)
-            );
-            lx += 16.0 + 7.0 * label.len() as f64 + 14.0;
-        }
-        out += "</svg>\n";
-        out
+        .svg()
     }
-}
-
-fn nice_step(span: f64) -> f64 {
-    [
-        0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-    ]
-    .into_iter()
-    .find(|s| span / s <= 12.0)
-    .unwrap_or(1200.0)
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -1,0 +1,395 @@
+//! Notification targets, given as URLs whose scheme names the kind: `json+https://…`,
+//! `slack+https://…`, `discord+https://…`, `ntfy+https://host/topic`,
+//! `gotify+https://host/?token=…`, `smtp://user:pass@host:587?from=…&to=…`.
+//!
+//! The fragment carries the watchdog's own options and is never sent anywhere:
+//! `#name=ops&severity=warning`. A target is shown (log, metrics, API, `notify test`) only by
+//! its name and a redacted address: scheme, host and port, never user, password, path or query
+//! (Slack and Discord webhook URLs carry their secret in the path).
+
+use reqwest::Url;
+use selfheal_core::Severity;
+use std::path::PathBuf;
+
+/// What a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The generic JSON webhook (`--webhook-url`), a superset of Slack's `text`.
+    Json,
+    /// Slack and Mattermost incoming webhooks.
+    Slack,
+    Discord,
+    Ntfy,
+    Gotify,
+    Smtp,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Json => "json",
+            Kind::Slack => "slack",
+            Kind::Discord => "discord",
+            Kind::Ntfy => "ntfy",
+            Kind::Gotify => "gotify",
+            Kind::Smtp => "smtp",
+        }
+    }
+}
+
+/// Email over SMTP, always with STARTTLS.
+#[derive(Clone)]
+pub struct SmtpTarget {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// A PEM file of a CA to trust besides the public roots (a private mail relay).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where a target is reached.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// The URL to POST to, without the kind prefix and the fragment. For Gotify, the token is
+    /// taken out of the query and sent as a header.
+    Http {
+        url: Url,
+        token: Option<String>,
+    },
+    Smtp(SmtpTarget),
+}
+
+/// One configured target.
+#[derive(Clone)]
+pub struct Target {
+    pub kind: Kind,
+    /// The configured `name=`, else `KIND-INDEX` (index in the configured list, from 0).
+    pub name: String,
+    pub min_severity: Severity,
+    pub endpoint: Endpoint,
+    /// Scheme, host and port only: safe to show.
+    pub redacted: String,
+}
+
+impl std::fmt::Debug for SmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("to", &self.to.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Http { url, .. } => write!(f, "Http({})", url.host_str().unwrap_or("")),
+            Endpoint::Smtp(s) => s.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it holds secrets.
+        f.debug_struct("Target")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("min_severity", &self.min_severity)
+            .field("address", &self.redacted)
+            .finish()
+    }
+}
+
+/// A target URL that cannot be used. The value is shown redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("notify target {index} ({shown}): {reason}")]
+pub struct TargetError {
+    pub index: usize,
+    pub shown: String,
+    pub reason: String,
+}
+
+/// `kind+scheme://host:port/…` with everything after the authority left out.
+fn redact(raw: &str) -> String {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => return "<not a URL>".into(),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let tail = if end < rest.len() { "/…" } else { "" };
+    format!("{scheme}{host}{tail}")
+}
+
+/// Parses target `index` of the configured list.
+pub fn parse(raw: &str, index: usize) -> Result<Target, TargetError> {
+    let shown = redact(raw.trim());
+    let err = |reason: String| TargetError {
+        index,
+        shown: shown.clone(),
+        reason,
+    };
+    let raw = raw.trim();
+    let (scheme, _) = raw
+        .split_once("://")
+        .ok_or_else(|| err("expected KIND+https://… or smtp://…".into()))?;
+    let (kind, inner_scheme) = match scheme.split_once('+') {
+        Some((k, s)) => (k, s),
+        None if scheme == "smtp" => ("smtp", "smtp"),
+        None if matches!(scheme, "http" | "https") => ("json", scheme),
+        None => return Err(err(format!("unknown kind {scheme:?}"))),
+    };
+    let kind = match kind {
+        "json" => Kind::Json,
+        "slack" | "mattermost" => Kind::Slack,
+        "discord" => Kind::Discord,
+        "ntfy" => Kind::Ntfy,
+        "gotify" => Kind::Gotify,
+        "smtp" => Kind::Smtp,
+        other => {
+            return Err(err(format!(
+                "unknown kind {other:?}: expected json, slack, discord, ntfy, gotify or smtp"
+            )))
+        }
+    };
+    let url = Url::parse(&format!("{inner_scheme}://{}", &raw[scheme.len() + 3..]))
+        .map_err(|e| err(format!("not a URL: {e}")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err("the URL needs a host".into()));
+    }
+    let mut name = format!("{}-{index}", kind.as_str());
+    let mut min_severity = Severity::Info;
+    for (k, v) in url::form_urlencoded::parse(url.fragment().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "name" if valid_name(&v) => name = v.into_owned(),
+            "name" => {
+                return Err(err(format!(
+                    "name {v:?}: use letters, digits, '-', '_' or '.' (at most 64)"
+                )))
+            }
+            "severity" => {
+                min_severity = Severity::parse(&v).ok_or_else(|| {
+                    err(format!(
+                        "severity {v:?}: expected info, warning or critical"
+                    ))
+                })?
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown option {other:?} after '#': expected name= or severity="
+                )))
+            }
+        }
+    }
+    let mut url = url;
+    url.set_fragment(None);
+    let endpoint = match kind {
+        Kind::Smtp => Endpoint::Smtp(smtp(&url).map_err(err)?),
+        _ => {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(err(format!(
+                    "{}+ needs http:// or https:// after it",
+                    kind.as_str()
+                )));
+            }
+            let token = match kind {
+                Kind::Gotify => Some(take_query(&mut url, "token").ok_or_else(|| {
+                    err("gotify needs the application token: gotify+https://host/?token=…".into())
+                })?),
+                _ => None,
+            };
+            if kind == Kind::Ntfy && url.path().trim_matches('/').is_empty() {
+                return Err(err("ntfy needs a topic: ntfy+https://host/TOPIC".into()));
+            }
+            Endpoint::Http { url, token }
+        }
+    };
+    Ok(Target {
+        kind,
+        name,
+        min_severity,
+        endpoint,
+        redacted: if scheme.contains('+') || kind == Kind::Smtp {
+            shown
+        } else {
+            format!("json+{shown}")
+        },
+    })
+}
+
+fn valid_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Removes `key` from the query and returns its value.
+fn take_query(url: &mut Url, key: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let value = pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty());
+    let rest: Vec<_> = pairs.iter().filter(|(k, _)| k != key).collect();
+    if rest.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    value
+}
+
+fn smtp(url: &Url) -> Result<SmtpTarget, String> {
+    if url.scheme() != "smtp" {
+        return Err("email targets are smtp://user:pass@host:587?from=…&to=…".into());
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let credentials = (!url.username().is_empty())
+        .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
+    let mut from = None;
+    let mut to = Vec::new();
+    let mut ca_file = None;
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "from" => from = Some(v.into_owned()),
+            "to" => to.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
+            "ca-file" | "ca_file" => ca_file = Some(PathBuf::from(v.as_ref())),
+            other => {
+                return Err(format!(
+                    "unknown smtp option {other:?}: expected from=, to= or ca-file="
+                ))
+            }
+        }
+    }
+    let from = from.ok_or("smtp needs a sender: ?from=watchdog@example.com")?;
+    let check = |a: &str| {
+        a.parse::<lettre::Address>()
+            .map(|_| ())
+            .map_err(|e| format!("{a:?} is not an email address: {e}"))
+    };
+    check(&from)?;
+    if to.is_empty() {
+        return Err("smtp needs at least one recipient: &to=ops@example.com".into());
+    }
+    for a in &to {
+        check(a)?;
+    }
+    if let Some(ca) = &ca_file {
+        if !ca.is_file() {
+            return Err(format!("ca-file {} is not a readable file", ca.display()));
+        }
+    }
+    Ok(SmtpTarget {
+        host: url.host_str().unwrap_or_default().to_string(),
+        port: url.port().unwrap_or(587),
+        credentials,
+        from,
+        to,
+        ca_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_parses_and_names_itself() {
+        let t = parse("json+https://example.com/hook?x=1", 0).unwrap();
+        assert_eq!((t.kind, t.name.as_str()), (Kind::Json, "json-0"));
+        let t = parse("https://example.com/hook", 1).unwrap();
+        assert_eq!(t.kind, Kind::Json, "a bare URL is the generic JSON kind");
+        let t = parse(
+            "slack+https://hooks.slack.com/services/T/B/SECRET#name=ops",
+            2,
+        )
+        .unwrap();
+        assert_eq!((t.kind, t.name.as_str()), (Kind::Slack, "ops"));
+        assert_eq!(t.redacted, "slack+https://hooks.slack.com/…");
+        let t = parse("discord+https://discord.com/api/webhooks/1/tok", 3).unwrap();
+        assert_eq!(t.kind, Kind::Discord);
+        let t = parse("ntfy+http://127.0.0.1:8080/alerts#severity=warning", 4).unwrap();
+        assert_eq!((t.kind, t.min_severity), (Kind::Ntfy, Severity::Warning));
+        let t = parse("gotify+https://push.example.com/?token=AbC", 5).unwrap();
+        match &t.endpoint {
+            Endpoint::Http { url, token } => {
+                assert_eq!(token.as_deref(), Some("AbC"));
+                assert_eq!(url.as_str(), "https://push.example.com/");
+            }
+            Endpoint::Smtp(_) => panic!("gotify is HTTP"),
+        }
+        let t = parse(
+            "smtp://me%40x.org:p%40ss@mail.example.com:2525?from=wd@x.org&to=a@x.org,b@x.org#severity=critical",
+            6,
+        )
+        .unwrap();
+        let Endpoint::Smtp(s) = &t.endpoint else {
+            panic!("smtp")
+        };
+        assert_eq!(s.port, 2525);
+        assert_eq!(
+            s.credentials,
+            Some(("me@x.org".to_string(), "p@ss".to_string()))
+        );
+        assert_eq!(s.to, vec!["a@x.org", "b@x.org"]);
+        assert_eq!(t.min_severity, Severity::Critical);
+        assert_eq!(t.redacted, "smtp://mail.example.com:2525/…");
+        assert!(!format!("{t:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn bad_targets_are_clear_and_hide_secrets() {
+        let cases = [
+            ("teams+https://x.example/hook", "unknown kind \"teams\""),
+            ("gotify+https://push.example.com/", "application token"),
+            ("ntfy+https://ntfy.sh/", "needs a topic"),
+            ("smtp://u:pw@mail.example.com?to=a@x.org", "needs a sender"),
+            (
+                "smtp://u:pw@mail.example.com?from=a@x.org",
+                "at least one recipient",
+            ),
+            (
+                "smtp://mail.example.com?from=nobody&to=a@x.org",
+                "not an email address",
+            ),
+            ("slack+https://h.example/x#name=a b", "name \"a b\""),
+            (
+                "slack+https://h.example/x#severity=loud",
+                "expected info, warning or critical",
+            ),
+            ("slack+https://h.example/x#colour=red", "unknown option"),
+            ("discord+ftp://h.example/x", "http:// or https://"),
+            ("not a url", "expected KIND+https"),
+        ];
+        for (raw, want) in cases {
+            let e = parse(raw, 7).unwrap_err().to_string();
+            assert!(e.contains(want), "{raw}: {e}");
+            assert!(e.contains("notify target 7"), "{e}");
+            assert!(!e.contains(":pw@"), "secret shown: {e}");
+        }
+        let e = parse(
+            "smtp://u:pw@mail.example.com?from=a@x.org&to=b@x.org&ca-file=/nope.pem",
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/nope.pem") && !e.contains("pw"), "{e}");
+    }
+}

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# selfheal on a real 3-node Docker Swarm, on one machine: the host engine is the one manager,
+# two more engines run as workers, each in its own network namespace (and UTS namespace, for its
+# own node hostname) behind a bridge with a private /24 that only this test uses.
+#
+# It deploys tests/swarm/stack.yml and checks, on the real engines and the real Prometheus:
+#   1. a probe-only hang (SIGSTOP, no HEALTHCHECK) of a task on worker 1, `condition: any`, is
+#      stopped by worker 1's watchdog and replaced by Swarm;
+#   2. the same on worker 2 under `condition: on-failure`: the old task ends Failed (a kill),
+#      not Complete, and is replaced;
+#   3. a task whose HEALTHCHECK turns unhealthy is replaced by Swarm, and worker 1's watchdog
+#      records an observed incident with its time to recover;
+#   4. `docker service ps` shows exactly one replacement per fault;
+#   5. Prometheus on the manager finds all three watchdogs (dockerswarm_sd_configs) and holds
+#      the incidents of both workers;
+#   6. a service that no node may run is reported stuck, by the leader's watchdog alone.
+# Everything is torn down on exit, also on failure, within bounded waits: the stack, the swarm
+# (every node leaves), docker_gwbridge on the host and its iptables rules, the engines (by pid),
+# the namespaces, veths, bridge and the one iptables rule the test adds.
+#
+#   tests/swarm/run.sh          needs root; IMAGE_PREFIX (selfheal) names the images to use:
+#                               PREFIX/watchdog, PREFIX/prometheus, PREFIX/busybox (make images)
+# It refuses to run when the host engine is already in a swarm.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prefix=${IMAGE_PREFIX:-selfheal}
+id=$(printf '%04x' $((RANDOM % 65536)))
+tag="sw$id"
+stack="sh$id"
+br="${tag}b"
+driver=$(docker info -f '{{.Driver}}')
+work=$(mktemp -d "/tmp/selfheal-swarm.XXXXXX")
+started=$(date +%s)
+swarm_inited=0
+gwbridge_before=0
+deployed=0
+fwd_rule=()
+net=""
+
+log() { echo "[swarm-test +$(($(date +%s) - started))s] $*" >&2; }
+fail() {
+    log "FAIL: $*"
+    exit 1
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every second until it succeeds.
+wait_for() {
+    local what=$1 limit=$2
+    shift 2
+    local deadline=$(($(date +%s) + limit))
+    until "$@" >/dev/null 2>&1; do
+        (($(date +%s) < deadline)) || fail "$what: not within ${limit}s"
+        sleep 1
+    done
+}
+
+engine() { docker -H "unix://$work/e$1/sock" "${@:2}"; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    log "teardown (exit $rc)"
+    if ((deployed)); then
+        timeout 60 docker stack rm "$stack" >/dev/null 2>&1
+    fi
+    for n in 1 2; do
+        [[ -S $work/e$n/sock ]] && timeout 30 docker -H "unix://$work/e$n/sock" swarm leave --force >/dev/null 2>&1
+    done
+    if ((swarm_inited)); then
+        timeout 60 docker swarm leave --force >/dev/null 2>&1
+        # Stack containers the host's agent may still be removing.
+        local deadline=$(($(date +%s) + 30))
+        while [[ -n $(docker ps -aq --filter "label=com.docker.stack.namespace=$stack") ]] &&
+            (($(date +%s) < deadline)); do
+            sleep 1
+        done
+        docker ps -aq --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker rm -f >/dev/null 2>&1
+        if ((!gwbridge_before)); then
+            timeout 30 docker network rm docker_gwbridge >/dev/null 2>&1
+        fi
+    fi
+    for n in 1 2; do
+        local pidfile=$work/e$n/pid
+        if [[ -s $pidfile ]]; then
+            local pid
+            pid=$(cat "$pidfile")
+            kill "$pid" 2>/dev/null
+            local deadline=$(($(date +%s) + 20))
+            while kill -0 "$pid" 2>/dev/null && (($(date +%s) < deadline)); do sleep 0.5; done
+            kill -9 "$pid" 2>/dev/null
+        fi
+    done
+    # What a killed engine may have left mounted under the work dir.
+    awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    if ((${#fwd_rule[@]})); then
+        iptables -D FORWARD "${fwd_rule[@]}" 2>/dev/null
+    fi
+    for n in 1 2; do
+        ip netns del "${tag}n$n" 2>/dev/null
+        ip link del "${tag}h$n" 2>/dev/null
+    done
+    ip link del "$br" 2>/dev/null
+    rm -rf "$work"
+    log "teardown done"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[[ $(id -u) == 0 ]] || fail "needs root (network namespaces, a bridge, extra engines)"
+state=$(docker info -f '{{.Swarm.LocalNodeState}}')
+[[ $state == inactive ]] || {
+    trap - EXIT
+    rm -rf "$work"
+    echo "swarm test: the host engine is already in a swarm ($state); refusing to touch it" >&2
+    exit 1
+}
+for image in watchdog prometheus busybox; do
+    docker image inspect "$prefix/$image:latest" >/dev/null 2>&1 ||
+        fail "image $prefix/$image:latest missing (IMAGE_PREFIX=$prefix docker/offline/build.sh $image)"
+done
+docker network inspect docker_gwbridge >/dev/null 2>&1 && gwbridge_before=1
+
+# A private /24 that nothing on the host routes yet.
+for _ in $(seq 1 20); do
+    candidate="10.$((200 + RANDOM % 50)).$((RANDOM % 250))"
+    ip -4 route | grep -q "^$candidate\." || ip -4 addr | grep -q " $candidate\." || {
+        net=$candidate
+        break
+    }
+done
+[[ -n $net ]] || fail "no free 10.x.y.0/24 found"
+log "nodes on $net.0/24: manager $net.1 (host engine), workers $net.2 and $net.3; stack $stack"
+
+ip link add "$br" type bridge
+ip addr add "$net.1/24" dev "$br"
+ip link set "$br" up
+# Docker's FORWARD policy drops bridged traffic (br_netfilter): let the nodes talk.
+fwd_rule=(-i "$br" -o "$br" -j ACCEPT)
+iptables -I FORWARD "${fwd_rule[@]}"
+
+for n in 1 2; do
+    ns="${tag}n$n"
+    ip netns add "$ns"
+    ip link add "${tag}h$n" type veth peer name "${tag}p$n"
+    ip link set "${tag}p$n" netns "$ns"
+    ip link set "${tag}h$n" master "$br" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$net.$((n + 1))/24" dev "${tag}p$n"
+    ip -n "$ns" link set "${tag}p$n" up
+    ip -n "$ns" route add default via "$net.1"
+    mkdir -p "$work/e$n"
+    echo '{}' >"$work/e$n/daemon.json"
+    # nsenter, not `ip netns exec`: that remounts /sys and dockerd then finds no cgroups.
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    nsenter --net="/var/run/netns/$ns" unshare --uts sh -c \
+        'hostname "$1"; shift; exec "$@"' sh "${tag}w$n" \
+        dockerd --config-file "$work/e$n/daemon.json" --data-root "$work/e$n/data" \
+        --exec-root "$work/e$n/exec" --pidfile "$work/e$n/pid" -H "unix://$work/e$n/sock" \
+        --storage-driver "$driver" >"$work/e$n/log" 2>&1 &
+done
+for n in 1 2; do
+    wait_for "engine $n up" 60 engine "$n" info
+    docker save "$prefix/watchdog:latest" "$prefix/busybox:latest" | engine "$n" load -q >/dev/null
+done
+log "two engines up, images loaded"
+
+docker swarm init --advertise-addr "$net.1" --listen-addr "$net.1:2377" >/dev/null
+swarm_inited=1
+token=$(docker swarm join-token -q worker)
+for n in 1 2; do
+    engine "$n" swarm join --token "$token" --advertise-addr "$net.$((n + 1))" \
+        --listen-addr "$net.$((n + 1)):2377" "$net.1:2377" >/dev/null
+done
+ready() { [[ $(docker node ls --format '{{.Status}}' | grep -c Ready) == 3 ]]; }
+wait_for "3 nodes ready" 60 ready
+log "swarm of 3 nodes ready"
+
+(cd "$here" && IMAGE_PREFIX=$prefix W1="${tag}w1" W2="${tag}w2" \
+    docker stack deploy --resolve-image never -c stack.yml "$stack" >/dev/null)
+deployed=1
+converged() { # every service but `stuck` runs all its tasks
+    local lines
+    lines=$(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}} {{.Replicas}}' |
+        grep -v "^${stack}_stuck ")
+    [[ $(wc -l <<<"$lines") == 5 ]] && ! grep -vE ' ([0-9]+)/\1$' <<<"$lines"
+}
+wait_for "the stack running on every node" 120 converged
+log "stack deployed: $(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}}={{.Replicas}}' | tr '\n' ' ')"
+
+# A PromQL query through a one-off busybox on the stack's overlay network: prints the value
+# of the first series, or nothing.
+promql() {
+    docker run --rm --name "${stack}_q$RANDOM" --network "${stack}_net" "$prefix/busybox:latest" \
+        wget -q -T 5 -O - "http://prometheus:9090/api/v1/query?query=$(jq -rn --arg q "$1" '$q|@uri')" 2>/dev/null |
+        jq -r '.data.result[0].value[1] // empty'
+}
+at_least() { # at_least QUERY N
+    local v
+    v=$(promql "$1")
+    [[ -n $v ]] && awk -v v="$v" -v n="$2" 'BEGIN { exit !(v >= n) }'
+}
+
+wait_for "Prometheus finds the 3 watchdogs" 120 at_least 'count(up{job="watchdog"} == 1)' 3
+log "Prometheus scrapes 3 watchdogs: $(promql 'count by () (up{job="watchdog"})') targets, nodes: $(promql 'count(count by (node) (up{job="watchdog"}))')"
+
+task_container() { # task_container NODE SERVICE: the running container of the service there
+    engine "$1" ps -q --filter "label=com.docker.swarm.service.name=${stack}_$2"
+}
+tasks() { docker service ps -q "${stack}_$1" | wc -l; }
+running_other_than() { # running_other_than NODE SERVICE OLD
+    local c
+    c=$(task_container "$1" "$2")
+    [[ -n $c && $c != "$3" ]]
+}
+
+# fault NODE SERVICE: SIGSTOP the service's task on worker NODE once its watchdog saw it healthy,
+# then wait for Swarm's replacement. Prints the seconds from fault to replacement running.
+fault() {
+    local node=$1 service=$2 old t0
+    wait_for "$service task running on worker $node" 60 task_container "$node" "$service"
+    old=$(task_container "$node" "$service")
+    wait_for "$service watched and healthy on worker $node" 60 at_least \
+        "sum(selfheal_container_state{node=\"${tag}w$node\",container=~\"${stack}_${service}[.].*\",state=\"healthy\"})" 1
+    t0=$(date +%s.%N)
+    engine "$node" kill -s STOP "$old" >/dev/null
+    log "$service: task $old on worker $node frozen (SIGSTOP)"
+    wait_for "$service replaced" 90 running_other_than "$node" "$service" "$old"
+    awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
+}
+
+# 1. probe-only hang, condition any, worker 1.
+took=$(fault 1 hang)
+log "hang (any): replacement running ${took}s after the fault"
+wait_for "worker 1's watchdog records the recovery of hang" 60 at_least \
+    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${stack}_hang[.].*\",trigger=\"probe_failed\"})" 1
+at_least "sum(app_recovery_events_total{node=\"${tag}w1\",trigger=\"probe_failed\",result=\"success\"})" 1 ||
+    fail "no successful recovery of hang counted on worker 1"
+
+# 2. probe-only hang, condition on-failure, worker 2.
+took=$(fault 2 hang-fail)
+log "hang-fail (on-failure): replacement running ${took}s after the fault"
+wait_for "worker 2's watchdog records the recovery of hang-fail" 60 at_least \
+    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w2\",trigger=\"probe_failed\"})" 1
+ended=$(docker service ps "${stack}_hang-fail" --filter desired-state=shutdown --format '{{.CurrentState}}')
+log "hang-fail's ended task: $ended"
+grep -q '^Failed' <<<"$ended" || fail "under on-failure the stopped task must end Failed, not: $ended"
+
+# 3. HEALTHCHECK turns unhealthy (frozen), worker 1: Swarm replaces it, the watchdog observes.
+took=$(fault 1 sick)
+log "sick (HEALTHCHECK): replacement running ${took}s after the fault"
+wait_for "worker 1's watchdog records the observed incident of sick with its time to recover" 60 at_least \
+    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\",trigger=\"unhealthy\"})" 1
+at_least "sum(app_recovery_events_total{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\",trigger=\"unhealthy\",result=\"observed\"})" 1 ||
+    fail "the unhealthy task was not recorded as observed"
+ttr=$(promql "sum(selfheal_recovery_duration_seconds_sum{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\"})")
+log "sick: time to recover measured by the watchdog: ${ttr}s"
+
+# 4. Exactly one replacement per fault: two tasks in each service's history, one running.
+for service in hang hang-fail sick; do
+    n=$(tasks "$service")
+    [[ $n == 2 ]] || fail "$service: $n tasks in docker service ps, expected 2 (one replacement)"
+    docker service ps "${stack}_$service" --format '  {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}'
+done
+log "exactly one replacement per fault"
+
+# 5. Prometheus holds the incidents of both workers where faults were injected.
+nodes=$(promql 'count(count by (node) (selfheal_recovery_duration_seconds_count > 0))')
+[[ $nodes == 2 ]] || fail "Prometheus holds incidents of $nodes nodes, expected 2"
+log "Prometheus holds the incidents of both workers; watchdogs scraped on 3 nodes"
+
+# 6. The stuck service: reported once, by the leader (the manager, the host engine).
+wait_for "the stuck service reported" 60 at_least "sum(selfheal_swarm_service_stuck{service=\"${stack}_stuck\"})" 1
+reporters=$(promql "count(selfheal_swarm_service_stuck{service=\"${stack}_stuck\"})")
+leaders=$(promql 'count(selfheal_swarm_leader == 1)')
+[[ $reporters == 1 && $leaders == 1 ]] ||
+    fail "the stuck service is reported by $reporters watchdogs, $leaders leaders; expected 1 and 1"
+log "stuck service reported by the leader's watchdog only"
+log "PASS"

@@ -10,7 +10,7 @@ COMPOSE_V2 := docker compose
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-deploy test-vagrant lint fmt bench drill screenshot
+.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-dependents-compose test-deploy test-vagrant lint fmt bench drill screenshot
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,9 +49,9 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh
+	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh
 
-test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-image-switch test-vagrant test-swarm ## everything CI runs
+test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-image-switch test-vagrant test-swarm ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
@@ -92,6 +92,11 @@ test-compose-v2: images ## test-smoke and test-e2e under Compose v2 (docker comp
 		{ echo "make: Compose v2 is missing ('$(COMPOSE_V2) version --short' says '$$v'); install it: bash .ci/install-compose-v2.sh" >&2; exit 1; }
 	COMPOSE="$(COMPOSE_V2)" bash tests/docker/smoke.sh
 	COMPOSE="$(COMPOSE_V2)" bash tests/e2e/with-stack.sh
+
+test-dependents-compose: images ## dependents (network_mode: service:vpn, depends_on restart: true) under Compose v1 and v2
+	cargo build --locked -p selfheal --bin selfheal
+	COMPOSE="$(COMPOSE_V1)" bash tests/dependents/compose.sh
+	COMPOSE="$(COMPOSE_V2)" bash tests/dependents/compose.sh
 
 test-deploy: ## promtool, amtool and dashboard checks
 	bash tests/deploy/check.sh

@@ -16,7 +16,7 @@
 
 use crate::policy::State;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokio::time::Instant;
 
 /// Compose's label with a service's `depends_on` (Compose v2.17 and later).
@@ -124,6 +124,16 @@ impl Graph {
     /// is still healed on its own.
     pub fn build(nodes: &[Node]) -> Self {
         let mut g = Graph::default();
+        // Indexes: the graph is rebuilt whenever a container comes or goes.
+        let by_name: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let by_service: HashMap<(&str, &str), &Node> = nodes
+            .iter()
+            .filter_map(|n| {
+                n.compose
+                    .as_ref()
+                    .map(|(p, s)| ((p.as_str(), s.as_str()), n))
+            })
+            .collect();
         for n in nodes {
             g.names.insert(n.id.clone(), n.name.clone());
             if n.ignore_dependents {
@@ -143,7 +153,7 @@ impl Graph {
                 }
             };
             if let Some(r) = &n.network_parent {
-                match resolve_ref(nodes, r) {
+                match resolve_ref(nodes, r, &by_name) {
                     Some(p) => add(&mut links, p, Via::Network),
                     None => errors.push(format!(
                         "network parent {r} is not a watched container (gone, or not opted in)"
@@ -154,20 +164,17 @@ impl Graph {
                 errors.push(format!("{COMPOSE_DEPENDS_ON}: {e}"));
             }
             for s in &n.compose_parents {
-                let found = n.compose.as_ref().and_then(|(project, _)| {
-                    nodes.iter().find(|p| {
-                        p.compose
-                            .as_ref()
-                            .is_some_and(|(pp, ps)| pp == project && ps == s)
-                    })
-                });
+                let found = n
+                    .compose
+                    .as_ref()
+                    .and_then(|(project, _)| by_service.get(&(project.as_str(), s.as_str())));
                 match found {
                     Some(p) => add(&mut links, p, Via::Compose),
                     None => errors.push(format!("compose service {s} has no watched container")),
                 }
             }
             for name in &n.label_parents {
-                match nodes.iter().find(|p| &p.name == name) {
+                match by_name.get(name.as_str()) {
                     Some(p) => add(&mut links, p, Via::Label),
                     None => errors.push(format!(
                         "selfheal.depends-on names {name}, which is not a watched container"
@@ -325,7 +332,11 @@ impl Graph {
 
 /// A node whose id is `r`, whose id starts with `r` (a short id, 12 characters or more), or
 /// whose name is `r`: Docker's own lookup order for a container reference.
-fn resolve_ref<'a>(nodes: &'a [Node], r: &str) -> Option<&'a Node> {
+fn resolve_ref<'a>(
+    nodes: &'a [Node],
+    r: &str,
+    by_name: &HashMap<&str, &'a Node>,
+) -> Option<&'a Node> {
     nodes
         .iter()
         .find(|n| n.id == r)
@@ -336,7 +347,7 @@ fn resolve_ref<'a>(nodes: &'a [Node], r: &str) -> Option<&'a Node> {
                 .collect();
             (by_prefix.len() == 1).then(|| by_prefix[0])
         })
-        .or_else(|| nodes.iter().find(|n| n.name == r))
+        .or_else(|| by_name.get(r).copied())
 }
 
 /// The container that now stands for `gone`, a network parent that was removed: the one
@@ -380,7 +391,8 @@ pub fn replaced_parent<'a>(gone: &Node, nodes: &'a [Node]) -> Result<&'a Node, S
 
 /// The node among `gone` that `network_parent` names (by id, short id or name).
 pub fn find_gone<'a>(gone: &'a [Node], network_parent: &str) -> Option<&'a Node> {
-    resolve_ref(gone, network_parent)
+    let by_name = gone.iter().map(|n| (n.name.as_str(), n)).collect();
+    resolve_ref(gone, network_parent, &by_name)
 }
 
 /// What a parent's [`ReleaseGate`] says after an observation.

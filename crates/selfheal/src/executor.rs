@@ -155,6 +155,12 @@ impl Executor {
         let outcome = match result {
             Ok(Ok(())) => RestartOutcome::Done,
             Ok(Err(e)) => match DockerError::from_api(e) {
+                // "Gone" only if the container itself is: a restart can also fail on a network
+                // parent that is gone (Docker 20.10 answers that with a 500, "No such
+                // container: <parent>"; a 404 for a container that exists is not taken as gone).
+                DockerError::NotFound if self.inspect_now(id).await.is_some() => {
+                    RestartOutcome::Failed("Docker answered 404 for a container that exists".into())
+                }
                 DockerError::NotFound => return ExecOutcome::Gone,
                 // Docker's own answer: it tried and refused or failed.
                 DockerError::Api(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {

@@ -1008,6 +1008,27 @@ mod tests {
         assert_eq!(format!("{:<6}|", IncidentOutcome::Open), "open  |");
     }
 
+    /// A `dependency` incident and its links to the parent round-trip through the parser the
+    /// daemon and the CLI share; a record without them (older) still parses.
+    #[test]
+    fn dependency_incidents_round_trip_with_their_parent() {
+        let mut i = incident(8, IncidentOutcome::Recovered);
+        i.trigger = Trigger::Dependency;
+        i.parent = Some("vpn".into());
+        i.parent_incident = Some(7);
+        i.failure = Some("not recreated: ambiguous".into());
+        let line = serde_json::to_string(&i).unwrap();
+        assert!(line.contains(r#""trigger":"dependency""#), "{line}");
+        assert!(
+            line.contains(r#""parent":"vpn","parent_incident":7"#),
+            "{line}"
+        );
+        let mut report = Recovery::default();
+        let parsed = parse(format!("{line}\n").as_bytes(), &mut report).unwrap();
+        assert_eq!(parsed.incidents.len(), 1, "{report:?}");
+        assert_eq!(parsed.incidents.get(&8), Some(&i));
+    }
+
     #[test]
     fn replays_last_version_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();

@@ -23,9 +23,13 @@ pub fn replacement(
         .clone()
         .ok_or_else(|| Unsafe("inspect shows no configuration".into()))?;
     let mut host = old.host_config.clone().unwrap_or_default();
-    let image = old
+    // The image as the old container was created with it (`Config.Image`), as compose and
+    // `docker run` name it: compose compares it on its next `up`, and an id there makes it
+    // recreate the container again.
+    let image = config
         .image
         .clone()
+        .or_else(|| old.image.clone())
         .ok_or_else(|| Unsafe("inspect shows no image".into()))?;
     // Volumes the old container mounted without naming them in Binds or Mounts (anonymous
     // volumes, and a named one from an image VOLUME): mounted again by name.
@@ -79,7 +83,6 @@ pub fn replacement(
         cmd: config.cmd,
         healthcheck: config.healthcheck,
         args_escaped: config.args_escaped,
-        // The exact image the old container ran, even if its tag has moved since.
         image: Some(image),
         volumes: config.volumes,
         working_dir: config.working_dir,
@@ -100,6 +103,12 @@ pub fn parked_name(name: &str, id: &str) -> String {
     format!("{name}-selfheal-replaced-{}", &id[..id.len().min(12)])
 }
 
+/// A name [`parked_name`] made.
+pub fn is_parked_name(name: &str) -> bool {
+    name.rsplit_once("-selfheal-replaced-")
+        .is_some_and(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +120,7 @@ mod tests {
             image: Some("sha256:abc".into()),
             config: Some(ContainerConfig {
                 hostname: Some("parenthost".into()),
+                image: Some("example/app:1".into()),
                 cmd: Some(vec!["httpd".into()]),
                 labels: Some([("k".to_string(), "v".to_string())].into()),
                 exposed_ports: Some(vec!["80/tcp".into()]),
@@ -148,7 +158,7 @@ mod tests {
         let body = replacement(&old, "newparent").unwrap();
         let host = body.host_config.unwrap();
         assert_eq!(host.network_mode.as_deref(), Some("container:newparent"));
-        assert_eq!(body.image.as_deref(), Some("sha256:abc"));
+        assert_eq!(body.image.as_deref(), Some("example/app:1"));
         assert_eq!(body.hostname, None);
         assert_eq!(body.exposed_ports, None);
         assert_eq!(body.labels.unwrap()["k"], "v");
@@ -162,5 +172,8 @@ mod tests {
             parked_name("app", "0123456789abcdef"),
             "app-selfheal-replaced-0123456789ab"
         );
+        assert!(is_parked_name(&parked_name("app", "0123456789abcdef")));
+        assert!(!is_parked_name("app-selfheal-replaced-x"));
+        assert!(!is_parked_name("app"));
     }
 }

@@ -495,8 +495,12 @@ impl Watcher {
             }
             "rename" => {
                 if let Some(name) = attrs.get("name") {
-                    self.send(&id, Msg::Rename(name.trim_start_matches('/').to_string()))
-                        .await;
+                    let name = name.trim_start_matches('/');
+                    // Parked aside by a recreate for a moment: its incident and series keep
+                    // the name the user knows.
+                    if !crate::recreate::is_parked_name(name) {
+                        self.send(&id, Msg::Rename(name.to_string())).await;
+                    }
                 }
                 return;
             }

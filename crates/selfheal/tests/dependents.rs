@@ -9,10 +9,10 @@ mod support;
 use std::time::{Duration, SystemTime};
 use support::*;
 
-/// The parent: busybox httpd on 8080, the watchdog's own probe, Docker's restart policy.
+/// The parent: busybox httpd on 8080, the watchdog's own probe, Docker's restart policy. No
+/// `selfheal.enable`: the test's watchdog runs with `--watch-all` within the test's scope, so
+/// a watchdog of some stack on the same host (which heals what opts in) leaves these alone.
 const PARENT: &[&str] = &[
-    "--label",
-    "selfheal.enable=true",
     "--label",
     "selfheal.probe.http=:8080/health",
     "--label",
@@ -23,7 +23,9 @@ const PARENT: &[&str] = &[
     "1",
 ];
 /// A dependent: watched, no probe of its own (it has no address of its own).
-const DEPENDENT: &[&str] = &["--label", "selfheal.enable=true", "--stop-timeout", "1"];
+const DEPENDENT: &[&str] = &["--stop-timeout", "1"];
+/// The test's watchdog: every container of the test's scope.
+const WATCH_ALL: &[&str] = &["--watch-all"];
 
 struct Vpn {
     parent: Ctr,
@@ -83,7 +85,7 @@ fn dependency_incidents(wd: &Watchdog, name: &str) -> Vec<serde_json::Value> {
 fn parent_restarted_by(test: &str, restart: impl FnOnce(&Vpn)) -> Option<serde_json::Value> {
     let env = TestEnv::new(test);
     let vpn = Vpn::new(&env, &[("app1", 8081), ("app2", 8082)]);
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     for (app, port) in &vpn.apps {
@@ -222,7 +224,7 @@ fn a_crash_looping_dependent_holds_up_nobody_and_a_stopped_one_stays_stopped() {
         DEPENDENT,
         &["httpd", "-f", "-p", "8083", "-h", "/www"],
     );
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     vpn.wait_serving(8081, secs(10), &wd);
@@ -261,19 +263,47 @@ fn a_missing_parent_is_reported_on_the_dependent() {
     let c = env.run_image(
         "orphan",
         BUSYBOX,
-        &[
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.depends-on=no-such-container",
-        ],
+        &["--label", "selfheal.depends-on=no-such-container"],
     );
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&c.name, "healthy", secs(30)).unwrap();
     let view = wd.container(&c.name).expect("in the API");
     let error = view["dependency_error"].as_str().unwrap_or_default();
     assert!(error.contains("no-such-container"), "{view}");
     assert_eq!(view["depends_on"], serde_json::json!([]));
+}
+
+/// `selfheal check` shows the graph, and a dependency error as a warning.
+#[test]
+fn check_shows_the_graph_and_dependency_errors() {
+    let env = TestEnv::new("dep-check");
+    let vpn = Vpn::new(&env, &[("app1", 8081)]);
+    let orphan = env.run_image(
+        "orphan",
+        BUSYBOX,
+        &["--label", "selfheal.depends-on=no-such-container"],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_selfheal"))
+        .args(["check", "--watch-all", "--filter-label", &env.scope()])
+        .env_remove("SELFHEAL_CONFIG")
+        .output()
+        .expect("selfheal check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A dependency error turns off only that container's dependency handling: not a failure.
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let app = &vpn.apps[0].0;
+    assert!(
+        stdout.lines().any(|l| l.starts_with("dep")
+            && l.contains(&app.name)
+            && l.contains(&format!("depends on {} (network)", vpn.parent.name))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("WARN")
+            && l.contains(&orphan.name)
+            && l.contains("no-such-container")),
+        "{stdout}"
+    );
 }
 
 /// Removes a volume on drop (the recreate's volume outlives both containers' `rm -v`).
@@ -323,7 +353,7 @@ fn a_dependent_of_a_recreated_parent_is_recreated_with_its_volume() {
     );
     let volume = app.inspect("{{range .Mounts}}{{.Name}}{{end}}");
     volume_guard.0.clone_from(&volume);
-    let wd = env.watchdog(&[]);
+    let wd = env.watchdog(WATCH_ALL);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap();
     wd.wait_state(&app.name, "healthy", secs(30)).unwrap();
@@ -418,7 +448,7 @@ fn measured_parent_serving_to_every_dependent_serving() {
     let vpn = Vpn { parent, apps };
     // Rounds a few seconds apart: with the default 60 s a dependent's backoff would grow
     // from round to round (as it should) and be what is measured.
-    let wd = env.watchdog(&["--backoff-reset", "1s"]);
+    let wd = env.watchdog(&["--watch-all", "--backoff-reset", "1s"]);
     wd.wait_state(&vpn.parent.name, "healthy", secs(30))
         .unwrap();
     for (app, port) in &vpn.apps {
@@ -471,4 +501,50 @@ fn measured_parent_serving_to_every_dependent_serving() {
         "dependents: {rounds} rounds, 3 dependents: parent serving -> all serving p50 {heal_p50:?} \
          max {heal_max:?}; a dependent's own docker restart p50 {own_p50:?} max {own_max:?}"
     );
+}
+
+/// `selfheal.dependents=ignore` on the parent: its dependents are left alone, lost network and
+/// all (the opt-out is the user's to take).
+#[test]
+fn a_parent_with_dependents_ignore_leaves_them_alone() {
+    let env = TestEnv::new("dep-ignore");
+    let parent = env.run_image(
+        "vpn",
+        BUSYBOX,
+        &with(PARENT, &["--label", "selfheal.dependents=ignore"]),
+    );
+    let app = env.run_in_namespace_of(
+        &parent,
+        "app1",
+        BUSYBOX,
+        DEPENDENT,
+        &["httpd", "-f", "-p", "8081", "-h", "/www"],
+    );
+    let vpn = Vpn {
+        parent,
+        apps: Vec::new(),
+    };
+    let wd = env.watchdog(WATCH_ALL);
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap();
+    wd.wait_state(&app.name, "healthy", secs(30)).unwrap();
+    vpn.wait_serving(8081, secs(10), &wd);
+    let app_before = app.started_at();
+    let parent_before = vpn.parent.started_at();
+    docker(&["restart", "-t", "1", &vpn.parent.name]);
+    wait_for("the parent healthy after its new start", secs(30), || {
+        (vpn.parent.started_at() != parent_before && vpn.serves(8080)).then_some(())
+    })
+    .unwrap();
+    wd.wait_state(&vpn.parent.name, "healthy", secs(30))
+        .unwrap();
+    // The watchdog saw the parent healthy (its release would go out with that); the dependent
+    // stays as it was: not restarted, and without its network.
+    wait_for("the dependent's state settled", secs(5), || {
+        (wd.state(&app.name) == "healthy").then_some(())
+    })
+    .unwrap();
+    assert_eq!(app.started_at(), app_before);
+    assert!(dependency_incidents(&wd, &app.name).is_empty());
+    assert!(!vpn.serves(8081));
 }

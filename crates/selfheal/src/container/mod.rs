@@ -169,6 +169,8 @@ struct ContainerTask {
     recreate: Option<Result<String, String>>,
     /// Why the last restart failed, for the incident.
     last_failure: Option<String>,
+    /// Destroyed while its recreate was in flight: ended once the executor reports.
+    removed_pending: bool,
     /// Set when the container is a Swarm task.
     swarm: Option<crate::swarm::SwarmBinding>,
 }
@@ -385,6 +387,7 @@ pub fn spawn(
         parent_link: None,
         recreate: None,
         last_failure: None,
+        removed_pending: false,
     };
     if let Some(since) = resumed_since {
         task.incidents.resume_story(since);
@@ -419,12 +422,24 @@ impl ContainerTask {
                     continue;
                 }
             };
+            // A recreate removes the old container as its last step: its `destroy` may come
+            // before the executor's report, which says how the incident ended.
+            if matches!(msg, Msg::Removed)
+                && matches!(self.recreate, Some(Ok(_)))
+                && self.sup.restart_in_flight()
+            {
+                self.removed_pending = true;
+                continue;
+            }
             let removed = matches!(
                 msg,
                 Msg::Removed | Msg::Restart(ExecOutcome::Gone | ExecOutcome::Replaced { .. })
-            );
+            ) || (self.removed_pending && matches!(msg, Msg::Restart(_)));
             self.on_msg(msg).await;
             if removed {
+                if self.removed_pending {
+                    self.feed(Observation::Removed, Instant::now());
+                }
                 self.ctx.shared.remove_view(&self.info.id);
                 self.ctx.shared.metrics.remove_container(&self.info.name);
                 tracing::info!(container = %self.info.name, "no longer watched");

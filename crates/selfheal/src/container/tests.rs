@@ -312,6 +312,89 @@ fn probe_series_follow_renames_and_leave_nothing_under_an_old_name() {
     assert_eq!(value(&now, &failures("a")), Some(0.0), "{now}");
 }
 
+fn view(w: &World) -> ContainerView {
+    w.shared.views().first().cloned().expect("a view")
+}
+
+/// As a dependent: a parent that started after this run makes it wait (shown), and its
+/// release restarts it once with trigger `dependency`, the incident naming the parent and
+/// the parent's incident.
+#[tokio::test(start_paused = true)]
+async fn a_dependent_waits_on_its_parent_then_restarts_once_linked_to_it() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    let since = SystemTime::now();
+    w.handle
+        .send(Msg::ParentWaiting {
+            parent: "vpn".into(),
+            since,
+        })
+        .await;
+    w.until("waiting on vpn", |w| {
+        view(w).waiting_on.as_deref() == Some("vpn")
+    })
+    .await;
+    assert!(
+        w.runtime.restarts().is_empty(),
+        "restarted before the parent was ready"
+    );
+    w.handle
+        .send(Msg::ParentStarted {
+            parent: "vpn".into(),
+            at: since,
+            incident: Some(41),
+            recreate: None,
+        })
+        .await;
+    w.until("one restart", |w| w.runtime.restarts().len() == 1)
+        .await;
+    assert_eq!(w.runtime.restarts()[0].trigger, Trigger::Dependency);
+    assert_eq!(view(&w).waiting_on, None);
+    let incidents = w.shared.journal.list(None, None);
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].trigger, Trigger::Dependency);
+    assert_eq!(incidents[0].parent.as_deref(), Some("vpn"));
+    assert_eq!(incidents[0].parent_incident, Some(41));
+}
+
+/// A recreate that would be a guess is refused without asking Docker: the incident says why
+/// and counts a failed recovery; the container is left as it is.
+#[tokio::test(start_paused = true)]
+async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    w.handle
+        .send(Msg::ParentStarted {
+            parent: "vpn".into(),
+            at: SystemTime::now(),
+            incident: None,
+            recreate: Some(Err("the name vpn of the removed parent is ambiguous".into())),
+        })
+        .await;
+    w.until("the failure recorded", |w| {
+        w.shared
+            .journal
+            .list(None, None)
+            .first()
+            .is_some_and(|i| i.failure.is_some())
+    })
+    .await;
+    let incident = w.shared.journal.list(None, None)[0].clone();
+    assert!(incident.failure.unwrap_or_default().contains("ambiguous"));
+    assert!(w.runtime.restarts().is_empty(), "Docker was asked");
+    let failed = w
+        .shared
+        .metrics
+        .recovery_events
+        .get_or_create(&crate::metrics::RecoveryLabels {
+            container: w.info.name.clone(),
+            trigger: crate::metrics::Label(Trigger::Dependency),
+            result: crate::metrics::Label(RecoveryResult::Failed),
+        })
+        .get();
+    assert_eq!(failed, 1);
+}
+
 /// Evidence: the restart is sent before Docker is asked for logs (healing never waits for the
 /// capture), and what the capture returns lands on the incident in the journal, while the
 /// list and the view leave it out.

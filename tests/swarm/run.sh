@@ -163,7 +163,8 @@ for n in 1 2; do
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$net.$((n + 1))/24" dev "${tag}p$n"
     ip -n "$ns" link set "${tag}p$n" up
-    ip -n "$ns" route add default via "$net.1"
+    # No default route: nothing leaves the namespaces (a Swarm agent's image pull fails at once
+    # instead of waiting for DNS timeouts, then uses the image loaded below).
     mkdir -p "$work/e$n/run"
     echo '{}' >"$work/e$n/daemon.json"
     # nsenter, not `ip netns exec`: that remounts /sys and dockerd then finds no cgroups.
@@ -285,7 +286,12 @@ new_sick=$(task_container 1 sick)
 finished=$(engine 1 ps -aq --filter "label=com.docker.swarm.task.id=$old_sick" | xargs -r docker -H "unix://$work/e1/run/docker.sock" inspect -f '{{.State.FinishedAt}}')
 healthy_by() { [[ $(engine 1 inspect -f '{{.State.Health.Status}}' "$new_sick") == healthy ]]; }
 wait_for "sick's replacement healthy" 60 healthy_by
-log "sick: replacement healthy $(awk -v a="$sick_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s after the fault (polled each second); old task exited $finished, new one started $(engine 1 inspect -f '{{.State.StartedAt}}' "$new_sick")"
+# Docker's own times (same host clock): the replacement's first passing check, its start, the
+# old task's exit.
+healthy_at=$(engine 1 inspect "$new_sick" | jq -r '[.[0].State.Health.Log[] | select(.ExitCode == 0)][0].End')
+started_at=$(engine 1 inspect -f '{{.State.StartedAt}}' "$new_sick")
+since_fault() { awk -v a="$sick_t0" -v b="$(date -d "$1" +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+log "sick: old task exited at +$(since_fault "$finished")s, replacement started at +$(since_fault "$started_at")s, first passing check at +$(since_fault "$healthy_at")s after the fault"
 
 # 4. Exactly one replacement per fault: two tasks in each service's history, one running.
 for service in hang hang-fail sick; do

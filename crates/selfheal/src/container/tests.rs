@@ -62,8 +62,8 @@ struct World {
     _cancel: CancellationToken,
 }
 
-/// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
-fn world() -> World {
+/// A journal in a temp dir, the fake runtime, and a task context over them.
+fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (journal, _) =
         IncidentJournal::open(dir.path(), JournalMetrics::default()).expect("journal");
@@ -79,6 +79,12 @@ fn world() -> World {
         own_networks: Arc::new(Vec::new()),
         slots: Arc::default(),
     };
+    (dir, shared, runtime, ctx)
+}
+
+/// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
+fn world() -> World {
+    let (dir, shared, runtime, ctx) = fake_context();
     let info = ContainerInfo {
         id: "c0ffee".into(),
         name: "web".into(),
@@ -286,21 +292,7 @@ fn probe_series_follow_renames_and_leave_nothing_under_an_old_name() {
 /// the same slot closes it once healthy, with its time to recover, in one journal record.
 #[tokio::test(start_paused = true)]
 async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_restarted() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (journal, _) =
-        IncidentJournal::open(dir.path(), JournalMetrics::default()).expect("journal");
-    let shared = Shared::new(Arc::new(journal), false);
-    let runtime = FakeRuntime::new();
-    let ctx = Context {
-        shared: shared.clone(),
-        runtime: runtime.clone(),
-        prober: Prober::default(),
-        notifier: Notifier::disabled(),
-        backoff: Backoff::default(),
-        probe_network: None,
-        own_networks: Arc::new(Vec::new()),
-        slots: Arc::default(),
-    };
+    let (_dir, shared, runtime, ctx) = fake_context();
     let labels = HashMap::from([
         ("selfheal.enable".to_string(), "true".to_string()),
         (

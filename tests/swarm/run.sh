@@ -13,7 +13,12 @@
 #   4. `docker service ps` shows exactly one replacement per fault;
 #   5. Prometheus on the manager finds all three watchdogs (dockerswarm_sd_configs) and holds
 #      the incidents of both workers;
-#   6. a service that no node may run is reported stuck, by the leader's watchdog alone.
+#   6. a service that no node may run is reported stuck, by the leader's watchdog alone;
+#   7. Swarm alone (a task nobody watches) never heals the probe-only hang: after 30 s the
+#      frozen task is still the one running.
+# It prints what BENCHMARKS.md reports: fault -> replacement running, fault -> healthy, the
+# time from the old task's exit to the new one's start (Swarm's restart delay), the
+# watchdog's time to recover, and each node's watchdog footprint.
 # Everything is torn down on exit, also on failure, within bounded waits: the stack, the swarm
 # (every node leaves), docker_gwbridge on the host and its iptables rules, the engines (by pid),
 # the namespaces, veths, bridge and the one iptables rule the test adds.
@@ -41,6 +46,11 @@ net=""
 log() { echo "[swarm-test +$(($(date +%s) - started))s] $*" >&2; }
 fail() {
     log "FAIL: $*"
+    if ((deployed)); then
+        docker service ls -q --filter "label=com.docker.stack.namespace=$stack" |
+            xargs -r docker service ps --no-trunc --format '  {{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}' >&2
+        docker service logs --tail 40 "${stack}_watchdog" >&2 2>/dev/null
+    fi
     exit 1
 }
 
@@ -55,7 +65,7 @@ wait_for() {
     done
 }
 
-engine() { docker -H "unix://$work/e$1/sock" "${@:2}"; }
+engine() { docker -H "unix://$work/e$1/run/docker.sock" "${@:2}"; }
 
 cleanup() {
     local rc=$?
@@ -66,7 +76,7 @@ cleanup() {
         timeout 60 docker stack rm "$stack" >/dev/null 2>&1
     fi
     for n in 1 2; do
-        [[ -S $work/e$n/sock ]] && timeout 30 docker -H "unix://$work/e$n/sock" swarm leave --force >/dev/null 2>&1
+        [[ -S $work/e$n/run/docker.sock ]] && timeout 30 docker -H "unix://$work/e$n/run/docker.sock" swarm leave --force >/dev/null 2>&1
     done
     if ((swarm_inited)); then
         timeout 60 docker swarm leave --force >/dev/null 2>&1
@@ -92,6 +102,9 @@ cleanup() {
             kill -9 "$pid" 2>/dev/null
         fi
     done
+    # fuse-overlayfs daemons the engines started for their containers (by pid, found by the
+    # work dir in their arguments, which no other process names).
+    for pid in $(pgrep -f "fuse-overlayfs.*$work" || true); do kill "$pid" 2>/dev/null; done
     # What a killed engine may have left mounted under the work dir.
     awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
     if ((${#fwd_rule[@]})); then
@@ -150,19 +163,27 @@ for n in 1 2; do
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$net.$((n + 1))/24" dev "${tag}p$n"
     ip -n "$ns" link set "${tag}p$n" up
-    ip -n "$ns" route add default via "$net.1"
-    mkdir -p "$work/e$n"
+    # No default route: nothing leaves the namespaces (a Swarm agent's image pull fails at once
+    # instead of waiting for DNS timeouts, then uses the image loaded below).
+    mkdir -p "$work/e$n/run"
     echo '{}' >"$work/e$n/daemon.json"
     # nsenter, not `ip netns exec`: that remounts /sys and dockerd then finds no cgroups.
+    # Its own UTS namespace (its node hostname) and mount namespace: there its own run dir is
+    # /run, so /var/run/docker.sock, which the stack mounts into the watchdog, is this node's
+    # engine and not the host's (which every other test on this machine uses).
     # shellcheck disable=SC2016 # expanded by the inner sh
-    nsenter --net="/var/run/netns/$ns" unshare --uts sh -c \
-        'hostname "$1"; shift; exec "$@"' sh "${tag}w$n" \
+    nsenter --net="/var/run/netns/$ns" unshare --uts --mount --propagation private sh -c \
+        'hostname "$1"; mount --bind "$2" /run; shift 2; exec "$@"' sh "${tag}w$n" "$work/e$n/run" \
         dockerd --config-file "$work/e$n/daemon.json" --data-root "$work/e$n/data" \
-        --exec-root "$work/e$n/exec" --pidfile "$work/e$n/pid" -H "unix://$work/e$n/sock" \
+        --exec-root "$work/e$n/exec" --pidfile "$work/e$n/pid" -H unix:///run/docker.sock \
         --storage-driver "$driver" >"$work/e$n/log" 2>&1 &
 done
+own_engine() { # /var/run/docker.sock inside engine N's namespaces is that engine
+    [[ $(nsenter --target "$(cat "$work/e$1/pid")" --mount --net docker -H unix:///var/run/docker.sock info -f '{{.Name}}') == "${tag}w$1" ]]
+}
 for n in 1 2; do
     wait_for "engine $n up" 60 engine "$n" info
+    own_engine "$n" || fail "engine $n: /var/run/docker.sock in its namespace is not its own"
     docker save "$prefix/watchdog:latest" "$prefix/busybox:latest" | engine "$n" load -q >/dev/null
 done
 log "two engines up, images loaded"
@@ -178,14 +199,14 @@ ready() { [[ $(docker node ls --format '{{.Status}}' | grep -c Ready) == 3 ]]; }
 wait_for "3 nodes ready" 60 ready
 log "swarm of 3 nodes ready"
 
-(cd "$here" && IMAGE_PREFIX=$prefix W1="${tag}w1" W2="${tag}w2" \
+(cd "$here" && STACK=$stack IMAGE_PREFIX=$prefix W1="${tag}w1" W2="${tag}w2" \
     docker stack deploy --resolve-image never -c stack.yml "$stack" >/dev/null)
 deployed=1
 converged() { # every service but `stuck` runs all its tasks
     local lines
     lines=$(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}} {{.Replicas}}' |
         grep -v "^${stack}_stuck ")
-    [[ $(wc -l <<<"$lines") == 5 ]] && ! grep -vE ' ([0-9]+)/\1$' <<<"$lines"
+    [[ $(wc -l <<<"$lines") == 6 ]] && ! grep -vE ' ([0-9]+)/\1$' <<<"$lines"
 }
 wait_for "the stack running on every node" 120 converged
 log "stack deployed: $(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}}={{.Replicas}}' | tr '\n' ' ')"
@@ -193,8 +214,8 @@ log "stack deployed: $(docker service ls --filter "label=com.docker.stack.namesp
 # A PromQL query through a one-off busybox on the stack's overlay network: prints the value
 # of the first series, or nothing.
 promql() {
-    docker run --rm --name "${stack}_q$RANDOM" --network "${stack}_net" "$prefix/busybox:latest" \
-        wget -q -T 5 -O - "http://prometheus:9090/api/v1/query?query=$(jq -rn --arg q "$1" '$q|@uri')" 2>/dev/null |
+    docker run --rm --name "${stack}_q$RANDOM" --network "${stack}_net" "$prefix/busybox:latest" timeout 15 \
+        wget -q -O - "http://prometheus:9090/api/v1/query?query=$(jq -rn --arg q "$1" '$q|@uri')" 2>/dev/null |
         jq -r '.data.result[0].value[1] // empty'
 }
 at_least() { # at_least QUERY N
@@ -226,6 +247,7 @@ fault() {
         "sum(selfheal_container_state{node=\"${tag}w$node\",container=~\"${stack}_${service}[.].*\",state=\"healthy\"})" 1
     t0=$(date +%s.%N)
     engine "$node" kill -s STOP "$old" >/dev/null
+    echo "$t0" >"$work/fault_at"
     log "$service: task $old on worker $node frozen (SIGSTOP)"
     wait_for "$service replaced" 90 running_other_than "$node" "$service" "$old"
     awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
@@ -250,6 +272,7 @@ grep -q '^Failed' <<<"$ended" || fail "under on-failure the stopped task must en
 
 # 3. HEALTHCHECK turns unhealthy (frozen), worker 1: Swarm replaces it, the watchdog observes.
 took=$(fault 1 sick)
+sick_t0=$(cat "$work/fault_at")
 log "sick (HEALTHCHECK): replacement running ${took}s after the fault"
 wait_for "worker 1's watchdog records the observed incident of sick with its time to recover" 60 at_least \
     "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\",trigger=\"unhealthy\"})" 1
@@ -257,6 +280,18 @@ at_least "sum(app_recovery_events_total{node=\"${tag}w1\",container=~\"${stack}_
     fail "the unhealthy task was not recorded as observed"
 ttr=$(promql "sum(selfheal_recovery_duration_seconds_sum{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\"})")
 log "sick: time to recover measured by the watchdog: ${ttr}s"
+
+old_sick=$(docker service ps "${stack}_sick" --filter desired-state=shutdown -q --no-trunc | head -1)
+new_sick=$(task_container 1 sick)
+finished=$(engine 1 ps -aq --filter "label=com.docker.swarm.task.id=$old_sick" | xargs -r docker -H "unix://$work/e1/run/docker.sock" inspect -f '{{.State.FinishedAt}}')
+healthy_by() { [[ $(engine 1 inspect -f '{{.State.Health.Status}}' "$new_sick") == healthy ]]; }
+wait_for "sick's replacement healthy" 60 healthy_by
+# Docker's own times (same host clock): the replacement's first passing check, its start, the
+# old task's exit.
+healthy_at=$(engine 1 inspect "$new_sick" | jq -r '[.[0].State.Health.Log[] | select(.ExitCode == 0)][0].End')
+started_at=$(engine 1 inspect -f '{{.State.StartedAt}}' "$new_sick")
+since_fault() { awk -v a="$sick_t0" -v b="$(date -d "$1" +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+log "sick: old task exited at +$(since_fault "$finished")s, replacement started at +$(since_fault "$started_at")s, first passing check at +$(since_fault "$healthy_at")s after the fault"
 
 # 4. Exactly one replacement per fault: two tasks in each service's history, one running.
 for service in hang hang-fail sick; do
@@ -278,4 +313,27 @@ leaders=$(promql 'count(selfheal_swarm_leader == 1)')
 [[ $reporters == 1 && $leaders == 1 ]] ||
     fail "the stuck service is reported by $reporters watchdogs, $leaders leaders; expected 1 and 1"
 log "stuck service reported by the leader's watchdog only"
+# 7. Swarm alone: the frozen task nobody probes stays, Running, for good.
+alone=$(task_container 2 alone)
+engine 2 kill -s STOP "$alone" >/dev/null
+log "alone: task $alone on worker 2 frozen; Swarm alone has 30 s to notice"
+same_task_30s() {
+    local deadline=$(($(date +%s) + 30))
+    while (($(date +%s) < deadline)); do
+        [[ $(task_container 2 alone) == "$alone" ]] || return 1
+        sleep 2
+    done
+}
+same_task_30s || fail "Swarm replaced the unwatched frozen task: the test's premise is wrong"
+[[ $(tasks alone) == 1 ]] || fail "alone: a replacement appeared"
+log "alone: after 30 s still the same frozen task: $(docker service ps "${stack}_alone" --format '{{.CurrentState}}')"
+
+for n in 0 1 2; do
+    if ((n)); then
+        s=$(engine "$n" stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.CPUPerc}}' | grep "${stack}_watchdog")
+    else
+        s=$(docker stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.CPUPerc}}' | grep "${stack}_watchdog")
+    fi
+    log "footprint node $n: $s"
+done
 log "PASS"

@@ -618,6 +618,21 @@ mod tests {
         .is_ok());
     }
 
+    /// Swarm's restart conditions are the only values; anything else names label and value.
+    #[test]
+    fn the_swarm_restart_condition_label_takes_swarms_names() {
+        let label = crate::swarm::RESTART_CONDITION_LABEL;
+        for ok in ["any", "on-failure", "none"] {
+            assert!(parse(&[(ENABLE, "true"), (label, ok)]).is_ok(), "{ok}");
+        }
+        for bad in ["always", "", "on_failure"] {
+            let errs = parse(&[(ENABLE, "true"), (label, bad)]).unwrap_err();
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert_eq!(errs[0].label, label);
+            assert_eq!(errs[0].value, bad);
+        }
+    }
+
     #[test]
     fn every_bad_label_is_named() {
         let errs = parse(&[

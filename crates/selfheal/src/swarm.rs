@@ -138,6 +138,7 @@ pub async fn watch_services(
     cancel: CancellationToken,
 ) {
     let mut shortfalls: HashMap<String, Shortfall> = HashMap::new();
+    let mut client: Option<Docker> = None;
     let mut every = tokio::time::interval(SERVICES_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -145,10 +146,17 @@ pub async fn watch_services(
             _ = cancel.cancelled() => return,
             _ = every.tick() => {}
         }
-        let looked = match crate::docker::connect(docker_host.as_deref()).await {
-            Ok(docker) => look_at_services(&docker).await,
-            Err(_) => None,
+        if client.is_none() {
+            client = crate::docker::connect(docker_host.as_deref()).await.ok();
+        }
+        let looked = match &client {
+            Some(docker) => look_at_services(docker).await,
+            None => None,
         };
+        if looked.is_none() {
+            // Reconnect at the next look: cheap, and it heals a connection that broke.
+            client = None;
+        }
         let Some(services) = looked else {
             // Not the leader (or not a manager, or Docker unreachable): another node reports.
             metrics.leader.set(0);

@@ -85,8 +85,8 @@ struct World {
     _cancel: CancellationToken,
 }
 
-/// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
-fn world() -> World {
+/// A journal in a temp dir, the fake runtime, and a task context over them.
+fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (journal, _) =
         IncidentJournal::open(dir.path(), JournalMetrics::default()).expect("journal");
@@ -104,6 +104,12 @@ fn world() -> World {
         gates: mpsc::channel(16).0,
         slots: Arc::default(),
     };
+    (dir, shared, runtime, ctx)
+}
+
+/// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
+fn world() -> World {
+    let (dir, shared, runtime, ctx) = fake_context();
     let info = ContainerInfo {
         id: "c0ffee".into(),
         name: "web".into(),
@@ -473,4 +479,102 @@ async fn an_oom_event_after_the_death_marks_its_evidence() {
             .is_some_and(|e| e.oom_killed)
     })
     .await;
+}
+
+/// A Swarm task through the real task loop: Docker's unhealthy orders nothing (Swarm replaces
+/// the task), the task's end hands the open incident to the slot, and the task Swarm starts in
+/// the same slot closes it once healthy, with its time to recover, in one journal record.
+#[tokio::test(start_paused = true)]
+async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_restarted() {
+    let (_dir, shared, runtime, ctx) = fake_context();
+    let labels = HashMap::from([
+        ("selfheal.enable".to_string(), "true".to_string()),
+        (
+            selfheal_core::swarm::SERVICE_ID.to_string(),
+            "svc".to_string(),
+        ),
+        (
+            selfheal_core::swarm::SERVICE_NAME.to_string(),
+            "web".to_string(),
+        ),
+        (selfheal_core::swarm::TASK_ID.to_string(), "t1".to_string()),
+        (
+            selfheal_core::swarm::TASK_NAME.to_string(),
+            "web.1.t1".to_string(),
+        ),
+    ]);
+    let spec = parse_labels(&labels, &WatchDefaults::default(), false)
+        .expect("labels")
+        .expect("opted in");
+    let binding = crate::swarm::SwarmBinding {
+        task: selfheal_core::SwarmTask::from_labels(&labels).expect("a task"),
+        condition: selfheal_core::RestartCondition::Any,
+    };
+    let task = |id: &str, name: &str, health| ContainerInfo {
+        id: id.into(),
+        name: name.into(),
+        running: true,
+        started_at: Some(shared.clock.wall(Instant::now())),
+        has_healthcheck: true,
+        health: Some(health),
+        labels: labels.clone(),
+        ..ContainerInfo::default()
+    };
+    let cancel = CancellationToken::new();
+    let first = task("t1c", "web.1.t1", DockerHealth::Healthy);
+    let old = spawn(
+        ctx.clone(),
+        first,
+        spec.clone(),
+        None,
+        Some(binding.clone()),
+        &cancel,
+    );
+    let journal = || shared.journal.list(None, None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    old.send(Msg::Unhealthy {
+        received: Instant::now(),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        journal()
+            .first()
+            .is_some_and(|i| i.outcome == IncidentOutcome::Open),
+        "an incident open"
+    );
+    // Swarm kills it; 5 s later its replacement runs in the same slot and turns healthy.
+    old.send(Msg::Observe(Observation::Killed)).await;
+    old.send(Msg::Died { exit_code: 137 }).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let second = task("t2c", "web.1.t2", DockerHealth::Starting);
+    let new = spawn(ctx.clone(), second, spec, None, Some(binding), &cancel);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    new.send(Msg::Observe(Observation::Health(DockerHealth::Healthy)))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let incidents = journal();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let i = &incidents[0];
+    assert_eq!(i.outcome, IncidentOutcome::Recovered);
+    assert_eq!(
+        (i.trigger, i.container.as_str()),
+        (Trigger::Unhealthy, "web.1.t1")
+    );
+    let ttr = i.time_to_recover_seconds.expect("time to recover");
+    assert!((6.0..=8.0).contains(&ttr), "{ttr}");
+    assert!(
+        runtime.restarts().is_empty(),
+        "a Swarm task is never restarted"
+    );
+    let observed = shared
+        .metrics
+        .recovery_events
+        .get_or_create(&crate::metrics::RecoveryLabels {
+            container: "web.1.t1".into(),
+            trigger: crate::metrics::Label(Trigger::Unhealthy),
+            result: crate::metrics::Label(selfheal_core::RecoveryResult::Observed),
+        })
+        .get();
+    assert_eq!(observed, 1);
 }

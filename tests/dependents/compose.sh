@@ -209,7 +209,7 @@ if $v2; then
     # When Docker first said db is healthy after its restart, from its own event.
     db_healthy_at=$(docker events --since "$(epoch "$(started db)")" --until "$(date +%s.%N)" \
         --filter "container=$(cid db)" --filter event=health_status --format '{{.TimeNano}} {{.Action}}' |
-        awk '/healthy$/ && !/unhealthy/ { print $1 / 1e9; exit }')
+        awk '/healthy$/ && !/unhealthy/ { printf "%.9f\n", $1 / 1e9; exit }')
     [[ -n $db_healthy_at ]] || fail "no health_status: healthy event of db after its restart"
     web_start=$(epoch "$(started web)")
     awk -v a="$web_start" -v b="$db_healthy_at" 'BEGIN { exit !(a > b) }' ||

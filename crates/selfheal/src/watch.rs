@@ -401,6 +401,7 @@ impl Watcher {
     async fn forget(&mut self, id: &str) {
         if let Some(views) = self.dependents.remove(id) {
             self.shared.set_dependencies(views);
+            self.release_orphans().await;
         }
         if let Some(t) = self.tasks.remove(id) {
             // The task closes any open incident, removes its view and metrics, and ends.
@@ -560,6 +561,32 @@ impl Watcher {
                     parent: r.parent_name.clone(),
                     at: r.since,
                     incident: r.incident,
+                    recreate: Some(recreate),
+                };
+                self.send(&id, msg).await;
+            }
+        }
+    }
+
+    /// A recreated parent can be started, and even released, before its old container is
+    /// removed (Compose v1 creates and starts the new one, then removes the old one): then no
+    /// release finds the dependents left in the removed parent's namespace. Once the old one is
+    /// gone they are told here, by a replacement that is healthy already.
+    async fn release_orphans(&mut self) {
+        let ready: Vec<ContainerView> = self
+            .shared
+            .views()
+            .into_iter()
+            .filter(|v| v.state == "healthy")
+            .collect();
+        for parent in ready {
+            for (id, recreate) in self.dependents.orphans_of(&parent.id) {
+                tracing::info!(container = %id, parent = %parent.name,
+                    "network parent was replaced before the old one was removed; recreating in the new one");
+                let msg = Msg::ParentStarted {
+                    parent: parent.name.clone(),
+                    at: std::time::SystemTime::now(),
+                    incident: None,
                     recreate: Some(recreate),
                 };
                 self.send(&id, msg).await;

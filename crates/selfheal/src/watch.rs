@@ -577,7 +577,7 @@ impl Watcher {
             .shared
             .views()
             .into_iter()
-            .filter(|v| v.state == "healthy")
+            .filter(|v| v.state == selfheal_core::State::Healthy.as_str())
             .collect();
         for parent in ready {
             for (id, recreate) in self.dependents.orphans_of(&parent.id) {

@@ -541,6 +541,11 @@ impl Run {
                 let held =
                     !self.model.running || self.model.user_hold() || self.model.order.is_some();
                 let stale_before = self.model.stale;
+                // A dependent that is down with its own incident open is restarted for that
+                // incident once its backoff runs out, at whatever observation comes next; the
+                // order carries the incident's trigger, which may be `dependency`.
+                let own_restart_due =
+                    self.model.open_incident && !self.model.running && !self.model.user_hold();
                 if behind && !held {
                     self.model.stale = true;
                 }
@@ -553,7 +558,7 @@ impl Run {
                 // dependent that is paused, stopped, exited or being restarted is left alone
                 // (its next start joins the parent anyway): neither is restarted for it. (A
                 // restart held back before may fall due at any observation.)
-                if (!behind || held) && !stale_before {
+                if (!behind || held) && !stale_before && !own_restart_due {
                     prop_assert!(
                         !dependency_restart,
                         "restarted for a parent it follows already"

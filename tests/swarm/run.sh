@@ -3,36 +3,48 @@
 # two more engines run as workers, each in its own network namespace (and UTS namespace, for its
 # own node hostname) behind a bridge with a private /24 that only this test uses.
 #
-# It deploys tests/swarm/stack.yml and checks, on the real engines and the real Prometheus:
+# It deploys the real deploy/swarm/stack.yml (with this machine's offline images, a filter that
+# keeps its watchdogs to this test's containers, and no Grafana, which has no image here), then
+# tests/swarm/apps.yml as a user's stack joined to its network, and checks, on the real engines
+# and the real Prometheus:
 #   1. a probe-only hang (SIGSTOP, no HEALTHCHECK) of a task on worker 1, `condition: any`, is
-#      stopped by worker 1's watchdog and replaced by Swarm;
+#      stopped by worker 1's watchdog and replaced by Swarm; the worker learnt the condition
+#      from the manager's watchdog (no label), as for 2;
 #   2. the same on worker 2 under `condition: on-failure`: the old task ends Failed (a kill),
 #      not Complete, and is replaced;
 #   3. a task whose HEALTHCHECK turns unhealthy is replaced by Swarm, and worker 1's watchdog
 #      records an observed incident with its time to recover;
-#   4. `docker service ps` shows exactly one replacement per fault;
-#   5. Prometheus on the manager finds all three watchdogs (dockerswarm_sd_configs) and holds
-#      the incidents of both workers;
-#   6. a service that no node may run is reported stuck, by the leader's watchdog alone;
-#   7. Swarm alone (a task nobody watches) never heals the probe-only hang: after 30 s the
+#   4. a probed task whose replacement Swarm puts on the other worker (its node is paused): the
+#      first node's watchdog closes the incident `recovered`, with the time to recover the
+#      other node's watchdog reported, and the other node opens none;
+#   5. `docker service ps` shows exactly one replacement per fault;
+#   6. Prometheus on the manager finds all three watchdogs (dockerswarm_sd_configs, with the
+#      `node` label) and holds the incidents of both workers; every dashboard query that uses
+#      the `node` variable returns the worker's series;
+#   7. a service that no node may run is reported stuck, by the leader's watchdog alone, and
+#      the stack's own rules fire SwarmServiceStuck; Alertmanager is scraped;
+#   8. Swarm alone (a task nobody watches) never heals the probe-only hang: after 30 s the
 #      frozen task is still the one running.
 # It prints what BENCHMARKS.md reports: fault -> replacement running, fault -> healthy, the
 # time from the old task's exit to the new one's start (Swarm's restart delay), the
 # watchdog's time to recover, and each node's watchdog footprint.
-# Everything is torn down on exit, also on failure, within bounded waits: the stack, the swarm
+# Everything is torn down on exit, also on failure, within bounded waits: the stacks, the swarm
 # (every node leaves), docker_gwbridge on the host and its iptables rules, the engines (by pid),
 # the namespaces, veths, bridge and the one iptables rule the test adds.
 #
 #   tests/swarm/run.sh          needs root; IMAGE_PREFIX (selfheal) names the images to use:
-#                               PREFIX/watchdog, PREFIX/prometheus, PREFIX/busybox (make images)
+#                               PREFIX/watchdog, PREFIX/prometheus, PREFIX/alertmanager,
+#                               PREFIX/busybox (make images)
 # It refuses to run when the host engine is already in a swarm.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
 prefix=${IMAGE_PREFIX:-selfheal}
 id=$(printf '%04x' $((RANDOM % 65536)))
 tag="sw$id"
-stack="sh$id"
+stack="sh$id"   # deploy/swarm/stack.yml
+apps="${stack}a" # tests/swarm/apps.yml
 br="${tag}b"
 driver=$(docker info -f '{{.Driver}}')
 work=$(mktemp -d "/tmp/selfheal-swarm.XXXXXX")
@@ -47,8 +59,9 @@ log() { echo "[swarm-test +$(($(date +%s) - started))s] $*" >&2; }
 fail() {
     log "FAIL: $*"
     if ((deployed)); then
-        docker service ls -q --filter "label=com.docker.stack.namespace=$stack" |
-            xargs -r docker service ps --no-trunc --format '  {{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}' >&2
+        docker service ls -q --filter "label=com.docker.stack.namespace=$stack" >"$work/svcs" 2>/dev/null
+        docker service ls -q --filter "label=com.docker.stack.namespace=$apps" >>"$work/svcs" 2>/dev/null
+        xargs -r docker service ps --no-trunc --format '  {{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}' <"$work/svcs" >&2
         docker service logs --tail 40 "${stack}_watchdog" >&2 2>/dev/null
     fi
     exit 1
@@ -73,6 +86,7 @@ cleanup() {
     trap - EXIT INT TERM
     log "teardown (exit $rc)"
     if ((deployed)); then
+        timeout 60 docker stack rm "$apps" >/dev/null 2>&1
         timeout 60 docker stack rm "$stack" >/dev/null 2>&1
     fi
     for n in 1 2; do
@@ -82,11 +96,16 @@ cleanup() {
         timeout 60 docker swarm leave --force >/dev/null 2>&1
         # Stack containers the host's agent may still be removing.
         local deadline=$(($(date +%s) + 30))
-        while [[ -n $(docker ps -aq --filter "label=com.docker.stack.namespace=$stack") ]] &&
-            (($(date +%s) < deadline)); do
+        ours() {
+            docker ps -aq --filter "label=com.docker.stack.namespace=$stack"
+            docker ps -aq --filter "label=com.docker.stack.namespace=$apps"
+        }
+        while [[ -n $(ours) ]] && (($(date +%s) < deadline)); do
             sleep 1
         done
-        docker ps -aq --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker rm -f >/dev/null 2>&1
+        ours | xargs -r docker rm -f >/dev/null 2>&1
+        # The stack's named volumes on the host engine (the workers' go with their data roots).
+        docker volume ls -q --filter "label=com.docker.stack.namespace=$stack" | xargs -r docker volume rm >/dev/null 2>&1
         if ((!gwbridge_before)); then
             timeout 30 docker network rm docker_gwbridge >/dev/null 2>&1
         fi
@@ -130,7 +149,7 @@ state=$(docker info -f '{{.Swarm.LocalNodeState}}')
     echo "swarm test: the host engine is already in a swarm ($state); refusing to touch it" >&2
     exit 1
 }
-for image in watchdog prometheus busybox; do
+for image in watchdog prometheus alertmanager busybox; do
     docker image inspect "$prefix/$image:latest" >/dev/null 2>&1 ||
         fail "image $prefix/$image:latest missing (IMAGE_PREFIX=$prefix docker/offline/build.sh $image)"
 done
@@ -199,22 +218,32 @@ ready() { [[ $(docker node ls --format '{{.Status}}' | grep -c Ready) == 3 ]]; }
 wait_for "3 nodes ready" 60 ready
 log "swarm of 3 nodes ready"
 
-(cd "$here" && STACK=$stack IMAGE_PREFIX=$prefix W1="${tag}w1" W2="${tag}w2" \
-    docker stack deploy --resolve-image never -c stack.yml "$stack" >/dev/null)
+# The real stack, with this machine's images. Grafana has no image here: its service is removed
+# at once (its dashboard's queries are checked against this Prometheus below instead).
+(cd "$root/deploy/swarm" &&
+    WATCHDOG_IMAGE="$prefix/watchdog:latest" PROMETHEUS_IMAGE="$prefix/prometheus:latest" \
+        ALERTMANAGER_IMAGE="$prefix/alertmanager:latest" \
+        SELFHEAL_FILTER_LABEL="com.docker.stack.namespace=$apps" SELFHEAL_SWARM_STUCK_AFTER=5s \
+        docker stack deploy --resolve-image never -c stack.yml "$stack" >/dev/null)
 deployed=1
-converged() { # every service but `stuck` runs all its tasks
+docker service rm "${stack}_grafana" >/dev/null
+(cd "$here" && IMAGE_PREFIX=$prefix W1="${tag}w1" W2="${tag}w2" NET="${stack}_selfheal" \
+    docker stack deploy --resolve-image never -c apps.yml "$apps" >/dev/null)
+converged() { # every service but `stuck` runs all its tasks: watchdog, prometheus, alertmanager, 5 apps
     local lines
-    lines=$(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}} {{.Replicas}}' |
-        grep -v "^${stack}_stuck ")
-    [[ $(wc -l <<<"$lines") == 6 ]] && ! grep -vE ' ([0-9]+)/\1$' <<<"$lines"
+    lines=$({
+        docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}} {{.Replicas}}'
+        docker service ls --filter "label=com.docker.stack.namespace=$apps" --format '{{.Name}} {{.Replicas}}'
+    } | grep -v "^${apps}_stuck ")
+    [[ $(wc -l <<<"$lines") == 8 ]] && ! grep -vE ' ([0-9]+)/\1$' <<<"$lines"
 }
-wait_for "the stack running on every node" 120 converged
-log "stack deployed: $(docker service ls --filter "label=com.docker.stack.namespace=$stack" --format '{{.Name}}={{.Replicas}}' | tr '\n' ' ')"
+wait_for "the stacks running on every node" 120 converged
+log "stacks deployed: $(docker service ls --format '{{.Name}}={{.Replicas}}' | grep -E "^($stack|$apps)_" | tr '\n' ' ')"
 
 # A PromQL query through a one-off busybox on the stack's overlay network: prints the value
 # of the first series, or nothing.
 promql() {
-    docker run --rm --name "${stack}_q$RANDOM" --network "${stack}_net" "$prefix/busybox:latest" timeout 15 \
+    docker run --rm --name "${stack}_q$RANDOM" --network "${stack}_selfheal" "$prefix/busybox:latest" timeout 15 \
         wget -q -O - "http://prometheus:9090/api/v1/query?query=$(jq -rn --arg q "$1" '$q|@uri')" 2>/dev/null |
         jq -r '.data.result[0].value[1] // empty'
 }
@@ -228,14 +257,36 @@ wait_for "Prometheus finds the 3 watchdogs" 120 at_least 'count(up{job="watchdog
 log "Prometheus scrapes 3 watchdogs: $(promql 'count by () (up{job="watchdog"})') targets, nodes: $(promql 'count(count by (node) (up{job="watchdog"}))')"
 
 task_container() { # task_container NODE SERVICE: the running container of the service there
-    engine "$1" ps -q --filter "label=com.docker.swarm.service.name=${stack}_$2"
+    engine "$1" ps -q --filter "label=com.docker.swarm.service.name=${apps}_$2"
 }
-tasks() { docker service ps -q "${stack}_$1" | wc -l; }
+tasks() { docker service ps -q "${apps}_$1" | wc -l; }
 running_other_than() { # running_other_than NODE SERVICE OLD
     local c
     c=$(task_container "$1" "$2")
     [[ -n $c && $c != "$3" ]]
 }
+
+# api NODE PATH: GET a worker's watchdog API (its address on the stack's network), by a one-off
+# busybox on that network.
+api() {
+    local ip
+    ip=$(engine "$1" ps -q --filter "label=com.docker.swarm.service.name=${stack}_watchdog" |
+        xargs -r docker -H "unix://$work/e$1/run/docker.sock" inspect \
+            -f "{{(index .NetworkSettings.Networks \"${stack}_selfheal\").IPAddress}}")
+    [[ -n $ip ]] || return 1
+    docker run --rm --name "${stack}_a$RANDOM" --network "${stack}_selfheal" "$prefix/busybox:latest" timeout 15 \
+        wget -q -O - "http://$ip:9100$2" 2>/dev/null
+}
+learnt() { # learnt NODE SERVICE CONDITION: that node's watchdog knows the service's restart condition
+    api "$1" /api/v1/swarm/tasks |
+        jq -e --arg s "${apps}_$2" --arg c "$3" 'any(.tasks[]; .service == $s and .restart_condition == $c)'
+}
+
+# 0. No task carries selfheal.swarm.restart-condition: the workers learn it from the manager's
+#    watchdog (--swarm-peers tasks.watchdog:9100).
+wait_for "worker 1's watchdog learns hang's condition (any) from the manager's" 60 learnt 1 hang any
+wait_for "worker 2's watchdog learns hang-fail's condition (on-failure) from the manager's" 60 learnt 2 hang-fail on-failure
+log "workers learnt the restart conditions from the manager's watchdog"
 
 # fault NODE SERVICE: SIGSTOP the service's task on worker NODE once its watchdog saw it healthy,
 # then wait for Swarm's replacement. Prints the seconds from fault to replacement running.
@@ -244,7 +295,7 @@ fault() {
     wait_for "$service task running on worker $node" 60 task_container "$node" "$service"
     old=$(task_container "$node" "$service")
     wait_for "$service watched and healthy on worker $node" 60 at_least \
-        "sum(selfheal_container_state{node=\"${tag}w$node\",container=~\"${stack}_${service}[.].*\",state=\"healthy\"})" 1
+        "sum(selfheal_container_state{node=\"${tag}w$node\",container=~\"${apps}_${service}[.].*\",state=\"healthy\"})" 1
     t0=$(date +%s.%N)
     engine "$node" kill -s STOP "$old" >/dev/null
     echo "$t0" >"$work/fault_at"
@@ -257,7 +308,7 @@ fault() {
 took=$(fault 1 hang)
 log "hang (any): replacement running ${took}s after the fault"
 wait_for "worker 1's watchdog records the recovery of hang" 60 at_least \
-    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${stack}_hang[.].*\",trigger=\"probe_failed\"})" 1
+    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${apps}_hang[.].*\",trigger=\"probe_failed\"})" 1
 at_least "sum(app_recovery_events_total{node=\"${tag}w1\",trigger=\"probe_failed\",result=\"success\"})" 1 ||
     fail "no successful recovery of hang counted on worker 1"
 
@@ -266,7 +317,7 @@ took=$(fault 2 hang-fail)
 log "hang-fail (on-failure): replacement running ${took}s after the fault"
 wait_for "worker 2's watchdog records the recovery of hang-fail" 60 at_least \
     "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w2\",trigger=\"probe_failed\"})" 1
-ended=$(docker service ps "${stack}_hang-fail" --filter desired-state=shutdown --format '{{.CurrentState}}')
+ended=$(docker service ps "${apps}_hang-fail" --filter desired-state=shutdown --format '{{.CurrentState}}')
 log "hang-fail's ended task: $ended"
 grep -q '^Failed' <<<"$ended" || fail "under on-failure the stopped task must end Failed, not: $ended"
 
@@ -275,13 +326,13 @@ took=$(fault 1 sick)
 sick_t0=$(cat "$work/fault_at")
 log "sick (HEALTHCHECK): replacement running ${took}s after the fault"
 wait_for "worker 1's watchdog records the observed incident of sick with its time to recover" 60 at_least \
-    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\",trigger=\"unhealthy\"})" 1
-at_least "sum(app_recovery_events_total{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\",trigger=\"unhealthy\",result=\"observed\"})" 1 ||
+    "sum(selfheal_recovery_duration_seconds_count{node=\"${tag}w1\",container=~\"${apps}_sick[.].*\",trigger=\"unhealthy\"})" 1
+at_least "sum(app_recovery_events_total{node=\"${tag}w1\",container=~\"${apps}_sick[.].*\",trigger=\"unhealthy\",result=\"observed\"})" 1 ||
     fail "the unhealthy task was not recorded as observed"
-ttr=$(promql "sum(selfheal_recovery_duration_seconds_sum{node=\"${tag}w1\",container=~\"${stack}_sick[.].*\"})")
+ttr=$(promql "sum(selfheal_recovery_duration_seconds_sum{node=\"${tag}w1\",container=~\"${apps}_sick[.].*\"})")
 log "sick: time to recover measured by the watchdog: ${ttr}s"
 
-old_sick=$(docker service ps "${stack}_sick" --filter desired-state=shutdown -q --no-trunc | head -1)
+old_sick=$(docker service ps "${apps}_sick" --filter desired-state=shutdown -q --no-trunc | head -1)
 new_sick=$(task_container 1 sick)
 finished=$(engine 1 ps -aq --filter "label=com.docker.swarm.task.id=$old_sick" | xargs -r docker -H "unix://$work/e1/run/docker.sock" inspect -f '{{.State.FinishedAt}}')
 healthy_by() { [[ $(engine 1 inspect -f '{{.State.Health.Status}}' "$new_sick") == healthy ]]; }
@@ -293,27 +344,63 @@ started_at=$(engine 1 inspect -f '{{.State.StartedAt}}' "$new_sick")
 since_fault() { awk -v a="$sick_t0" -v b="$(date -d "$1" +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 log "sick: old task exited at +$(since_fault "$finished")s, replacement started at +$(since_fault "$started_at")s, first passing check at +$(since_fault "$healthy_at")s after the fault"
 
-# 4. Exactly one replacement per fault: two tasks in each service's history, one running.
-for service in hang hang-fail sick; do
+# 4. The replacement on another node: roam's node is paused (its running task stays, no new
+#    task may go there), its task frozen; its watchdog stops it, Swarm starts the replacement on
+#    the other worker, and the first watchdog hears of it from the other one's API.
+roam_host=$(docker service ps "${apps}_roam" --filter desired-state=running --format '{{.Node}}')
+case $roam_host in
+"${tag}w1") here_n=1 there_n=2 ;;
+"${tag}w2") here_n=2 there_n=1 ;;
+*) fail "roam runs on '$roam_host', not a worker" ;;
+esac
+there_host="${tag}w$there_n"
+wait_for "roam watched and healthy on worker $here_n" 60 at_least \
+    "sum(selfheal_container_state{node=\"$roam_host\",container=~\"${apps}_roam[.].*\",state=\"healthy\"})" 1
+docker node update --availability pause "$roam_host" >/dev/null
+old_roam=$(task_container "$here_n" roam)
+t0=$(date +%s.%N)
+engine "$here_n" kill -s STOP "$old_roam" >/dev/null
+log "roam: task on worker $here_n frozen, that node paused"
+wait_for "roam's replacement running on worker $there_n" 90 task_container "$there_n" roam
+log "roam: replacement running on worker $there_n $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s after the fault"
+docker node update --availability active "$roam_host" >/dev/null
+roam_closed() {
+    api "$here_n" "/api/v1/incidents?container=$old_roam" |
+        jq -e '[.[] | select(.outcome == "recovered" and .time_to_recover_seconds > 0)] | length == 1'
+}
+wait_for "worker $here_n's watchdog closes roam's incident as recovered, told by worker $there_n's" 60 roam_closed
+wait_for "roam's time to recover in Prometheus, from worker $here_n" 60 at_least \
+    "sum(selfheal_recovery_duration_seconds_count{node=\"$roam_host\",container=~\"${apps}_roam[.].*\"})" 1
+roam_ttr=$(promql "sum(selfheal_recovery_duration_seconds_sum{node=\"$roam_host\",container=~\"${apps}_roam[.].*\"})")
+log "roam: incident closed on worker $here_n with time to recover ${roam_ttr}s (replacement on worker $there_n)"
+opened_there=$(promql "sum(app_recovery_events_total{node=\"$there_host\",container=~\"${apps}_roam[.].*\"})")
+[[ -z $opened_there || $opened_there == 0 ]] || fail "worker $there_n counted $opened_there recoveries of roam; expected none"
+
+# 5. Exactly one replacement per fault: two tasks in each service's history, one running.
+for service in hang hang-fail sick roam; do
     n=$(tasks "$service")
     [[ $n == 2 ]] || fail "$service: $n tasks in docker service ps, expected 2 (one replacement)"
-    docker service ps "${stack}_$service" --format '  {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}'
+    docker service ps "${apps}_$service" --format '  {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}'
 done
 log "exactly one replacement per fault"
 
-# 5. Prometheus holds the incidents of both workers where faults were injected.
+# 6. Prometheus holds the incidents of both workers where faults were injected.
 nodes=$(promql 'count(count by (node) (selfheal_recovery_duration_seconds_count > 0))')
 [[ $nodes == 2 ]] || fail "Prometheus holds incidents of $nodes nodes, expected 2"
 log "Prometheus holds the incidents of both workers; watchdogs scraped on 3 nodes"
 
-# 6. The stuck service: reported once, by the leader (the manager, the host engine).
-wait_for "the stuck service reported" 60 at_least "sum(selfheal_swarm_service_stuck{service=\"${stack}_stuck\"})" 1
-reporters=$(promql "count(selfheal_swarm_service_stuck{service=\"${stack}_stuck\"})")
+# 7. The stuck service: reported once, by the leader (the manager, the host engine).
+wait_for "the stuck service reported" 60 at_least "sum(selfheal_swarm_service_stuck{service=\"${apps}_stuck\"})" 1
+reporters=$(promql "count(selfheal_swarm_service_stuck{service=\"${apps}_stuck\"})")
 leaders=$(promql 'count(selfheal_swarm_leader == 1)')
 [[ $reporters == 1 && $leaders == 1 ]] ||
     fail "the stuck service is reported by $reporters watchdogs, $leaders leaders; expected 1 and 1"
 log "stuck service reported by the leader's watchdog only"
-# 7. Swarm alone: the frozen task nobody probes stays, Running, for good.
+wait_for "the stack's rules fire SwarmServiceStuck" 60 at_least \
+    "sum(ALERTS{alertname=\"SwarmServiceStuck\",service=\"${apps}_stuck\",alertstate=\"firing\"})" 1
+wait_for "Prometheus scrapes the stack's Alertmanager" 60 at_least 'sum(up{job="alertmanager"})' 1
+log "SwarmServiceStuck firing; Alertmanager up"
+# 8. Swarm alone: the frozen task nobody probes stays, Running, for good.
 alone=$(task_container 2 alone)
 engine 2 kill -s STOP "$alone" >/dev/null
 log "alone: task $alone on worker 2 frozen; Swarm alone has 30 s to notice"
@@ -326,7 +413,7 @@ same_task_30s() {
 }
 same_task_30s || fail "Swarm replaced the unwatched frozen task: the test's premise is wrong"
 [[ $(tasks alone) == 1 ]] || fail "alone: a replacement appeared"
-log "alone: after 30 s still the same frozen task: $(docker service ps "${stack}_alone" --format '{{.CurrentState}}')"
+log "alone: after 30 s still the same frozen task: $(docker service ps "${apps}_alone" --format '{{.CurrentState}}')"
 
 for n in 0 1 2; do
     if ((n)); then

@@ -26,4 +26,7 @@ pub use policy::{
 };
 pub use restart_policy::RestartPolicy;
 pub use supervisor::{Phase, Supervisor};
-pub use swarm::{EndMode, RestartCondition, Shortfall, SlotCarry, SwarmSlot, SwarmTask};
+pub use swarm::{
+    EndMode, Followed, Handover, PeerTask, RestartCondition, Shortfall, SlotCarry, SwarmSlot,
+    SwarmTask,
+};

@@ -264,6 +264,15 @@ impl Supervisor {
         sup
     }
 
+    /// A Swarm task's restart condition learnt while it is watched (a worker's watchdog asks
+    /// a manager's, which may answer only after the task was found): it replaces `Unknown`
+    /// only, and counts from the next decision to end the task.
+    pub fn learn_restart_condition(&mut self, condition: RestartCondition) {
+        if self.spec.swarm == Some(RestartCondition::Unknown) {
+            self.spec.swarm = Some(condition);
+        }
+    }
+
     fn swarm(&self) -> Option<RestartCondition> {
         self.spec.swarm
     }

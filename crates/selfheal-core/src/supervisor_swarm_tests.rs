@@ -225,6 +225,30 @@ async fn a_probe_failure_under_none_is_reported_only() {
     }
 }
 
+/// A worker learns the condition from a manager's watchdog after watching began: `Unknown`
+/// becomes `on-failure` and the next failed probe kills the task; a known condition is never
+/// replaced by a later answer.
+#[tokio::test(start_paused = true)]
+async fn a_condition_learnt_later_replaces_unknown_only() {
+    let spec = spec(RestartCondition::Unknown, false);
+    let mut sup = Supervisor::new(spec.clone(), None, Instant::now());
+    running_task(&mut sup, &spec);
+    sup.learn_restart_condition(RestartCondition::OnFailure);
+    let o = orders(&fail(&mut sup, 2));
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].end, Some(EndMode::Kill));
+
+    let spec = spec_none();
+    let mut sup = Supervisor::new(spec.clone(), None, Instant::now());
+    running_task(&mut sup, &spec);
+    sup.learn_restart_condition(RestartCondition::Any);
+    assert!(orders(&fail(&mut sup, 5)).is_empty(), "none stays none");
+}
+
+fn spec_none() -> PolicySpec {
+    spec(RestartCondition::None, false)
+}
+
 /// Budget and quarantine are the slot's: the third task in a row that fails its probe, with a
 /// budget of 3 spent by its two predecessors plus one, is left alone and an alert raised; the
 /// next task starts quarantined and is released once healthy.

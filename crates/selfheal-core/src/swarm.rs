@@ -153,6 +153,80 @@ pub struct SlotCarry {
     pub quarantined: bool,
 }
 
+/// How long a slot's hand-over waits for its replacement before it is given up (the
+/// `--swarm-handover-wait` default): the incident is then closed `abandoned`.
+pub const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What another node's watchdog reports of a Swarm task it watches (its
+/// `GET /api/v1/swarm/tasks`), with the time already on this watchdog's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTask {
+    /// [`SwarmTask::slot_key`].
+    pub slot_key: String,
+    pub task_id: String,
+    /// Since when that watchdog has seen the task healthy without a break, if it is now.
+    pub healthy_since: Option<Instant>,
+}
+
+/// A slot whose task ended on this node and whose replacement has not started here. Swarm's
+/// scheduler may place a replicated service's replacement (same service, same slot number) on
+/// any node; a global service's replacement is always on the same node. The replacement's
+/// node is not known here, so the slot is followed through what the other nodes' watchdogs
+/// report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handover {
+    pub slot_key: String,
+    /// The task that ended here: never its own replacement.
+    pub ended_task: String,
+    pub handed_at: Instant,
+    /// The open incident's first failure, if the slot carried one.
+    pub first_failure: Option<Instant>,
+}
+
+/// What becomes of a [`Handover`] at one look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// No healthy replacement seen elsewhere, and the wait is not over: keep the slot, so a
+    /// replacement that starts here takes it over.
+    Wait,
+    /// Another node runs a different task in the same slot, healthy since after the first
+    /// failure: the incident closes `recovered`, its time to recover measured to that moment.
+    /// The slot's budget and backoff stay behind: they count per node.
+    RecoveredElsewhere {
+        time_to_recover: std::time::Duration,
+    },
+    /// Nothing within `wait`: the slot is given up and its incident closes `abandoned`.
+    GaveUp,
+}
+
+impl Handover {
+    /// Decides from the peers' reports at `now`. A replacement seen healthy wins over the end
+    /// of the wait; among several (Swarm runs one task per slot, but reports can overlap a
+    /// task's end), the earliest healthy one counts. Healthy before the first failure is an
+    /// older run, not a recovery. A slot without an incident has nothing to close: it only
+    /// waits for a local replacement, then is given up.
+    pub fn follow(&self, peers: &[PeerTask], now: Instant, wait: std::time::Duration) -> Followed {
+        if let Some(first_failure) = self.first_failure {
+            let healthy = peers
+                .iter()
+                .filter(|p| p.slot_key == self.slot_key && p.task_id != self.ended_task)
+                .filter_map(|p| p.healthy_since)
+                .filter(|h| *h >= first_failure)
+                .min();
+            if let Some(h) = healthy {
+                return Followed::RecoveredElsewhere {
+                    time_to_recover: h.duration_since(first_failure),
+                };
+            }
+        }
+        if now.saturating_duration_since(self.handed_at) >= wait {
+            Followed::GaveUp
+        } else {
+            Followed::Wait
+        }
+    }
+}
+
 /// How long a service may run fewer tasks than it wants before it counts as stuck (the
 /// `--swarm-stuck-after` default).
 pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
@@ -269,5 +343,133 @@ mod tests {
         assert_eq!(RestartCondition::None.end_mode(), None);
         assert_eq!(RestartCondition::Unknown.end_mode(), None);
         assert_eq!(RestartCondition::from_swarm("always"), None);
+    }
+
+    fn secs(n: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_handover_closes_on_a_healthy_replacement_elsewhere_and_never_on_the_ended_task() {
+        let t0 = Instant::now();
+        let h = Handover {
+            slot_key: "svc/1".into(),
+            ended_task: "old".into(),
+            handed_at: t0 + secs(3),
+            first_failure: Some(t0),
+        };
+        let peer = |slot: &str, task: &str, healthy: Option<u64>| PeerTask {
+            slot_key: slot.into(),
+            task_id: task.into(),
+            healthy_since: healthy.map(|s| t0 + secs(s)),
+        };
+        let wait = secs(60);
+        // The ended task itself, another slot, a replacement not healthy yet: wait.
+        let not_yet = [
+            peer("svc/1", "old", Some(1)),
+            peer("svc/2", "x", Some(9)),
+            peer("svc/1", "new", None),
+        ];
+        assert_eq!(h.follow(&not_yet, t0 + secs(10), wait), Followed::Wait);
+        // The same reports after the wait: given up.
+        assert_eq!(h.follow(&not_yet, t0 + secs(63), wait), Followed::GaveUp);
+        // Healthy at +12 s: recovered, 12 s after the first failure, even past the wait.
+        let seen = [peer("svc/1", "new", Some(12))];
+        for now in [13, 100] {
+            assert_eq!(
+                h.follow(&seen, t0 + secs(now), wait),
+                Followed::RecoveredElsewhere {
+                    time_to_recover: secs(12)
+                }
+            );
+        }
+        // No incident carried: nothing to close, only a wait for a local replacement.
+        let quiet = Handover {
+            first_failure: None,
+            ..h.clone()
+        };
+        assert_eq!(quiet.follow(&seen, t0 + secs(13), wait), Followed::Wait);
+        assert_eq!(quiet.follow(&seen, t0 + secs(63), wait), Followed::GaveUp);
+    }
+
+    use proptest::prelude::*;
+
+    fn report() -> impl Strategy<Value = (bool, bool, Option<u64>)> {
+        // (same slot, the ended task, healthy since: seconds from the test's origin)
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.3),
+            prop::option::of(0u64..200),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// A hand-over followed over random looks (increasing times, each with a random set of
+        /// peers' reports) until it is decided. Invariants, at every look:
+        /// - it closes `recovered` exactly when some report names the same slot, a task other
+        ///   than the ended one, healthy since no earlier than the first failure; the time to
+        ///   recover is from the first failure to the earliest such moment;
+        /// - without an incident it never closes `recovered`;
+        /// - otherwise it is given up exactly when the wait is over, and waits before;
+        /// - so the first look that is not `Wait` ends the story, and every look before it saw
+        ///   no replacement and came before the end of the wait.
+        #[test]
+        fn a_handover_is_decided_by_the_replacement_or_the_wait(
+            first_failure in prop::option::of(0u64..50),
+            handed_after in 0u64..20,
+            wait in 1u64..150,
+            looks in prop::collection::vec((1u64..20, prop::collection::vec(report(), 0..4)), 1..25),
+        ) {
+            let origin = Instant::now();
+            let at = |s: u64| origin + secs(s);
+            let handed = first_failure.unwrap_or(0) + handed_after;
+            let h = Handover {
+                slot_key: "svc/3".into(),
+                ended_task: "ended".into(),
+                handed_at: at(handed),
+                first_failure: first_failure.map(at),
+            };
+            let mut now = handed;
+            for (step, reports) in looks {
+                now += step;
+                let peers: Vec<PeerTask> = reports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (same_slot, ended, healthy))| PeerTask {
+                        slot_key: if *same_slot { "svc/3".into() } else { "svc/4".into() },
+                        task_id: if *ended { "ended".into() } else { format!("t{i}") },
+                        healthy_since: healthy.map(at),
+                    })
+                    .collect();
+                let replacement = first_failure.and_then(|f| {
+                    reports
+                        .iter()
+                        .filter(|(same, ended, _)| *same && !*ended)
+                        .filter_map(|(_, _, healthy)| *healthy)
+                        .filter(|h| *h >= f)
+                        .min()
+                        .map(|h| h - f)
+                });
+                let verdict = h.follow(&peers, at(now), secs(wait));
+                match (replacement, verdict) {
+                    (Some(ttr), Followed::RecoveredElsewhere { time_to_recover }) => {
+                        prop_assert_eq!(time_to_recover, secs(ttr));
+                        break;
+                    }
+                    (None, Followed::GaveUp) => {
+                        prop_assert!(now - handed >= wait, "given up before the wait was over");
+                        break;
+                    }
+                    (None, Followed::Wait) => {
+                        prop_assert!(now - handed < wait, "still waiting after the wait");
+                    }
+                    (expected, got) => {
+                        prop_assert!(false, "replacement {:?} but {:?}", expected, got);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The admin HTTP server (read-only): `/metrics`, `/healthz`, `/api/v1/containers`,
-//! `/api/v1/incidents`, `/api/v1/incidents/{id}`, and the status page (`/` for a browser,
-//! [`crate::status_page`]).
+//! `/api/v1/incidents`, `/api/v1/incidents/{id}`, `/api/v1/swarm/tasks`,
+//! `/api/v1/swarm/services/{id}` (what the other nodes' watchdogs ask on Swarm), and the
+//! status page (`/` for a browser, [`crate::status_page`]).
 
 use crate::admin_auth::{AdminGuard, Token};
 use crate::shared::Shared;
@@ -39,6 +40,8 @@ pub fn router_guarded(shared: Arc<Shared>, guard: &AdminGuard) -> Router {
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}", get(incident))
+        .route("/api/v1/swarm/tasks", get(swarm_tasks))
+        .route("/api/v1/swarm/services/{id}", get(swarm_service))
         .merge(crate::status_page::routes());
     let metrics = Router::new().route("/metrics", get(metrics));
     Router::new()
@@ -60,7 +63,7 @@ async fn index(
     ENDPOINTS.into_response()
 }
 
-const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/                   the status page (for a browser: Accept: text/html)\n";
+const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/api/v1/swarm/tasks  the Swarm tasks watched here (for the other nodes' watchdogs)\n/api/v1/swarm/services/ID  a service's restart condition (a manager's watchdog)\n/                   the status page (for a browser: Accept: text/html)\n";
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     // Read at scrape time, so the gauges are exact when they are read.
@@ -95,6 +98,29 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn containers(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.views()).into_response()
+}
+
+/// The Swarm tasks watched here, for a peer following a slot whose task ended on its node.
+async fn swarm_tasks(State(shared): State<Arc<Shared>>) -> Response {
+    let tasks = shared.views().into_iter().filter_map(|v| v.swarm).collect();
+    Json(crate::swarm::TasksReply { tasks }).into_response()
+}
+
+/// A service's restart condition, known on a manager only: 404 elsewhere, or for a service
+/// the manager does not have.
+async fn swarm_service(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match shared.swarm_service_condition(&id) {
+        Some(restart_condition) => {
+            Json(crate::swarm::ServiceReply { restart_condition }).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({
+                "error": "no such service known here (only a Swarm manager's watchdog knows services)"
+            })),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

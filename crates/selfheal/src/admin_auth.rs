@@ -31,6 +31,11 @@ impl Token {
         Self(s.into())
     }
 
+    /// The secret itself, for a request this watchdog makes to another one (never logged).
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
     /// Compares in time independent of where the first difference is.
     fn matches(&self, given: &[u8]) -> bool {
         let want = self.0.as_bytes();

@@ -210,6 +210,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         cfg.docker_host.clone(),
         cfg.swarm_stuck_after,
         swarm_metrics,
+        shared.clone(),
         cancel.clone(),
     ));
     let notifier =

@@ -125,6 +125,15 @@ pub struct WatchArgs {
     /// reported stuck (default 5m).
     #[arg(long, env = "SELFHEAL_SWARM_STUCK_AFTER", value_parser = duration_arg)]
     pub swarm_stuck_after: Option<Duration>,
+    /// On Swarm: HOST:PORT that resolves to every node's watchdog, e.g. tasks.watchdog:9100 on
+    /// the stack's overlay network. Asked where an ended task's replacement runs, and by a
+    /// worker for a service's restart condition (default: none).
+    #[arg(long, env = "SELFHEAL_SWARM_PEERS")]
+    pub swarm_peers: Option<String>,
+    /// On Swarm: how long an ended task's slot waits for its replacement to be seen healthy
+    /// (here or by a peer) before its incident is closed abandoned (default 10m).
+    #[arg(long, env = "SELFHEAL_SWARM_HANDOVER_WAIT", value_parser = duration_arg)]
+    pub swarm_handover_wait: Option<Duration>,
 }
 
 /// The TOML file: every key optional, unknown keys rejected.
@@ -156,6 +165,8 @@ struct FileConfig {
     probe_network: Option<String>,
     filter_label: Option<String>,
     swarm_stuck_after: Option<String>,
+    swarm_peers: Option<String>,
+    swarm_handover_wait: Option<String>,
 }
 
 /// A configuration error, naming the flag or key and the value.
@@ -195,6 +206,21 @@ pub struct WatchConfig {
     pub probe_network: Option<String>,
     pub filter_label: Option<String>,
     pub swarm_stuck_after: Duration,
+    /// HOST:PORT of every node's watchdog (checked: a host and a port).
+    pub swarm_peers: Option<String>,
+    pub swarm_handover_wait: Duration,
+}
+
+/// `HOST:PORT`, with a host and a port number.
+fn host_port(key: &'static str, value: String) -> Result<String, ConfigError> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(value),
+        _ => Err(ConfigError::Invalid {
+            key,
+            value,
+            message: "expected HOST:PORT, e.g. tasks.watchdog:9100".into(),
+        }),
+    }
 }
 
 impl WatchArgs {
@@ -318,6 +344,16 @@ impl WatchArgs {
                 self.swarm_stuck_after,
                 &file.swarm_stuck_after,
                 selfheal_core::swarm::STUCK_AFTER,
+            )?,
+            swarm_peers: match self.swarm_peers.clone().or(file.swarm_peers) {
+                Some(p) => Some(host_port("swarm-peers", p)?),
+                None => None,
+            },
+            swarm_handover_wait: dur(
+                "swarm-handover-wait",
+                self.swarm_handover_wait,
+                &file.swarm_handover_wait,
+                selfheal_core::swarm::HANDOVER_WAIT,
             )?,
         };
         cfg.validate()?;

@@ -41,6 +41,28 @@ pub struct ContainerView {
     pub dependencies: DependencyView,
     /// The parent that started again and is not ready yet, while this container waits on it.
     pub waiting_on: Option<String>,
+    /// A Swarm task: its service, slot and task, and since when it is healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmView>,
+}
+
+/// What the API shows of a watched Swarm task, and what a peer watchdog reads of it
+/// (`GET /api/v1/swarm/tasks`) to follow a slot whose task ended on another node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SwarmView {
+    /// `com.docker.swarm.service.name`.
+    pub service: String,
+    /// The slot key: `<service id>/<replica number>`, or `<service id>/<node id>` (global).
+    pub slot: String,
+    /// `com.docker.swarm.task.id`.
+    pub task: String,
+    /// The service's `restart_policy.condition` as this watchdog knows it (`unknown`: a worker
+    /// no manager's watchdog has told yet, and no label).
+    #[serde(default)]
+    pub restart_condition: String,
+    /// RFC 3339: since when the watchdog has seen it healthy without a break; absent when it is
+    /// not healthy now.
+    pub healthy_since: Option<String>,
 }
 
 /// Maps the monotonic clock the policy runs on to wall-clock time for records.
@@ -93,6 +115,9 @@ pub struct Shared {
     heartbeat_ms: AtomicU64,
     pub clock: Clock,
     pub dry_run: bool,
+    /// On a Swarm manager: each service's `restart_policy.condition`, by service id, for the
+    /// workers' watchdogs that cannot read services (`GET /api/v1/swarm/services/{id}`).
+    swarm_services: RwLock<std::collections::HashMap<String, String>>,
 }
 
 impl Shared {
@@ -119,7 +144,20 @@ impl Shared {
             heartbeat_ms: AtomicU64::new(0),
             clock: Clock::new(),
             dry_run,
+            swarm_services: RwLock::default(),
         })
+    }
+
+    /// The services' restart conditions, as a manager sees them now (empty elsewhere).
+    pub fn set_swarm_services(&self, services: std::collections::HashMap<String, String>) {
+        if let Ok(mut m) = self.swarm_services.write() {
+            *m = services;
+        }
+    }
+
+    /// A service's restart condition (`""`: Swarm's default), if this node is a manager.
+    pub fn swarm_service_condition(&self, id: &str) -> Option<String> {
+        self.swarm_services.read().ok()?.get(id).cloned()
     }
 
     pub fn beat(&self) {

@@ -94,6 +94,8 @@ pub struct Watcher {
     dependents: Dependents,
     /// Parents' tasks report here when their dependents wait or may go on.
     gates: mpsc::Receiver<GateReport>,
+    /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
+    peers: Option<crate::swarm::Peers>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -109,6 +111,16 @@ impl Watcher {
         let docker = Arc::new(RwLock::new(None));
         let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
         let (gates_tx, gates) = mpsc::channel(EVENT_QUEUE);
+        let peers = match &cfg.swarm_peers {
+            Some(target) => Some(crate::swarm::Peers::new(
+                target,
+                cfg.admin_guard
+                    .admin
+                    .as_ref()
+                    .map(|t| t.secret().to_string()),
+            )?),
+            None => None,
+        };
         let ctx = Context {
             shared: shared.clone(),
             runtime: Arc::new(executor),
@@ -120,6 +132,7 @@ impl Watcher {
             evidence: cfg.evidence,
             gates: gates_tx,
             slots: Arc::default(),
+            peers: peers.clone(),
         };
         Ok(Self {
             cfg,
@@ -135,12 +148,21 @@ impl Watcher {
             seen_until: None,
             dependents: Dependents::default(),
             gates,
+            peers,
         })
     }
 
     /// Runs until `cancel`: connect, subscribe, list, follow; on any loss, back off and again.
     pub async fn run(mut self, cancel: CancellationToken) {
         self.cancel = cancel.child_token();
+        tokio::spawn(crate::swarm::follow_handovers(
+            self.ctx.slots.clone(),
+            self.shared.clone(),
+            self.ctx.notifier.clone(),
+            self.peers.clone(),
+            self.cfg.swarm_handover_wait,
+            self.cancel.clone(),
+        ));
         let mut backoff = ReconnectBackoff::default();
         let mut connected_before = false;
         loop {
@@ -327,8 +349,13 @@ impl Watcher {
                     .find(|i| i.container_id == info.id);
                 let swarm = match selfheal_core::SwarmTask::from_labels(&info.labels) {
                     Some(task) => {
-                        let condition =
-                            crate::swarm::restart_condition(docker, &info.labels, &task).await;
+                        let condition = crate::swarm::restart_condition(
+                            docker,
+                            &info.labels,
+                            &task,
+                            self.peers.as_ref(),
+                        )
+                        .await;
                         tracing::info!(container = %info.name, service = %task.service_name,
                             slot = %task.slot_key(), condition = condition.as_str(),
                             "a Swarm task: never restarted in place");
@@ -377,6 +404,7 @@ impl Watcher {
                     last_incident: None,
                     dependencies: Default::default(),
                     waiting_on: None,
+                    swarm: None,
                 });
                 self.ignored.insert(id.to_string(), errors);
             }

@@ -6,6 +6,7 @@
 mod notice;
 mod record;
 
+pub use notice::notification as notice_of;
 pub use record::close_orphan;
 
 use crate::dependents::GateReport;
@@ -88,6 +89,8 @@ pub enum Msg {
         parent: String,
         since: SystemTime,
     },
+    /// A Swarm task's restart condition, told by a manager's watchdog after watching began.
+    RestartCondition(selfheal_core::RestartCondition),
 }
 
 /// Everything a task needs from the daemon.
@@ -106,6 +109,8 @@ pub struct Context {
     pub gates: mpsc::Sender<GateReport>,
     /// Swarm slots handed over by an ended task, for its replacement.
     pub slots: Arc<crate::swarm::SlotLedger>,
+    /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
+    pub peers: Option<crate::swarm::Peers>,
 }
 
 pub struct ContainerHandle {
@@ -173,6 +178,8 @@ struct ContainerTask {
     removed_pending: bool,
     /// Set when the container is a Swarm task.
     swarm: Option<crate::swarm::SwarmBinding>,
+    /// Since when the policy state is `healthy` without a break (shown to peers on Swarm).
+    healthy_since: Option<Instant>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -345,6 +352,16 @@ pub fn spawn(
                 .await;
         })
     });
+    if let (Some(b), Some(peers)) = (&swarm, &ctx.peers) {
+        if b.condition == selfheal_core::RestartCondition::Unknown {
+            tokio::spawn(crate::swarm::ask_restart_condition(
+                peers.clone(),
+                b.task.service_id.clone(),
+                tx.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
     let now = Instant::now();
     let resumed_since = times.as_ref().map(|t| t.first_failure);
     let mut policy = policy_spec(&spec, &info, ctx.backoff);
@@ -388,6 +405,7 @@ pub fn spawn(
         recreate: None,
         last_failure: None,
         removed_pending: false,
+        healthy_since: None,
     };
     if let Some(since) = resumed_since {
         task.incidents.resume_story(since);
@@ -482,6 +500,16 @@ impl ContainerTask {
                 self.feed(Observation::Died(exit), now);
             }
             Msg::Rename(name) => self.rename(name),
+            Msg::RestartCondition(c) => {
+                self.sup.learn_restart_condition(c);
+                if let Some(b) = &mut self.swarm {
+                    if b.condition == selfheal_core::RestartCondition::Unknown {
+                        tracing::info!(container = %self.info.name, condition = c.as_str(),
+                            "restart condition told by a manager's watchdog");
+                        b.condition = c;
+                    }
+                }
+            }
             Msg::Started(info) => {
                 self.update_info(*info);
                 // A start happened even if the process already exited again: its die event
@@ -734,13 +762,31 @@ impl ContainerTask {
                 tracing::info!(container = %name, service = %b.task.service_name,
                     incident = ?incident.as_ref().map(|i| i.id),
                     "Swarm task ended; its slot goes to the task Swarm starts next");
-                self.ctx.slots.put(
+                let handover = selfheal_core::Handover {
+                    slot_key: b.task.slot_key(),
+                    ended_task: b.task.task_id.clone(),
+                    handed_at: now,
+                    first_failure: carry.incident.as_ref().map(|t| t.first_failure),
+                };
+                let displaced = self.ctx.slots.put(
                     b.task.slot_key(),
                     crate::swarm::Handed {
                         carry: *carry,
                         incident,
+                        handover,
+                        container: name.clone(),
+                        muted: !self.spec.notify,
                     },
                 );
+                for d in displaced {
+                    crate::swarm::close_handed(
+                        &self.ctx.shared,
+                        &self.ctx.notifier,
+                        d,
+                        selfheal_core::Followed::GaveUp,
+                        now,
+                    );
+                }
             }
             // Behind whatever is already in the inbox: looked at in order.
             Effect::Inspect => self.send_self(Msg::Look { started: false }),
@@ -803,6 +849,11 @@ impl ContainerTask {
     /// are probe successes that change nothing.
     fn publish(&mut self) {
         let now = Instant::now();
+        if self.sup.state() == State::Healthy {
+            self.healthy_since.get_or_insert(now);
+        } else {
+            self.healthy_since = None;
+        }
         let incident = self.incidents.current();
         let key = ViewKey {
             state: self.sup.state(),
@@ -814,6 +865,8 @@ impl ContainerTask {
             incident: incident.map(|i| (i.id, i.attempts, i.outcome, i.action_begun.is_some())),
             name: self.info.name.clone(),
             waiting_on: self.waiting_on.clone(),
+            healthy_since: self.healthy_since,
+            condition: self.swarm.as_ref().map(|b| b.condition),
         };
         if self.published.as_ref() == Some(&key) {
             return;
@@ -834,6 +887,13 @@ impl ContainerTask {
             last_incident: incident.map(Incident::without_evidence),
             dependencies: Default::default(),
             waiting_on: key.waiting_on.clone(),
+            swarm: self.swarm.as_ref().map(|b| crate::shared::SwarmView {
+                service: b.task.service_name.clone(),
+                slot: b.task.slot_key(),
+                task: b.task.task_id.clone(),
+                restart_condition: b.condition.as_str().into(),
+                healthy_since: key.healthy_since.map(|t| self.ctx.shared.clock.rfc3339(t)),
+            }),
         };
         self.published = Some(key);
         self.ctx.shared.put_view(view);
@@ -852,6 +912,8 @@ struct ViewKey {
     incident: Option<(u64, u32, crate::journal::IncidentOutcome, bool)>,
     name: String,
     waiting_on: Option<String>,
+    healthy_since: Option<Instant>,
+    condition: Option<selfheal_core::RestartCondition>,
 }
 
 async fn sleep_until(at: Option<Instant>) {

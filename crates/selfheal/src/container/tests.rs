@@ -103,6 +103,7 @@ fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context)
         evidence: true,
         gates: mpsc::channel(16).0,
         slots: Arc::default(),
+        peers: None,
     };
     (dir, shared, runtime, ctx)
 }

@@ -98,8 +98,11 @@ test-dependents-compose: images ## dependents (network_mode: service:vpn, depend
 	COMPOSE="$(COMPOSE_V1)" bash tests/dependents/compose.sh
 	COMPOSE="$(COMPOSE_V2)" bash tests/dependents/compose.sh
 
-test-deploy: ## promtool, amtool and dashboard checks
+test-deploy: ## promtool, amtool and dashboard checks; the dashboard's node variable against a real Prometheus
 	bash tests/deploy/check.sh
+	cargo build --locked -p selfheal --bin selfheal
+	bash docker/offline/build.sh busybox
+	bash tests/deploy/dashboard_nodes.sh
 
 test-swarm: images ## selfheal on a real 3-node Swarm (engines in network namespaces; root)
 	bash tests/swarm/run.sh

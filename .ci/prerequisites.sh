@@ -27,6 +27,7 @@ mode=${1:-}
 #   the Rust build: gcc (linker), libc6-dev, pkg-config, make, git, ca-certificates;
 #   the stack scripts: curl, jq, procps, python3;
 #   tests/deploy/check.sh: promtool, amtool (the prometheus packages above), python3-yaml;
+#   tests/deploy/dashboard_nodes.sh: prometheus, busybox-static (the selfheal/busybox image);
 #   tests/vagrant/check.sh: vagrant, vagrant-libvirt, ruby; lint: shellcheck;
 #   crates/selfheal/tests/status_page.rs: chromium (headless), fonts-dejavu-core (its text);
 #   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip;

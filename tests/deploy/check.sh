@@ -161,6 +161,24 @@ must_fail "dashboard check fails on a wrong target uid" "target A: datasource ui
 dir=$(break_dashboard unit 'del panels[0]["fieldConfig"]["defaults"]["unit"]')
 must_fail "dashboard check fails on a panel without unit" "no fieldConfig.defaults.unit" \
     python3 "$here/check_dashboards.py" --grafana "$dir"
+# The filter every watchdog selector carries, as in the JSON and as a regex.
+# shellcheck disable=SC2016 # a literal $node, the Grafana variable
+node_json='{node=~\"$node\"}' node_re='without node=~"\$node"'
+dir=$(break_dashboard node-filter "panels[2]['targets'][0]['expr'] = panels[2]['targets'][0]['expr'].replace('$node_json', '')")
+must_fail "dashboard check fails on a watchdog query without the node filter" \
+    "Quarantined containers.*$node_re: selfheal_quarantined_containers\$" \
+    python3 "$here/check_dashboards.py" --grafana "$dir"
+dir=$(break_dashboard node-filter-up 'nested[0]["targets"][0]["expr"] = "sum(up{job=\"watchdog\"})"')
+must_fail "dashboard check fails on up{job=\"watchdog\"} without the node filter" \
+    "Restarts in flight.*$node_re: up\\{job=\"watchdog\"\\}" \
+    python3 "$here/check_dashboards.py" --grafana "$dir"
+only_node_queries() { # --only-using node: some queries, each one filtered by the value given
+    local out
+    out=$(python3 "$here/check_dashboards.py" --print-exprs --only-using node --set node=n1)
+    [[ -n $out ]] || { echo "no queries use \$node"; return 1; }
+    if grep -v 'node=~\\"n1\\"' <<<"$out"; then echo "^ printed, but not filtered by node"; return 1; fi
+}
+check "dashboard --print-exprs --only-using node" only_node_queries
 dir=$(break_dashboard json 'pass')
 printf '{ "truncated": ' >>"$dir/dashboards/selfheal-overview.json"
 must_fail "dashboard check fails on invalid JSON" "not valid JSON" \

@@ -12,10 +12,15 @@ and a blank panel:
 - every non-row panel sets a unit and thresholds;
 - every query (targets, annotations, variables) parses as PromQL once Grafana's
   variables are substituted: they are written as recording rules into a
-  temporary file and checked with `promtool check rules`.
+  temporary file and checked with `promtool check rules`;
+- every selector of a watchdog series (a `selfheal_*` or `app_*` metric, or
+  `up{job="watchdog"}`) carries `node=~"$node"`, so the node variable narrows
+  every panel (on Swarm, one watchdog per node); the node variable's own query
+  is exempt.
 
 `--print-exprs` prints the substituted queries as JSON lines instead, for the
-end-to-end test that runs them against a real Prometheus.
+tests that run them against a real Prometheus; `--only-using node` keeps only
+the queries that use $node; `--tsv` prints WHERE<TAB>EXPR lines for shell loops.
 
 Exit status: 0 all good, 1 a check failed, 2 usage error.
 """
@@ -49,11 +54,19 @@ LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(.+?)\s*,\s*[A-Za-z_][A-Za-z
 LABEL_VALUES_1_RE = re.compile(r"^\s*label_values\(\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$")
 QUERY_RESULT_RE = re.compile(r"^\s*query_result\((.+)\)\s*$", re.S)
 
+# The node filter every watchdog selector carries, and the selectors that need it: a
+# selfheal_*/app_* metric, or `up` (needs it only with job="watchdog"), with its braces.
+NODE_FILTER_RE = re.compile(r'node\s*=~\s*"\$(?:node|\{node\})"')
+WATCHDOG_SELECTOR_RE = re.compile(
+    r'(?<![\w:"$])((?:selfheal|app)_[\w:]*|up)\b\s*(\{(?:[^}"]|"(?:[^"\\]|\\.)*")*\})?')
+WATCHDOG_JOB_RE = re.compile(r'job\s*=\s*"watchdog"')
+
 
 @dataclass
 class Query:
     where: str
     expr: str
+    uses: frozenset[str] = frozenset()  # the Grafana variables the query refers to
 
 
 class Report:
@@ -142,6 +155,18 @@ def substitute(expr: str, variables: dict[str, str]) -> tuple[str, list[str]]:
     return VAR_RE.sub(repl, expr), unknown
 
 
+def unfiltered_watchdog_selectors(expr: str) -> list[str]:
+    """The selectors of watchdog series in `expr` that lack the node filter."""
+    missing = []
+    for m in WATCHDOG_SELECTOR_RE.finditer(expr):
+        name, braces = m.group(1), m.group(2) or ""
+        if name == "up" and not WATCHDOG_JOB_RE.search(braces):
+            continue
+        if not NODE_FILTER_RE.search(braces):
+            missing.append(m.group(0).strip())
+    return missing
+
+
 def ds_uid(ds) -> str | None:
     if isinstance(ds, dict):
         return ds.get("uid")
@@ -185,6 +210,7 @@ def check_dashboard(path: Path, uid: str, report: Report, seen_uids: dict[str, P
         # All values selected is the widest query; a concrete value is not known here.
         variables[name] = v.get("allValue") or ".*"
     variables.update(overrides)
+    node_var_queries: set[int] = set()  # indexes into `queries`: they define $node
     for v in (dash.get("templating") or {}).get("list") or []:
         where = f"{path.name}: variable ${v.get('name')}"
         if v.get("type") != "query":
@@ -193,11 +219,11 @@ def check_dashboard(path: Path, uid: str, report: Report, seen_uids: dict[str, P
             report.fail(f"{where}: datasource uid {ds_uid(v.get('datasource'))!r}, expected {uid!r}")
         q = v.get("query")
         q = q.get("query", "") if isinstance(q, dict) else (q or "")
-        m = LABEL_VALUES_RE.match(q)
+        m = LABEL_VALUES_RE.match(q) or QUERY_RESULT_RE.match(q)
         if m:
             queries.append(Query(where, m.group(1)))
-        elif (m := QUERY_RESULT_RE.match(q)):
-            queries.append(Query(where, m.group(1)))
+            if v.get("name") == "node":
+                node_var_queries.add(len(queries) - 1)
         elif not LABEL_VALUES_1_RE.match(q):
             report.fail(f"{where}: unsupported variable query {q!r}")
 
@@ -252,12 +278,16 @@ def check_dashboard(path: Path, uid: str, report: Report, seen_uids: dict[str, P
                 queries.append(Query(twhere, t["expr"]))
 
     out: list[Query] = []
-    for q in queries:
+    for i, q in enumerate(queries):
+        if i not in node_var_queries:
+            for sel in unfiltered_watchdog_selectors(q.expr):
+                report.fail(f"{q.where}: watchdog selector without node=~\"$node\": {sel}")
         expr, unknown = substitute(q.expr, variables)
+        uses = frozenset(m.group(1) or m.group(2) or m.group(3) for m in VAR_RE.finditer(q.expr))
         if unknown:
             report.fail(f"{q.where}: unknown variable(s) {sorted(set(unknown))} in {q.expr!r}")
         else:
-            out.append(Query(q.where, expr))
+            out.append(Query(q.where, expr, uses))
     return out
 
 
@@ -296,7 +326,14 @@ def main() -> int:
                     help="print {where, expr} JSON lines of every query after substitution, and exit")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a variable's value, e.g. container=app or __range=15m")
+    ap.add_argument("--only-using", metavar="NAME",
+                    help="with --print-exprs: only the queries that use variable NAME, e.g. node")
+    ap.add_argument("--tsv", action="store_true",
+                    help="with --print-exprs: WHERE<TAB>EXPR lines instead of JSON (tabs and newlines "
+                         "in either become spaces)")
     args = ap.parse_args()
+    if (args.only_using or args.tsv) and not args.print_exprs:
+        ap.error("--only-using and --tsv need --print-exprs")
 
     overrides = {}
     for kv in args.set:
@@ -324,7 +361,12 @@ def main() -> int:
         if report.errors:
             return 1
         for q in queries:
-            print(json.dumps({"where": q.where, "expr": q.expr}))
+            if args.only_using is not None and args.only_using not in q.uses:
+                continue
+            if args.tsv:
+                print(re.sub(r"[\t\n]", " ", q.where) + "\t" + re.sub(r"[\t\n]", " ", q.expr))
+            else:
+                print(json.dumps({"where": q.where, "expr": q.expr}))
         return 0
 
     check_promql(queries, args.promtool, report)

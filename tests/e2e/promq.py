@@ -6,6 +6,8 @@ tests/e2e/run.sh so the shell script never parses JSON.
                                        values, or "none" when the result is empty
   promq.py series EXPR START END STEP  range query; prints the number of series
   promq.py json EXPR                   instant query; prints {labels: value} as JSON
+  promq.py label-values EXPR LABEL     instant query; prints LABEL of each series, sorted,
+                                       as a JSON list ("" where the series lacks it)
   promq.py prom-alert NAME CONTAINER   state of alert NAME for container CONTAINER in
                                        Prometheus (/api/v1/alerts): firing|pending|none
   promq.py am-alert NAME CONTAINER     "active" if Alertmanager (/api/v2/alerts) holds
@@ -71,6 +73,9 @@ def main(argv: list[str]) -> int:
         data = prom("/api/v1/query", {"query": args[0]})
         print(json.dumps({labels_key(s["metric"]): float(s["value"][1]) for s in data["result"]},
                          sort_keys=True))
+    elif cmd == "label-values" and len(args) == 2:
+        data = prom("/api/v1/query", {"query": args[0]})
+        print(json.dumps(sorted(s["metric"].get(args[1], "") for s in data["result"])))
     elif cmd == "series" and len(args) == 4:
         data = prom("/api/v1/query_range",
                     {"query": args[0], "start": args[1], "end": args[2], "step": args[3]})

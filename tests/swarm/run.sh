@@ -389,6 +389,35 @@ nodes=$(promql 'count(count by (node) (selfheal_recovery_duration_seconds_count 
 [[ $nodes == 2 ]] || fail "Prometheus holds incidents of $nodes nodes, expected 2"
 log "Prometheus holds the incidents of both workers; watchdogs scraped on 3 nodes"
 
+# Every dashboard query that uses the `node` variable, for worker 1, as a range query over
+# this run (what a panel would draw): each returns a series, and the per-node ones (by node)
+# only worker 1's. One busybox on the stack's network runs them all (URLs on its stdin).
+w1="${tag}w1"
+python3 "$root/tests/deploy/check_dashboards.py" --grafana "$root/deploy/grafana" --print-exprs \
+    --only-using node --tsv --set "node=$w1" --set __rate_interval=1m --set __interval=15s \
+    --set __range=1h >"$work/queries.tsv" || fail "could not extract the dashboard's queries"
+now=$(date +%s)
+cut -f2 "$work/queries.tsv" | while IFS= read -r q; do
+    printf 'http://prometheus:9090/api/v1/query_range?query=%s&start=%s&end=%s&step=15\n' \
+        "$(jq -rn --arg q "$q" '$q|@uri')" "$started" "$now"
+done >"$work/urls"
+docker run --rm -i --name "${stack}_d$RANDOM" --network "${stack}_selfheal" "$prefix/busybox:latest" \
+    sh -c 'while read -r u; do wget -q -O - "$u" | tr -d "\n"; echo; done' <"$work/urls" >"$work/answers"
+[[ $(wc -l <"$work/answers") == $(wc -l <"$work/queries.tsv") ]] || fail "dashboard queries: not every query answered"
+empty=0
+while IFS=$'\t' read -r where expr <&3 && IFS= read -r answer <&4; do
+    n=$(jq '.data.result | length' <<<"$answer")
+    nodes=$(jq -c '[.data.result[].metric.node // empty] | unique' <<<"$answer")
+    if [[ $n == 0 ]]; then
+        empty=$((empty + 1))
+        log "no series: $where: $expr"
+    elif [[ $expr == *"by (node)"* && $nodes != "[\"$w1\"]" ]]; then
+        fail "$where: nodes $nodes, expected [\"$w1\"]"
+    fi
+done 3<"$work/queries.tsv" 4<"$work/answers"
+((empty == 0)) || fail "$empty dashboard queries returned no series for node $w1"
+log "all $(wc -l <"$work/queries.tsv") node-aware dashboard queries answer for node $w1; per-node panels show it alone"
+
 # 7. The stuck service: reported once, by the leader (the manager, the host engine).
 wait_for "the stuck service reported" 60 at_least "sum(selfheal_swarm_service_stuck{service=\"${apps}_stuck\"})" 1
 reporters=$(promql "count(selfheal_swarm_service_stuck{service=\"${apps}_stuck\"})")

@@ -259,6 +259,7 @@ log "Prometheus scrapes 3 watchdogs: $(promql 'count by () (up{job="watchdog"})'
 task_container() { # task_container NODE SERVICE: the running container of the service there
     engine "$1" ps -q --filter "label=com.docker.swarm.service.name=${apps}_$2"
 }
+has_task() { [[ -n $(task_container "$1" "$2") ]]; } # has_task NODE SERVICE
 tasks() { docker service ps -q "${apps}_$1" | wc -l; }
 running_other_than() { # running_other_than NODE SERVICE OLD
     local c
@@ -292,7 +293,7 @@ log "workers learnt the restart conditions from the manager's watchdog"
 # then wait for Swarm's replacement. Prints the seconds from fault to replacement running.
 fault() {
     local node=$1 service=$2 old t0
-    wait_for "$service task running on worker $node" 60 task_container "$node" "$service"
+    wait_for "$service task running on worker $node" 60 has_task "$node" "$service"
     old=$(task_container "$node" "$service")
     wait_for "$service watched and healthy on worker $node" 60 at_least \
         "sum(selfheal_container_state{node=\"${tag}w$node\",container=~\"${apps}_${service}[.].*\",state=\"healthy\"})" 1
@@ -361,7 +362,7 @@ old_roam=$(task_container "$here_n" roam)
 t0=$(date +%s.%N)
 engine "$here_n" kill -s STOP "$old_roam" >/dev/null
 log "roam: task on worker $here_n frozen, that node paused"
-wait_for "roam's replacement running on worker $there_n" 90 task_container "$there_n" roam
+wait_for "roam's replacement running on worker $there_n" 90 has_task "$there_n" roam
 log "roam: replacement running on worker $there_n $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s after the fault"
 docker node update --availability active "$roam_host" >/dev/null
 roam_closed() {

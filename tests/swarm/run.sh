@@ -354,7 +354,6 @@ case $roam_host in
 "${tag}w2") here_n=2 there_n=1 ;;
 *) fail "roam runs on '$roam_host', not a worker" ;;
 esac
-there_host="${tag}w$there_n"
 wait_for "roam watched and healthy on worker $here_n" 60 at_least \
     "sum(selfheal_container_state{node=\"$roam_host\",container=~\"${apps}_roam[.].*\",state=\"healthy\"})" 1
 docker node update --availability pause "$roam_host" >/dev/null
@@ -374,8 +373,10 @@ wait_for "roam's time to recover in Prometheus, from worker $here_n" 60 at_least
     "sum(selfheal_recovery_duration_seconds_count{node=\"$roam_host\",container=~\"${apps}_roam[.].*\"})" 1
 roam_ttr=$(promql "sum(selfheal_recovery_duration_seconds_sum{node=\"$roam_host\",container=~\"${apps}_roam[.].*\"})")
 log "roam: incident closed on worker $here_n with time to recover ${roam_ttr}s (replacement on worker $there_n)"
-opened_there=$(promql "sum(app_recovery_events_total{node=\"$there_host\",container=~\"${apps}_roam[.].*\"})")
-[[ -z $opened_there || $opened_there == 0 ]] || fail "worker $there_n counted $opened_there recoveries of roam; expected none"
+new_roam=$(task_container "$there_n" roam)
+there_incidents=$(api "$there_n" "/api/v1/incidents?container=$new_roam" | jq 'if type == "array" then length else error("not a list") end') ||
+    fail "worker $there_n's watchdog API did not list incidents"
+[[ $there_incidents == 0 ]] || fail "worker $there_n opened $there_incidents incidents for roam's replacement; expected none"
 
 # 5. Exactly one replacement per fault: two tasks in each service's history, one running.
 for service in hang hang-fail sick roam; do

@@ -189,9 +189,9 @@ pub enum Followed {
     /// No healthy replacement seen elsewhere, and the wait is not over: keep the slot, so a
     /// replacement that starts here takes it over.
     Wait,
-    /// Another node runs a different task in the same slot, healthy since after the first
-    /// failure: the incident closes `recovered`, its time to recover measured to that moment.
-    /// The slot's budget and backoff stay behind: they count per node.
+    /// Another node runs a different task in the same slot, healthy now: the incident closes
+    /// `recovered`, its time to recover measured to the moment it was healthy. The slot's
+    /// budget and backoff stay behind: they count per node.
     RecoveredElsewhere {
         time_to_recover: std::time::Duration,
     },
@@ -202,20 +202,23 @@ pub enum Followed {
 impl Handover {
     /// Decides from the peers' reports at `now`. A replacement seen healthy wins over the end
     /// of the wait; among several (Swarm runs one task per slot, but reports can overlap a
-    /// task's end), the earliest healthy one counts. Healthy before the first failure is an
-    /// older run, not a recovery. A slot without an incident has nothing to close: it only
-    /// waits for a local replacement, then is given up.
+    /// task's end), the earliest healthy one counts. Swarm starts the replacement only after
+    /// the task ended here, so a report of an earlier moment is the other node's clock running
+    /// behind: it counts as healthy when the task ended (`handed_at`), which keeps a skewed
+    /// clock from losing the recovery or making the time to recover shorter than the fault
+    /// took here. A slot without an incident has nothing to close: it only waits for a local
+    /// replacement, then is given up.
     pub fn follow(&self, peers: &[PeerTask], now: Instant, wait: std::time::Duration) -> Followed {
         if let Some(first_failure) = self.first_failure {
             let healthy = peers
                 .iter()
                 .filter(|p| p.slot_key == self.slot_key && p.task_id != self.ended_task)
                 .filter_map(|p| p.healthy_since)
-                .filter(|h| *h >= first_failure)
                 .min();
             if let Some(h) = healthy {
+                let h = h.max(self.handed_at);
                 return Followed::RecoveredElsewhere {
-                    time_to_recover: h.duration_since(first_failure),
+                    time_to_recover: h.saturating_duration_since(first_failure),
                 };
             }
         }
@@ -383,6 +386,15 @@ mod tests {
                 }
             );
         }
+        // The other node's clock behind: healthy "before" the task ended here counts as the
+        // end here (+3 s), never as lost or shorter.
+        let skewed = [peer("svc/1", "new", Some(1))];
+        assert_eq!(
+            h.follow(&skewed, t0 + secs(10), wait),
+            Followed::RecoveredElsewhere {
+                time_to_recover: secs(3)
+            }
+        );
         // No incident carried: nothing to close, only a wait for a local replacement.
         let quiet = Handover {
             first_failure: None,
@@ -409,8 +421,9 @@ mod tests {
         /// A hand-over followed over random looks (increasing times, each with a random set of
         /// peers' reports) until it is decided. Invariants, at every look:
         /// - it closes `recovered` exactly when some report names the same slot, a task other
-        ///   than the ended one, healthy since no earlier than the first failure; the time to
-        ///   recover is from the first failure to the earliest such moment;
+        ///   than the ended one, healthy now; the time to recover is from the first failure to
+        ///   the earliest such moment, or to the hand-over if that moment is earlier (a clock
+        ///   behind), so it is never shorter than first failure -> hand-over;
         /// - without an incident it never closes `recovered`;
         /// - otherwise it is given up exactly when the wait is over, and waits before;
         /// - so the first look that is not `Wait` ends the story, and every look before it saw
@@ -448,14 +461,14 @@ mod tests {
                         .iter()
                         .filter(|(same, ended, _)| *same && !*ended)
                         .filter_map(|(_, _, healthy)| *healthy)
-                        .filter(|h| *h >= f)
                         .min()
-                        .map(|h| h - f)
+                        .map(|h| h.max(handed) - f)
                 });
                 let verdict = h.follow(&peers, at(now), secs(wait));
                 match (replacement, verdict) {
                     (Some(ttr), Followed::RecoveredElsewhere { time_to_recover }) => {
                         prop_assert_eq!(time_to_recover, secs(ttr));
+                        prop_assert!(time_to_recover >= secs(handed - first_failure.unwrap_or(0)));
                         break;
                     }
                     (None, Followed::GaveUp) => {

@@ -82,6 +82,21 @@ impl SlotLedger {
         self.slots.lock().ok()?.remove(slot)
     }
 
+    /// Takes the slot only if it still holds `handover` (not a later hand-over of the same
+    /// slot, made while this one was being decided).
+    pub fn take_if_still(&self, handover: &Handover) -> Option<Handed> {
+        let mut m = self.slots.lock().ok()?;
+        let same = m.get(&handover.slot_key).is_some_and(|h| {
+            h.handover.ended_task == handover.ended_task
+                && h.handover.handed_at == handover.handed_at
+        });
+        if same {
+            m.remove(&handover.slot_key)
+        } else {
+            None
+        }
+    }
+
     /// The hand-overs waiting now.
     pub fn waiting(&self) -> Vec<Handover> {
         self.slots
@@ -109,7 +124,7 @@ pub struct Peers {
     target: String,
     client: reqwest::Client,
     /// `--admin-token`: the peers' `/api/` wants the same one.
-    token: Option<String>,
+    token: Option<crate::admin_auth::Token>,
 }
 
 /// How long one peer, or the DNS lookup, may take.
@@ -130,7 +145,7 @@ pub struct ServiceReply {
 impl Peers {
     /// `target`: `host:port`, the host a DNS name (checked when it is used, since the name
     /// exists only on the overlay network).
-    pub fn new(target: &str, token: Option<String>) -> anyhow::Result<Self> {
+    pub fn new(target: &str, token: Option<crate::admin_auth::Token>) -> anyhow::Result<Self> {
         let (host, port) = target
             .rsplit_once(':')
             .ok_or_else(|| anyhow::anyhow!("--swarm-peers {target:?}: expected HOST:PORT"))?;
@@ -162,7 +177,7 @@ impl Peers {
     async fn get<T: serde::de::DeserializeOwned>(&self, addr: SocketAddr, path: &str) -> Option<T> {
         let mut req = self.client.get(format!("http://{addr}{path}"));
         if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.secret());
         }
         let resp = req.send().await.ok()?;
         if !resp.status().is_success() {
@@ -324,7 +339,7 @@ pub async fn follow_handovers(
                 continue;
             }
             // Taken here, or by a replacement that started here meanwhile: one of the two.
-            if let Some(handed) = ledger.take(&h.slot_key) {
+            if let Some(handed) = ledger.take_if_still(&h) {
                 close_handed(&shared, &notifier, handed, verdict, now);
             }
         }
@@ -340,9 +355,15 @@ pub fn close_handed(
     verdict: Followed,
     now: Instant,
 ) {
-    let Some(mut incident) = handed.incident else {
+    let Some(held) = handed.incident else {
         return;
     };
+    // The journal's copy: evidence read back after the hand-over was added there.
+    let mut incident = shared
+        .journal
+        .get(held.id)
+        .filter(Incident::is_open)
+        .unwrap_or(held);
     match verdict {
         Followed::RecoveredElsewhere { time_to_recover } => {
             let trigger = incident.trigger;
@@ -368,7 +389,7 @@ pub fn close_handed(
                 notifier.send(crate::container::notice_of(
                     selfheal_core::Notice::Recovered {
                         time_to_recover,
-                        faults: incident.attempts.max(1),
+                        faults: 1,
                     },
                     &incident,
                 ));
@@ -687,7 +708,11 @@ mod tests {
         let ledger = Arc::new(SlotLedger::default());
         let (id, h) = handed(&here, Duration::from_secs(8));
         let first_failure = h.handover.first_failure.unwrap();
+        // Evidence read back after the hand-over lands in the journal's copy, not the ledger's.
+        let mut later = h.incident.clone().unwrap();
+        later.evidence = Some(Arc::new(crate::evidence::Evidence::default()));
         ledger.put("svc/1".into(), h);
+        here.journal.record(later);
         // The other node: the ended task itself (still listed there, healthy before it ended:
         // never its own replacement), another slot, then the replacement, not healthy yet.
         there.put_view(view(
@@ -726,6 +751,7 @@ mod tests {
         let ttr = i.time_to_recover_seconds.unwrap();
         assert!((ttr - 10.0).abs() < 0.01, "time to recover {ttr}");
         assert!(ledger.is_empty(), "the slot is closed, not kept");
+        assert!(i.evidence.is_some(), "the journal's copy, with its evidence, was closed");
         let text = {
             let mut body = String::new();
             prometheus_client::encoding::text::encode(&mut body, &here.registry).unwrap();

@@ -114,10 +114,7 @@ impl Watcher {
         let peers = match &cfg.swarm_peers {
             Some(target) => Some(crate::swarm::Peers::new(
                 target,
-                cfg.admin_guard
-                    .admin
-                    .as_ref()
-                    .map(|t| t.secret().to_string()),
+                cfg.admin_guard.admin.clone(),
             )?),
             None => None,
         };

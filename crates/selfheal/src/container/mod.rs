@@ -291,7 +291,14 @@ pub fn spawn(
         .as_ref()
         .and_then(|b| ctx.slots.take(&b.task.slot_key()));
     let resumed = match &handed {
-        Some(h) => h.incident.clone(),
+        // The journal's copy: evidence read back after the hand-over was added there.
+        Some(h) => h.incident.as_ref().map(|i| {
+            ctx.shared
+                .journal
+                .get(i.id)
+                .filter(Incident::is_open)
+                .unwrap_or_else(|| i.clone())
+        }),
         None => resumed,
     };
     let times = resumed
@@ -413,7 +420,10 @@ pub fn spawn(
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
         task.publish();
-        task.run(rx, token).await;
+        task.run(rx, token.clone()).await;
+        // Ended (removed, or stopped): whatever else works for it (the probe, a question to
+        // the peers) ends too.
+        token.cancel();
         if let Some(p) = probe_task {
             p.abort();
         }

@@ -16,7 +16,8 @@
 #      records an observed incident with its time to recover;
 #   4. a probed task whose replacement Swarm puts on the other worker (its node is paused): the
 #      first node's watchdog closes the incident `recovered`, with the time to recover the
-#      other node's watchdog reported, and the other node opens none;
+#      other node's watchdog reported, the other node opens none, and its budget for the slot
+#      counts the end the first node ordered;
 #   5. `docker service ps` shows exactly one replacement per fault;
 #   6. Prometheus on the manager finds all three watchdogs (dockerswarm_sd_configs, with the
 #      `node` label) and holds the incidents of both workers; every dashboard query that uses
@@ -377,6 +378,12 @@ new_roam=$(task_container "$there_n" roam)
 there_incidents=$(api "$there_n" "/api/v1/incidents?container=$new_roam" | jq 'if type == "array" then length else error("not a list") end') ||
     fail "worker $there_n's watchdog API did not list incidents"
 [[ $there_incidents == 0 ]] || fail "worker $there_n opened $there_incidents incidents for roam's replacement; expected none"
+adopted() { # the slot's budget on the other node counts the end worker here_n ordered
+    api "$there_n" /api/v1/containers |
+        jq -e --arg id "$new_roam" 'any(.[]; (.id | startswith($id)) and .restarts_in_window == 1)'
+}
+wait_for "worker $there_n's watchdog counts roam's end on worker $here_n in the slot's budget" 30 adopted
+log "roam: the slot's budget moved with it (1 restart in the window on worker $there_n)"
 
 # 5. Exactly one replacement per fault: two tasks in each service's history, one running.
 for service in hang hang-fail sick roam; do

@@ -50,6 +50,21 @@ impl RestartBudget {
         self.max
     }
 
+    /// The send times counted, oldest first (as of the last expiry).
+    pub fn sent(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.restarts.iter().copied()
+    }
+
+    /// Counts restarts another holder of the same budget spent (a Swarm slot whose task ran on
+    /// another node), in time order with this one's; what is already out of the window at
+    /// `now` is dropped.
+    pub fn merge(&mut self, sent: impl IntoIterator<Item = Instant>, now: Instant) {
+        let mut all: Vec<Instant> = self.restarts.drain(..).chain(sent).collect();
+        all.sort();
+        self.restarts = all.into();
+        self.expire(now);
+    }
+
     pub fn window(&self) -> Duration {
         self.window
     }
@@ -69,5 +84,21 @@ mod tests {
         assert!(!b.allows(t0 + Duration::from_secs(59)));
         assert!(b.allows(t0 + Duration::from_secs(60)));
         assert_eq!(b.used(t0 + Duration::from_secs(71)), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn merges_another_holders_restarts_in_time_order() {
+        let t0 = Instant::now();
+        let mut b = RestartBudget::new(3, Duration::from_secs(60));
+        b.record(t0 + Duration::from_secs(30));
+        let now = t0 + Duration::from_secs(70);
+        b.merge([t0, t0 + Duration::from_secs(20)], now);
+        assert_eq!(
+            b.sent().collect::<Vec<_>>(),
+            vec![t0 + Duration::from_secs(20), t0 + Duration::from_secs(30)]
+        );
+        assert!(b.allows(now));
+        b.merge([t0 + Duration::from_secs(65)], now);
+        assert!(!b.allows(now), "three within the window");
     }
 }

@@ -264,6 +264,23 @@ impl Supervisor {
         sup
     }
 
+    /// What a Swarm slot spent on another node, told by that node's watchdog after this task,
+    /// its replacement here, was found: the slot's budget counts those ends too (so a slot
+    /// whose tasks keep moving between nodes is still quarantined past the budget) and its
+    /// backoff goes on from where it was. The open incident stays with the other node, which
+    /// closes it when this task is healthy.
+    pub fn adopt_slot(
+        &mut self,
+        sent: impl IntoIterator<Item = Instant>,
+        recent: u32,
+        last: Option<Instant>,
+        now: Instant,
+    ) {
+        self.budget.merge(sent, now);
+        self.backoff.recent = self.backoff.recent.max(recent);
+        self.backoff.last = self.backoff.last.max(last);
+    }
+
     /// A Swarm task's restart condition learnt while it is watched (a worker's watchdog asks
     /// a manager's, which may answer only after the task was found): it replaces `Unknown`
     /// only, and counts from the next decision to end the task.

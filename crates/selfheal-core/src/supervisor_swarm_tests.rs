@@ -318,6 +318,9 @@ enum Step {
     },
     /// Swarm starts the slot's next task, if the current one ended.
     Replace,
+    /// Swarm starts it on another node: a new supervisor there, told what the slot spent
+    /// once it runs (the incident stays with the first node, which closes it).
+    ReplaceElsewhere,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -330,6 +333,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop_oneof![Just(0i64), Just(1), Just(137), Just(143)].prop_map(Step::Die),
         5 => any::<bool>().prop_map(|answer_first| Step::Execute { answer_first }),
         4 => Just(Step::Replace),
+        3 => Just(Step::ReplaceElsewhere),
     ]
 }
 
@@ -445,6 +449,19 @@ impl Slot {
                     self.order = None;
                     self.docker = None;
                     self.feed(Observation::Started { at: self.now })?;
+                }
+            }
+            Step::ReplaceElsewhere => {
+                if let Some(c) = self.ended.take() {
+                    self.now += Duration::from_secs(5);
+                    self.sup = Supervisor::new(self.spec.clone(), None, self.now);
+                    self.order = None;
+                    self.docker = None;
+                    // The first node's watchdog closes the incident when this one is healthy.
+                    self.open = false;
+                    self.feed(Observation::Started { at: self.now })?;
+                    let sent: Vec<Instant> = c.budget.sent().collect();
+                    self.sup.adopt_slot(sent, c.recent, c.last, self.now);
                 }
             }
         }

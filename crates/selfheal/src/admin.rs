@@ -42,6 +42,7 @@ pub fn router_guarded(shared: Arc<Shared>, guard: &AdminGuard) -> Router {
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/swarm/tasks", get(swarm_tasks))
         .route("/api/v1/swarm/services/{id}", get(swarm_service))
+        .route("/api/v1/swarm/slots/{service}/{slot}", get(swarm_slot))
         .merge(crate::status_page::routes());
     let metrics = Router::new().route("/metrics", get(metrics));
     Router::new()
@@ -63,7 +64,7 @@ async fn index(
     ENDPOINTS.into_response()
 }
 
-const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/api/v1/swarm/tasks  the Swarm tasks watched here (for the other nodes' watchdogs)\n/api/v1/swarm/services/ID  a service's restart condition (a manager's watchdog)\n/                   the status page (for a browser: Accept: text/html)\n";
+const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/api/v1/swarm/tasks  the Swarm tasks watched here (for the other nodes' watchdogs)\n/api/v1/swarm/services/ID  a service's restart condition (a manager's watchdog)\n/api/v1/swarm/slots/SERVICE/SLOT  what a slot whose task ended here spent\n/                   the status page (for a browser: Accept: text/html)\n";
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     // Read at scrape time, so the gauges are exact when they are read.
@@ -104,6 +105,22 @@ async fn containers(State(shared): State<Arc<Shared>>) -> Response {
 async fn swarm_tasks(State(shared): State<Arc<Shared>>) -> Response {
     let tasks = shared.views().into_iter().filter_map(|v| v.swarm).collect();
     Json(crate::swarm::TasksReply { tasks }).into_response()
+}
+
+/// What a slot whose task ended here spent (budget, backoff), for its replacement's watchdog
+/// on another node: 404 when no such slot waits here.
+async fn swarm_slot(
+    State(shared): State<Arc<Shared>>,
+    Path((service, slot)): Path<(String, String)>,
+) -> Response {
+    match crate::swarm::SlotReply::of(&shared, &format!("{service}/{slot}")) {
+        Some(r) => Json(r).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": "no such slot handed over here" })),
+        )
+            .into_response(),
+    }
 }
 
 /// A service's restart condition, known on a manager only: 404 elsewhere, or for a service

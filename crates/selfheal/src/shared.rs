@@ -118,6 +118,9 @@ pub struct Shared {
     /// On a Swarm manager: each service's `restart_policy.condition`, by service id, for the
     /// workers' watchdogs that cannot read services (`GET /api/v1/swarm/services/{id}`).
     swarm_services: RwLock<std::collections::HashMap<String, String>>,
+    /// Swarm slots handed over by an ended task on this node, for its replacement (here, or
+    /// on another node, whose watchdog asks: `GET /api/v1/swarm/slots/{service}/{slot}`).
+    pub slots: Arc<crate::swarm::SlotLedger>,
 }
 
 impl Shared {
@@ -145,6 +148,7 @@ impl Shared {
             clock: Clock::new(),
             dry_run,
             swarm_services: RwLock::default(),
+            slots: Arc::default(),
         })
     }
 

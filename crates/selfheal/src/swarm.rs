@@ -97,6 +97,14 @@ impl SlotLedger {
         }
     }
 
+    /// What the slot spent, for its replacement on another node: the budget's send times,
+    /// the backoff count and the last end's send time.
+    pub fn spent(&self, slot: &str) -> Option<(Vec<Instant>, u32, Option<Instant>)> {
+        let m = self.slots.lock().ok()?;
+        let c = &m.get(slot)?.carry;
+        Some((c.budget.sent().collect(), c.recent, c.last))
+    }
+
     /// The hand-overs waiting now.
     pub fn waiting(&self) -> Vec<Handover> {
         self.slots
@@ -134,6 +142,26 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TasksReply {
     pub tasks: Vec<SwarmView>,
+}
+
+/// `GET /api/v1/swarm/slots/{service}/{slot}`: what a slot whose task ended on that node
+/// spent, RFC 3339 times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotReply {
+    pub sent: Vec<String>,
+    pub recent: u32,
+    pub last: Option<String>,
+}
+
+impl SlotReply {
+    pub fn of(shared: &Shared, slot: &str) -> Option<Self> {
+        let (sent, recent, last) = shared.slots.spent(slot)?;
+        Some(Self {
+            sent: sent.into_iter().map(|t| shared.clock.rfc3339(t)).collect(),
+            recent,
+            last: last.map(|t| shared.clock.rfc3339(t)),
+        })
+    }
 }
 
 /// `GET /api/v1/swarm/services/{id}`, answered by a manager's watchdog.
@@ -201,6 +229,16 @@ impl Peers {
             .flatten()
             .flat_map(|r| r.tasks)
             .collect()
+    }
+
+    /// What a slot spent on the node where its last task ended, from that node's watchdog.
+    pub async fn slot(&self, slot: &str) -> Option<SlotReply> {
+        let addrs = self.addresses().await;
+        let path = format!("/api/v1/swarm/slots/{slot}");
+        let replies =
+            futures_util::future::join_all(addrs.iter().map(|a| self.get::<SlotReply>(*a, &path)))
+                .await;
+        replies.into_iter().flatten().next()
     }
 
     /// A service's restart condition, from the first manager's watchdog that knows it.
@@ -283,6 +321,39 @@ pub async fn ask_restart_condition(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(ASK_AGAIN) => {}
+        }
+    }
+}
+
+/// Asks the peers what a slot spent before its task here started (its last task ended on
+/// another node) and tells the task. A few tries: the other node hands the slot over when it
+/// sees its task end, which comes before Swarm starts the replacement but may be handled a
+/// moment later. No answer: the slot's budget starts afresh here.
+pub async fn ask_slot(
+    peers: Peers,
+    slot: String,
+    shared: Arc<Shared>,
+    tx: tokio::sync::mpsc::Sender<crate::container::Msg>,
+    cancel: CancellationToken,
+) {
+    let at = |t: &str| {
+        humantime::parse_rfc3339_weak(t)
+            .ok()
+            .map(|t| shared.clock.instant(t))
+    };
+    for _ in 0..3 {
+        if let Some(r) = peers.slot(&slot).await {
+            let msg = crate::container::Msg::AdoptSlot {
+                sent: r.sent.iter().filter_map(|t| at(t)).collect(),
+                recent: r.recent,
+                last: r.last.as_deref().and_then(at),
+            };
+            let _ = tx.send(msg).await;
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
         }
     }
 }
@@ -751,7 +822,10 @@ mod tests {
         let ttr = i.time_to_recover_seconds.unwrap();
         assert!((ttr - 10.0).abs() < 0.01, "time to recover {ttr}");
         assert!(ledger.is_empty(), "the slot is closed, not kept");
-        assert!(i.evidence.is_some(), "the journal's copy, with its evidence, was closed");
+        assert!(
+            i.evidence.is_some(),
+            "the journal's copy, with its evidence, was closed"
+        );
         let text = {
             let mut body = String::new();
             prometheus_client::encoding::text::encode(&mut body, &here.registry).unwrap();
@@ -797,6 +871,52 @@ mod tests {
         assert_eq!(ledger.len(), MAX_HANDED);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].handover.slot_key, "svc/0");
+    }
+
+    #[tokio::test]
+    async fn a_replacement_on_another_node_takes_over_what_its_slot_spent() {
+        let cancel = CancellationToken::new();
+        let (_d1, here) = journal();
+        let (_d2, there) = journal();
+        // The other node: slot svc/1 ended there after two ends the watchdog ordered.
+        let (_, mut h) = handed(&there, Duration::from_secs(8));
+        let t1 = Instant::now() - Duration::from_secs(30);
+        let t2 = Instant::now() - Duration::from_secs(10);
+        h.carry.budget.record(t1);
+        h.carry.budget.record(t2);
+        h.carry.recent = 2;
+        h.carry.last = Some(t2);
+        there.slots.put("svc/1".into(), h);
+        let peers = Peers::new(&serve(there.clone(), cancel.clone()).await, None).unwrap();
+        assert!(peers.slot("svc/2").await.is_none(), "no such slot there");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(ask_slot(
+            peers,
+            "svc/1".into(),
+            here.clone(),
+            tx,
+            cancel.clone(),
+        ));
+        let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("told in time")
+            .expect("a message");
+        let crate::container::Msg::AdoptSlot { sent, recent, last } = msg else {
+            panic!("not AdoptSlot: {msg:?}");
+        };
+        // Wall-clock milliseconds on the way: the same moments within 1 ms.
+        let close =
+            |a: Instant, b: Instant| a.max(b).duration_since(a.min(b)) <= Duration::from_millis(1);
+        assert_eq!(sent.len(), 2);
+        assert!(close(sent[0], t1) && close(sent[1], t2), "{sent:?}");
+        assert_eq!(recent, 2);
+        assert!(close(last.unwrap(), t2));
+        assert_eq!(
+            there.slots.len(),
+            1,
+            "the slot stays there until its incident is closed"
+        );
+        cancel.cancel();
     }
 
     #[tokio::test]

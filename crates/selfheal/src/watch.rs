@@ -128,7 +128,7 @@ impl Watcher {
             own_networks: Arc::new(Vec::new()),
             evidence: cfg.evidence,
             gates: gates_tx,
-            slots: Arc::default(),
+            slots: shared.slots.clone(),
             peers: peers.clone(),
         };
         Ok(Self {

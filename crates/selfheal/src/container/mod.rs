@@ -91,6 +91,12 @@ pub enum Msg {
     },
     /// A Swarm task's restart condition, told by a manager's watchdog after watching began.
     RestartCondition(selfheal_core::RestartCondition),
+    /// What its slot spent on the node where the last task ended, told by that node's watchdog.
+    AdoptSlot {
+        sent: Vec<Instant>,
+        recent: u32,
+        last: Option<Instant>,
+    },
 }
 
 /// Everything a task needs from the daemon.
@@ -359,6 +365,18 @@ pub fn spawn(
                 .await;
         })
     });
+    if let (Some(b), Some(peers), None) = (&swarm, &ctx.peers, &handed) {
+        // A replicated slot's last task may have ended on another node.
+        if matches!(b.task.slot, selfheal_core::SwarmSlot::Replica(_)) {
+            tokio::spawn(crate::swarm::ask_slot(
+                peers.clone(),
+                b.task.slot_key(),
+                ctx.shared.clone(),
+                tx.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
     if let (Some(b), Some(peers)) = (&swarm, &ctx.peers) {
         if b.condition == selfheal_core::RestartCondition::Unknown {
             tokio::spawn(crate::swarm::ask_restart_condition(
@@ -510,6 +528,11 @@ impl ContainerTask {
                 self.feed(Observation::Died(exit), now);
             }
             Msg::Rename(name) => self.rename(name),
+            Msg::AdoptSlot { sent, recent, last } => {
+                tracing::info!(container = %self.info.name, restarts = sent.len(), recent,
+                    "Swarm slot's budget and backoff taken over from the node where its last task ended");
+                self.sup.adopt_slot(sent, recent, last, Instant::now());
+            }
             Msg::RestartCondition(c) => {
                 self.sup.learn_restart_condition(c);
                 if let Some(b) = &mut self.swarm {

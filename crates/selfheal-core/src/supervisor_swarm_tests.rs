@@ -402,6 +402,18 @@ impl Slot {
         Ok(())
     }
 
+    /// Swarm starts the slot's next task after its restart delay, under `sup`.
+    fn next_task(
+        &mut self,
+        sup: impl FnOnce(PolicySpec, Instant) -> Supervisor,
+    ) -> Result<(), TestCaseError> {
+        self.now += Duration::from_secs(5);
+        self.sup = sup(self.spec.clone(), self.now);
+        self.order = None;
+        self.docker = None;
+        self.feed(Observation::Started { at: self.now })
+    }
+
     fn step(&mut self, s: Step) -> Result<(), TestCaseError> {
         match s {
             Step::Wait(ms) => {
@@ -444,22 +456,14 @@ impl Slot {
             }
             Step::Replace => {
                 if let Some(c) = self.ended.take() {
-                    self.now += Duration::from_secs(5);
-                    self.sup = Supervisor::replacement(self.spec.clone(), c, self.now);
-                    self.order = None;
-                    self.docker = None;
-                    self.feed(Observation::Started { at: self.now })?;
+                    self.next_task(|spec, now| Supervisor::replacement(spec, c, now))?;
                 }
             }
             Step::ReplaceElsewhere => {
                 if let Some(c) = self.ended.take() {
-                    self.now += Duration::from_secs(5);
-                    self.sup = Supervisor::new(self.spec.clone(), None, self.now);
-                    self.order = None;
-                    self.docker = None;
                     // The first node's watchdog closes the incident when this one is healthy.
                     self.open = false;
-                    self.feed(Observation::Started { at: self.now })?;
+                    self.next_task(|spec, now| Supervisor::new(spec, None, now))?;
                     let sent: Vec<Instant> = c.budget.sent().collect();
                     self.sup.adopt_slot(sent, c.recent, c.last, self.now);
                 }

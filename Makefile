@@ -49,7 +49,7 @@ fmt: ## format the code
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh
+	shellcheck -x docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh tests/lib/poll.sh tests/e2e/run.sh tests/e2e/storm-rules.sh tests/deploy/check.sh tests/deploy/dashboard_nodes.sh
 
 test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-image-switch test-vagrant test-swarm ## everything CI runs
 

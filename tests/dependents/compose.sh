@@ -37,16 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Polls COMMAND every 0.2 s until it succeeds or SECONDS pass.
-eventually() {
-    local seconds=$1 deadline
-    shift
-    deadline=$((SECONDS + seconds))
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source=tests/lib/poll.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/poll.sh"
+POLL_EVERY=0.2
 
 version=$("${compose[@]}" version --short 2>/dev/null) ||
     fail "${compose[*]} does not work (Compose v1: apt-get install docker-compose; v2: bash .ci/install-compose-v2.sh)"

@@ -63,15 +63,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_until DESC SECS CMD...: polls CMD every 0.5 s until it succeeds or SECS pass.
+# shellcheck source=tests/lib/poll.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/poll.sh"
+POLL_EVERY=0.5
+# wait_until DESC SECS CMD...: polls CMD until it succeeds or SECS pass.
 wait_until() {
     local desc=$1 secs=$2
     shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >"$tmp/wait.out" 2>&1; do
-        ((SECONDS < deadline)) || fail "$desc: still not true after ${secs}s: $(tail -c 600 "$tmp/wait.out")"
-        sleep 0.5
-    done
+    eventually "$secs" output_to "$tmp/wait.out" "$@" ||
+        fail "$desc: still not true after ${secs}s: $(tail -c 600 "$tmp/wait.out")"
 }
 
 free_port() {

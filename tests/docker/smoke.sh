@@ -25,16 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Polls COMMAND until it succeeds or SECONDS pass.
-eventually() {
-    local seconds=$1 deadline
-    shift
-    deadline=$((SECONDS + seconds))
-    until "$@"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 1
-    done
-}
+# shellcheck source=tests/lib/poll.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/poll.sh"
 
 echo "smoke: project $COMPOSE_PROJECT_NAME, app on 127.0.0.1:$APP_PORT, prometheus on 127.0.0.1:$PROMETHEUS_PORT"
 up_log=$(bash "$stack" up 2>&1) || { echo "$up_log" >&2; fail "the stack did not come up healthy"; }

@@ -70,17 +70,14 @@ fail() {
     exit 1
 }
 
+# shellcheck source=tests/lib/poll.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/poll.sh"
 # wait_until DESCRIPTION SECONDS CMD...: runs CMD once a second until it succeeds.
 wait_until() {
     local desc=$1 secs=$2
     shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >"$tmp/wait.out" 2>&1; do
-        if ((SECONDS >= deadline)); then
-            fail "$desc: still not true after ${secs}s. Last check said: $(tail -c 600 "$tmp/wait.out")"
-        fi
-        sleep 1
-    done
+    eventually "$secs" output_to "$tmp/wait.out" "$@" ||
+        fail "$desc: still not true after ${secs}s. Last check said: $(tail -c 600 "$tmp/wait.out")"
 }
 
 # gt A B: A > B for decimal numbers ("none" counts as 0).

@@ -68,15 +68,13 @@ fail() {
     exit 1
 }
 
+# shellcheck source=tests/lib/poll.sh
+source "$here/../lib/poll.sh"
 # wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every second until it succeeds.
 wait_for() {
     local what=$1 limit=$2
     shift 2
-    local deadline=$(($(date +%s) + limit))
-    until "$@" >/dev/null 2>&1; do
-        (($(date +%s) < deadline)) || fail "$what: not within ${limit}s"
-        sleep 1
-    done
+    eventually "$limit" output_to /dev/null "$@" || fail "$what: not within ${limit}s"
 }
 
 engine() { docker -H "unix://$work/e$1/run/docker.sock" "${@:2}"; }

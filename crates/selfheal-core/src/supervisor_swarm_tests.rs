@@ -2,6 +2,7 @@
 //! sequences in one service slot, where every end of a task hands over to a replacement the way
 //! Swarm starts a new task in the same slot.
 
+use super::tests::{exit, secs};
 use super::*;
 use crate::backoff::Backoff;
 use crate::policy::ProbeFailure;
@@ -29,18 +30,6 @@ fn spec(condition: RestartCondition, has_docker_health: bool) -> PolicySpec {
         has_probe: true,
         has_docker_health,
         swarm: Some(condition),
-    }
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn exit(code: i64) -> Exit {
-    Exit {
-        code,
-        oom_killed: false,
-        restart_count: 0,
     }
 }
 

@@ -31,11 +31,11 @@ fn docker_health_spec() -> PolicySpec {
     }
 }
 
-fn secs(n: u64) -> Duration {
+pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn exit(code: i64) -> Exit {
+pub(super) fn exit(code: i64) -> Exit {
     Exit {
         code,
         oom_killed: false,

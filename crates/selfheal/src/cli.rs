@@ -196,13 +196,13 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(shutdown_on_signal(cancel.clone()));
     let server = {
         let cancel = cancel.clone();
-        let app = crate::admin::router_guarded(shared.clone(), &cfg.admin_guard);
-        let limits = crate::admin_server::ConnectionLimits {
+        let app = crate::http::router_guarded(shared.clone(), &cfg.admin_guard);
+        let limits = crate::http::server::ConnectionLimits {
             max_connections: cfg.admin_max_connections,
             ..Default::default()
         };
         tokio::spawn(async move {
-            crate::admin_server::serve(listener, app, limits, cancel).await;
+            crate::http::server::serve(listener, app, limits, cancel).await;
         })
     };
     let journal = shared.journal.clone();
@@ -400,7 +400,7 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
     let since = args
         .since
         .as_deref()
-        .map(crate::admin::parse_since)
+        .map(crate::http::api::parse_since)
         .transpose()
         .map_err(|e| anyhow::anyhow!(e))?;
     let list: Vec<Incident> = match &args.api {

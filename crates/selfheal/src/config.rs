@@ -1,7 +1,7 @@
 //! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
 //! file, merged in that order of precedence and validated before anything runs.
 
-use crate::admin_auth::{AdminGuard, Token};
+use crate::http::auth::{AdminGuard, Token};
 use clap::{ArgAction, Args};
 use selfheal_core::{parse_duration, Backoff, WatchDefaults};
 use serde::Deserialize;
@@ -260,7 +260,7 @@ impl WatchArgs {
             admin_max_connections: self
                 .admin_max_connections
                 .or(file.admin_max_connections)
-                .unwrap_or(crate::admin_server::DEFAULT_MAX_CONNECTIONS),
+                .unwrap_or(crate::http::server::DEFAULT_MAX_CONNECTIONS),
             admin_guard: AdminGuard {
                 admin: token("admin-token", self.admin_token.clone().or(file.admin_token))?,
                 metrics: token(

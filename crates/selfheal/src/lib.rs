@@ -4,9 +4,6 @@
 //! (`selfheal-core`) what to do, and restarts what is broken; every recovery becomes an incident
 //! in the journal and a sample in the metrics.
 
-pub mod admin;
-pub mod admin_auth;
-pub mod admin_server;
 pub mod cli;
 pub mod config;
 pub mod container;
@@ -16,6 +13,7 @@ pub mod docker;
 pub mod drill;
 pub mod evidence;
 pub mod executor;
+pub mod http;
 pub mod incident_text;
 pub mod journal;
 pub mod limits;
@@ -24,7 +22,6 @@ pub mod notify;
 pub mod probe;
 pub mod recreate;
 pub mod shared;
-pub mod status_page;
 pub mod swarm;
 pub mod timeline;
 pub mod watch;

@@ -132,7 +132,7 @@ pub struct Peers {
     target: String,
     client: reqwest::Client,
     /// `--admin-token`: the peers' `/api/` wants the same one.
-    token: Option<crate::admin_auth::Token>,
+    token: Option<crate::http::auth::Token>,
 }
 
 /// How long one peer, or the DNS lookup, may take.
@@ -173,7 +173,7 @@ pub struct ServiceReply {
 impl Peers {
     /// `target`: `host:port`, the host a DNS name (checked when it is used, since the name
     /// exists only on the overlay network).
-    pub fn new(target: &str, token: Option<crate::admin_auth::Token>) -> anyhow::Result<Self> {
+    pub fn new(target: &str, token: Option<crate::http::auth::Token>) -> anyhow::Result<Self> {
         let (host, port) = target
             .rsplit_once(':')
             .ok_or_else(|| anyhow::anyhow!("--swarm-peers {target:?}: expected HOST:PORT"))?;
@@ -673,11 +673,11 @@ mod tests {
     async fn serve(shared: Arc<Shared>, cancel: CancellationToken) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = crate::admin::router(shared);
-        tokio::spawn(crate::admin_server::serve(
+        let app = crate::http::router(shared);
+        tokio::spawn(crate::http::server::serve(
             listener,
             app,
-            crate::admin_server::ConnectionLimits::default(),
+            crate::http::server::ConnectionLimits::default(),
             cancel,
         ));
         addr.to_string()

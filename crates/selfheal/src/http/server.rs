@@ -1,5 +1,5 @@
 //! The admin server's connections: the accept loop, a bound on open connections, timeouts for
-//! slow and idle ones, and an orderly stop. The routes are in [`crate::admin`].
+//! slow and idle ones, and an orderly stop. The routes are in [`super`].
 //!
 //! Why not `axum::serve`: it has no connection bound and no timeouts, so a local client holding
 //! idle connections could take every descriptor; then probes could not connect and `/healthz`
@@ -386,7 +386,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(serve(
             listener,
-            crate::admin::router(shared),
+            crate::http::router(shared),
             limits,
             cancel.clone(),
         ));

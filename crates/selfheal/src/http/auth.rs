@@ -154,7 +154,7 @@ mod tests {
             "/api/v1/containers",
             "/api/v1/incidents",
         ];
-        let admin_only = crate::admin::router_guarded(
+        let admin_only = crate::http::router_guarded(
             shared.clone(),
             &AdminGuard {
                 admin: Some(Token::new("adm")),
@@ -184,7 +184,7 @@ mod tests {
         );
         assert_eq!(status(admin_only.clone(), "/metrics", None).await.0, 200);
         assert_ne!(status(admin_only.clone(), "/healthz", None).await.0, 401);
-        let both = crate::admin::router_guarded(
+        let both = crate::http::router_guarded(
             shared.clone(),
             &AdminGuard {
                 admin: Some(Token::new("adm")),
@@ -208,7 +208,7 @@ mod tests {
         );
         assert_ne!(status(both, "/healthz", None).await.0, 401);
         // No guard configured: everything open.
-        let open = crate::admin::router(shared);
+        let open = crate::http::router(shared);
         for p in paths {
             let s = status(open.clone(), p, None).await.0;
             assert!(s == 200 || (p == "/incidents/1" && s == 404), "{p}: {s}");

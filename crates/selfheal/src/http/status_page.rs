@@ -8,7 +8,7 @@
 //! Fields other parts of the watchdog add to that JSON (dependencies, incident evidence) are
 //! shown when present.
 
-use crate::admin::parse_since;
+use crate::http::api::parse_since;
 use crate::shared::Shared;
 use crate::timeline::{
     xml as esc, Phase, Theme, TimelineChart, TimelineRow, DETECTED_TO_RESTART_BEGUN,
@@ -49,7 +49,7 @@ const PHASES: [Phase; 3] = [
     },
 ];
 
-/// The page's routes; `/` itself is negotiated in [`crate::admin`].
+/// The page's routes; `/` itself is negotiated in [`super`].
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/status.css", get(style))
@@ -679,7 +679,7 @@ mod tests {
         use tower::ServiceExt;
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = IncidentJournal::open(dir.path(), JournalMetrics::default()).unwrap();
-        let app = crate::admin::router(Shared::new(Arc::new(journal), false));
+        let app = crate::http::router(Shared::new(Arc::new(journal), false));
         let get = |uri: &str| {
             let req = Request::get(uri)
                 .header(header::ACCEPT, "text/html")

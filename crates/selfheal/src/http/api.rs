@@ -1,13 +1,11 @@
-//! The admin HTTP server (read-only): `/metrics`, `/healthz`, `/api/v1/containers`,
+//! The admin server's JSON and text endpoints: `/metrics`, `/healthz`, `/api/v1/containers`,
 //! `/api/v1/incidents`, `/api/v1/incidents/{id}`, `/api/v1/swarm/tasks`,
-//! `/api/v1/swarm/services/{id}` (what the other nodes' watchdogs ask on Swarm), and the
-//! status page (`/` for a browser, [`crate::status_page`]).
+//! `/api/v1/swarm/services/{id}` and `/api/v1/swarm/slots/{service}/{slot}` (what the other
+//! nodes' watchdogs ask on Swarm).
 
-use crate::admin_auth::{AdminGuard, Token};
 use crate::shared::Shared;
-use crate::status_page::SinceQuery;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,53 +18,18 @@ use std::time::{Duration, SystemTime};
 const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The routes, unguarded.
-pub fn router(shared: Arc<Shared>) -> Router {
-    router_guarded(shared, &AdminGuard::default())
-}
-
-/// The routes; the page and `/api/` need `guard.admin`, `/metrics` needs `guard.metrics`,
-/// `/healthz` is always open.
-pub fn router_guarded(shared: Arc<Shared>, guard: &AdminGuard) -> Router {
-    let guarded = |r: Router<Arc<Shared>>, token: &Option<Token>| match token {
-        Some(t) => r.layer(axum::middleware::from_fn_with_state(
-            t.clone(),
-            crate::admin_auth::require,
-        )),
-        None => r,
-    };
-    let page_and_api = Router::new()
-        .route("/", get(index))
+/// The `/api/v1/` routes (guarded with the page by [`super::router_guarded`]).
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
         .route("/api/v1/containers", get(containers))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/swarm/tasks", get(swarm_tasks))
         .route("/api/v1/swarm/services/{id}", get(swarm_service))
         .route("/api/v1/swarm/slots/{service}/{slot}", get(swarm_slot))
-        .merge(crate::status_page::routes());
-    let metrics = Router::new().route("/metrics", get(metrics));
-    Router::new()
-        .merge(guarded(page_and_api, &guard.admin))
-        .merge(guarded(metrics, &guard.metrics))
-        .route("/healthz", get(healthz))
-        .with_state(shared)
 }
 
-/// The status page for a browser (it asks for `text/html`); the endpoint list for anyone else.
-async fn index(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Query(q): Query<SinceQuery>,
-) -> Response {
-    if crate::status_page::wants_html(&headers) {
-        return crate::status_page::index_page(shared, q).await;
-    }
-    ENDPOINTS.into_response()
-}
-
-const ENDPOINTS: &str = "selfheal watchdog\n\n/metrics            Prometheus metrics (OpenMetrics)\n/healthz            event loop alive and Docker reachable\n/api/v1/containers  watched containers and their state\n/api/v1/incidents   incidents, newest first (?since=1h or RFC 3339, ?container=NAME)\n/api/v1/incidents/ID  one incident with its evidence\n/api/v1/swarm/tasks  the Swarm tasks watched here (for the other nodes' watchdogs)\n/api/v1/swarm/services/ID  a service's restart condition (a manager's watchdog)\n/api/v1/swarm/slots/SERVICE/SLOT  what a slot whose task ended here spent\n/                   the status page (for a browser: Accept: text/html)\n";
-
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+pub(super) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     // Read at scrape time, so the gauges are exact when they are read.
     shared.degraded();
     let mut body = String::new();
@@ -76,7 +39,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let docker = shared.docker_up.load(Ordering::Relaxed);
     let silent = shared.since_heartbeat();
     let loop_alive = silent < HEARTBEAT_STALE;
@@ -225,7 +188,7 @@ mod tests {
         let (journal, _) = IncidentJournal::open(dir.path(), JournalMetrics::default()).unwrap();
         let shared = Shared::new(Arc::new(journal), false);
         shared.metrics.add_container("web", None);
-        let app = router(shared.clone());
+        let app = crate::http::router(shared.clone());
         let (s, ct, body) = get(app.clone(), "/metrics").await;
         assert_eq!(s, StatusCode::OK);
         assert!(ct.starts_with("application/openmetrics-text"));

@@ -4,8 +4,8 @@ use crate::dependents::DependencyView;
 use crate::journal::{Incident, IncidentJournal};
 use crate::metrics::{Degraded, Metrics};
 use prometheus_client::registry::Registry;
-use selfheal_core::{LabelError, WatchSpec};
-use serde::Serialize;
+use selfheal_core::{DockerHealth, LabelError, RestartCondition, State, Unobservable, WatchSpec};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,16 +21,15 @@ pub struct ContainerView {
     pub compose_project: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compose_service: Option<String>,
-    /// A policy state, or `ignored` for a container with unusable labels.
-    pub state: String,
-    pub docker_health: Option<String>,
+    pub state: ViewState,
+    pub docker_health: Option<DockerHealth>,
     pub consecutive_failures: u32,
     pub restarts_in_window: u32,
     pub restart_in_flight: bool,
     /// Why the watchdog's own probe cannot look at the container right now (its own
     /// trouble, never counted against the container).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cannot_observe: Option<String>,
+    pub cannot_observe: Option<Unobservable>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<WatchSpec>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -46,6 +45,41 @@ pub struct ContainerView {
     pub swarm: Option<SwarmView>,
 }
 
+/// Where a container stands on the API and the status page: a policy state, or `ignored` for a
+/// container with unusable labels. Serialized as the state's word (`healthy`, `ignored`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViewState {
+    Watched(State),
+    Ignored,
+}
+
+impl ViewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Watched(s) => s.as_str(),
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+impl From<State> for ViewState {
+    fn from(s: State) -> Self {
+        Self::Watched(s)
+    }
+}
+
+impl std::fmt::Display for ViewState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ViewState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// What the API shows of a watched Swarm task, and what a peer watchdog reads of it
 /// (`GET /api/v1/swarm/tasks`) to follow a slot whose task ended on another node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -58,11 +92,31 @@ pub struct SwarmView {
     pub task: String,
     /// The service's `restart_policy.condition` as this watchdog knows it (`unknown`: a worker
     /// no manager's watchdog has told yet, and no label).
-    #[serde(default)]
-    pub restart_condition: String,
+    #[serde(default = "unknown_condition", with = "restart_condition_text")]
+    pub restart_condition: RestartCondition,
     /// RFC 3339: since when the watchdog has seen it healthy without a break; absent when it is
     /// not healthy now.
     pub healthy_since: Option<String>,
+}
+
+fn unknown_condition() -> RestartCondition {
+    RestartCondition::Unknown
+}
+
+/// A restart condition as its word (`any`, `on-failure`, `none`, `unknown`); read back
+/// tolerantly, since a peer may run another version: Swarm's empty default is `any`, and a
+/// word this version does not know is `unknown` (never acted on).
+mod restart_condition_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(c: &RestartCondition, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RestartCondition, D::Error> {
+        let word = String::deserialize(d)?;
+        Ok(RestartCondition::from_swarm(&word).unwrap_or(RestartCondition::Unknown))
+    }
 }
 
 /// Maps the monotonic clock the policy runs on to wall-clock time for records.
@@ -243,8 +297,14 @@ impl Shared {
     }
 
     fn refresh_gauges(&self, map: &BTreeMap<String, ContainerView>) {
-        let watched = map.values().filter(|v| v.state != "ignored").count();
-        let quarantined = map.values().filter(|v| v.state == "quarantined").count();
+        let watched = map
+            .values()
+            .filter(|v| v.state != ViewState::Ignored)
+            .count();
+        let quarantined = map
+            .values()
+            .filter(|v| v.state == ViewState::Watched(State::Quarantined))
+            .count();
         self.metrics
             .watched
             .set(i64::try_from(watched).unwrap_or(i64::MAX));
@@ -258,5 +318,100 @@ impl Shared {
         self.metrics
             .incidents_open
             .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(state: ViewState) -> ContainerView {
+        ContainerView {
+            id: "c1".into(),
+            name: "web".into(),
+            compose_project: None,
+            compose_service: None,
+            state,
+            docker_health: Some(DockerHealth::Unhealthy),
+            consecutive_failures: 2,
+            restarts_in_window: 1,
+            restart_in_flight: false,
+            cannot_observe: Some(Unobservable::NoAddress),
+            spec: None,
+            label_errors: Vec::new(),
+            last_incident: None,
+            dependencies: Default::default(),
+            waiting_on: None,
+            swarm: Some(SwarmView {
+                service: "stack_web".into(),
+                slot: "svc/1".into(),
+                task: "t1".into(),
+                restart_condition: RestartCondition::OnFailure,
+                healthy_since: None,
+            }),
+        }
+    }
+
+    /// The typed fields serialize to the words the API has always served.
+    #[test]
+    fn typed_fields_serialize_as_the_words_of_the_api() {
+        let json = serde_json::to_value(view(State::BackingOff.into())).unwrap();
+        assert_eq!(json["state"], "backing_off");
+        assert_eq!(json["docker_health"], "unhealthy");
+        assert_eq!(json["cannot_observe"], "no_address");
+        assert_eq!(json["swarm"]["restart_condition"], "on-failure");
+        let json = serde_json::to_value(view(ViewState::Ignored)).unwrap();
+        assert_eq!(json["state"], "ignored");
+        for s in State::ALL {
+            assert_eq!(ViewState::from(*s).to_string(), s.as_str());
+        }
+    }
+
+    /// A peer's task list is read tolerantly: Swarm's empty default is `any`, a condition this
+    /// version does not know or a missing one is `unknown`, and each word reads back as itself.
+    #[test]
+    fn a_peers_restart_condition_reads_back_tolerantly() {
+        let read = |condition: Option<&str>| {
+            let mut v = serde_json::json!({"service": "s", "slot": "x/1", "task": "t",
+                "healthy_since": null});
+            if let Some(c) = condition {
+                v["restart_condition"] = c.into();
+            }
+            serde_json::from_value::<SwarmView>(v)
+                .unwrap()
+                .restart_condition
+        };
+        for c in [
+            RestartCondition::Any,
+            RestartCondition::OnFailure,
+            RestartCondition::None,
+            RestartCondition::Unknown,
+        ] {
+            assert_eq!(read(Some(c.as_str())), c);
+        }
+        assert_eq!(read(Some("")), RestartCondition::Any);
+        assert_eq!(read(Some("on-tuesdays")), RestartCondition::Unknown);
+        assert_eq!(read(None), RestartCondition::Unknown);
+    }
+
+    /// The gauges count by the typed state: `ignored` is not watched, `quarantined` is.
+    #[test]
+    fn gauges_count_typed_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) =
+            IncidentJournal::open(dir.path(), crate::journal::JournalMetrics::default()).unwrap();
+        let shared = Shared::new(Arc::new(journal), false);
+        for (id, state) in [
+            ("a", ViewState::Ignored),
+            ("b", State::Quarantined.into()),
+            ("c", State::Healthy.into()),
+        ] {
+            shared.put_view(ContainerView {
+                id: id.into(),
+                ..view(state)
+            });
+        }
+        assert_eq!(shared.metrics.watched.get(), 2);
+        assert_eq!(shared.metrics.quarantined.get(), 1);
     }
 }

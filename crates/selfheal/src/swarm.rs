@@ -689,7 +689,7 @@ mod tests {
             name: format!("stack_web.1.{task}"),
             compose_project: None,
             compose_service: None,
-            state: "healthy".into(),
+            state: selfheal_core::State::Healthy.into(),
             docker_health: None,
             consecutive_failures: 0,
             restarts_in_window: 0,
@@ -704,7 +704,7 @@ mod tests {
                 service: "stack_web".into(),
                 slot: slot.into(),
                 task: task.into(),
-                restart_condition: "any".into(),
+                restart_condition: RestartCondition::Any,
                 healthy_since,
             }),
         }

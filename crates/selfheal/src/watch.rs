@@ -390,8 +390,8 @@ impl Watcher {
                     name: info.name.clone(),
                     compose_project: info.compose_project(),
                     compose_service: info.compose_service(),
-                    state: "ignored".into(),
-                    docker_health: info.health.map(|h| h.as_str().into()),
+                    state: crate::shared::ViewState::Ignored,
+                    docker_health: info.health,
                     consecutive_failures: 0,
                     restarts_in_window: 0,
                     restart_in_flight: false,
@@ -602,7 +602,7 @@ impl Watcher {
             .shared
             .views()
             .into_iter()
-            .filter(|v| v.state == selfheal_core::State::Healthy.as_str())
+            .filter(|v| v.state == selfheal_core::State::Healthy.into())
             .collect();
         for parent in ready {
             for (id, recreate) in self.dependents.orphans_of(&parent.id) {

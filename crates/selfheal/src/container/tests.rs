@@ -141,7 +141,7 @@ impl World {
         self.shared
             .views()
             .first()
-            .map(|v| v.state.clone())
+            .map(|v| v.state.to_string())
             .unwrap_or_default()
     }
 

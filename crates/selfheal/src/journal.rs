@@ -1351,3 +1351,45 @@ mod tests {
         assert_eq!(on_disk, list);
     }
 }
+
+// ---- Provisional paging, replaced by the journal branch's `page` at the merge. ----
+
+/// Which incidents a reader wants: the filter of [`IncidentJournal::list`], at most `limit`
+/// of them, and only those with an id below the cursor `before`.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentQuery<'a> {
+    pub since: Option<std::time::SystemTime>,
+    pub container: Option<&'a str>,
+    pub limit: usize,
+    /// Cursor: only incidents with `id < before`.
+    pub before: Option<u64>,
+}
+
+/// One page of incidents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentPage {
+    /// Newest first (highest id first), without evidence.
+    pub incidents: Vec<Incident>,
+    /// The cursor of the next page, when more incidents match.
+    pub next_before: Option<u64>,
+}
+
+impl IncidentJournal {
+    /// One page of the incidents that match `q`, newest first.
+    pub fn page(&self, q: &IncidentQuery<'_>) -> IncidentPage {
+        let mut matching = self.list(q.since, q.container);
+        matching.retain(|i| q.before.is_none_or(|b| i.id < b));
+        matching.sort_by_key(|i| std::cmp::Reverse(i.id));
+        let more = matching.len() > q.limit;
+        matching.truncate(q.limit);
+        let next_before = if more {
+            matching.last().map(|i| i.id)
+        } else {
+            None
+        };
+        IncidentPage {
+            incidents: matching,
+            next_before,
+        }
+    }
+}

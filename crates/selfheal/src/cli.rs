@@ -413,14 +413,7 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
             if let Some(c) = &args.container {
                 url.query_pairs_mut().append_pair("container", c);
             }
-            reqwest::Client::new()
-                .get(url)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?
+            crate::http::api::fetch_all_incidents(url).await?
         }
         None => {
             let (all, report) = journal::read_only(&args.state_dir)?;

@@ -45,6 +45,31 @@ pub struct ContainerView {
     pub swarm: Option<SwarmView>,
 }
 
+#[cfg(test)]
+impl ContainerView {
+    /// A view of a container with nothing to show but its id, name and state.
+    pub(crate) fn bare(id: &str, name: &str, state: ViewState) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            compose_project: None,
+            compose_service: None,
+            state,
+            docker_health: None,
+            consecutive_failures: 0,
+            restarts_in_window: 0,
+            restart_in_flight: false,
+            cannot_observe: None,
+            spec: None,
+            label_errors: Vec::new(),
+            last_incident: None,
+            dependencies: Default::default(),
+            waiting_on: None,
+            swarm: None,
+        }
+    }
+}
+
 /// Where a container stands on the API and the status page: a policy state, or `ignored` for a
 /// container with unusable labels. Serialized as the state's word (`healthy`, `ignored`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -327,21 +352,10 @@ mod tests {
 
     fn view(state: ViewState) -> ContainerView {
         ContainerView {
-            id: "c1".into(),
-            name: "web".into(),
-            compose_project: None,
-            compose_service: None,
-            state,
             docker_health: Some(DockerHealth::Unhealthy),
             consecutive_failures: 2,
             restarts_in_window: 1,
-            restart_in_flight: false,
             cannot_observe: Some(Unobservable::NoAddress),
-            spec: None,
-            label_errors: Vec::new(),
-            last_incident: None,
-            dependencies: Default::default(),
-            waiting_on: None,
             swarm: Some(SwarmView {
                 service: "stack_web".into(),
                 slot: "svc/1".into(),
@@ -349,6 +363,7 @@ mod tests {
                 restart_condition: RestartCondition::OnFailure,
                 healthy_since: None,
             }),
+            ..ContainerView::bare("c1", "web", state)
         }
     }
 

@@ -1,6 +1,7 @@
 // The status page's only script (served from the binary): every few seconds it reads the JSON
-// API (/api/v1/containers, /api/v1/incidents, /healthz) and the timeline drawn from the same
-// incidents, and redraws the page in place. Values are set as text, never as markup.
+// API (/api/v1/containers, the page's incidents from /api/v1/incidents, /healthz) and the
+// timeline drawn from the same incidents, and redraws the page in place. Values are set as
+// text, never as markup.
 "use strict";
 (function () {
   var POLL_MS = 3000;
@@ -12,6 +13,9 @@
     return;
   }
   var since = body.dataset.since || "24h";
+  // The page of incidents shown: the newest, or those older than `before`.
+  var before = body.dataset.before || "";
+  var limit = body.dataset.limit || "50";
   var last = {};
 
   function el(tag, cls, text) {
@@ -126,20 +130,38 @@
     return true;
   }
 
-  function get(url, accept) {
+  function fetchOk(url, accept) {
     return fetch(url, { headers: { Accept: accept || "application/json" }, cache: "no-store" })
       .then(function (r) {
         if (r.status === 401) throw new Error("not authorised");
         if (!r.ok && r.status !== 503) throw new Error(url + ": HTTP " + r.status);
-        return r.text();
+        return r;
       });
+  }
+  function get(url, accept) {
+    return fetchOk(url, accept).then(function (r) { return r.text(); });
+  }
+  // The incidents of this page, and the cursor of the next one (X-Next-Before), or "".
+  function getIncidents(url) {
+    return fetchOk(url).then(function (r) {
+      var next = r.headers.get("X-Next-Before") || "";
+      return r.text().then(function (text) { return { text: text, next: next }; });
+    });
+  }
+  function setOlder(next) {
+    var older = document.getElementById("older");
+    if (!older) return;
+    older.hidden = !next;
+    if (next) {
+      older.href = "/?since=" + encodeURIComponent(since) + "&before=" + encodeURIComponent(next);
+    }
   }
 
   function poll() {
-    var q = "?since=" + encodeURIComponent(since);
+    var q = "?since=" + encodeURIComponent(since) + (before ? "&before=" + encodeURIComponent(before) : "");
     Promise.all([
       get("/api/v1/containers"),
-      get("/api/v1/incidents" + q),
+      getIncidents("/api/v1/incidents" + q + "&limit=" + encodeURIComponent(limit)),
       get("/healthz"),
       get("/status/timeline.svg" + q, "image/svg+xml"),
     ]).then(function (r) {
@@ -148,9 +170,10 @@
         replaceRows(table, containers, containerRow);
         document.getElementById("summary").textContent = summary(containers);
       }
-      if (changed("incidents", r[1])) {
-        replaceRows(document.querySelector("#incidents tbody"), JSON.parse(r[1]), incidentRow);
+      if (changed("incidents", r[1].text)) {
+        replaceRows(document.querySelector("#incidents tbody"), JSON.parse(r[1].text), incidentRow);
       }
+      setOlder(r[1].next);
       if (changed("healthz", r[2])) {
         var up = JSON.parse(r[2]).docker_up;
         document.getElementById("docker").replaceChildren(

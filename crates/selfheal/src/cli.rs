@@ -416,16 +416,14 @@ async fn incidents(args: IncidentsArgs) -> anyhow::Result<ExitCode> {
             crate::http::api::fetch_all_incidents(url).await?
         }
         None => {
-            let (all, report) = journal::read_only(&args.state_dir)?;
+            let (journal, report) = journal::read_only(&args.state_dir)?;
             if report.skipped_count > 0 {
                 eprintln!(
                     "selfheal: skipped {} unreadable record(s) in the journal",
                     report.skipped_count
                 );
             }
-            all.into_iter()
-                .filter(|i| i.matches(since, args.container.as_deref()))
-                .collect()
+            journal.list(since, args.container.as_deref())
         }
     };
     if args.json {
@@ -476,10 +474,7 @@ async fn show_incident(args: &IncidentsArgs, id: &str) -> anyhow::Result<ExitCod
                 Some(r.error_for_status()?.json().await?)
             }
         }
-        None => {
-            let (all, _) = journal::read_only(&args.state_dir)?;
-            all.into_iter().find(|i| i.id == n)
-        }
+        None => journal::read_only(&args.state_dir)?.0.get(n),
     };
     let Some(incident) = found else {
         let source = match &args.api {

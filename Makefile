@@ -48,6 +48,13 @@ fmt: ## format the code
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
+	shellcheck tests/docs/links.sh
+	bash tests/docs/links.sh
+	@# Every relative link in README.md and docs/*.md resolves. The check itself: the README
+	@# passes from a copy; with a link to a missing file, or to a missing heading, it must fail.
+	bash tests/docs/links.sh --base . <(cat README.md) >/dev/null
+	! bash tests/docs/links.sh --base . <(sed 's|](docs/reference.md)|](docs/no-such-page.md)|' README.md) >/dev/null
+	! bash tests/docs/links.sh --base . <(sed 's|](docs/reference.md#labels)|](docs/reference.md#no-such-heading)|' README.md) >/dev/null
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	shellcheck -x docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh tests/lib/poll.sh tests/e2e/run.sh tests/e2e/storm-rules.sh tests/deploy/check.sh tests/deploy/dashboard_nodes.sh
 
@@ -64,10 +71,10 @@ test-unit: ## fast tier: the tests that need no Docker (no images either), secon
 test-setup: ## .ci/prerequisites.sh against stubbed system commands
 	bash tests/setup/check_prerequisites.sh
 
-test-images: images ## the README names the versions (and about the sizes) the build made
+test-images: images ## docs/images.md names the versions (and about the sizes) the build made
 	bash tests/docker/readme_images.sh
-	@# The check itself: a README naming another version must fail it.
-	! bash tests/docker/readme_images.sh <(sed 's/`latest`, `0.1.0`/`latest`, `9.9.9`/' README.md) >/dev/null
+	@# The check itself: a table naming another version must fail it.
+	! bash tests/docker/readme_images.sh <(sed 's/`latest`, `0.1.0`/`latest`, `9.9.9`/' docs/images.md) >/dev/null
 
 test-rust: images ## unit and Docker integration tests
 	cargo nextest run --workspace --locked --no-fail-fast

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The README's image table must name the versions that `make images` built, and sizes within
-# 25 % of the built ones (they are stated as approximate). Run after `make images`.
-#   tests/docker/readme_images.sh [README]
+# The image table in docs/images.md must name the versions that `make images` built, and sizes
+# within 25 % of the built ones (they are stated as approximate). Run after `make images`.
+#   tests/docker/readme_images.sh [MARKDOWN]   (default docs/images.md)
 set -euo pipefail
 
-readme=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/README.md}
+table=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/docs/images.md}
 fail=0
 rows=0
 # Rows like: | `selfheal/demo-app` | `latest`, `0.1.0` | ... | about 5.2 MB |
@@ -22,17 +22,17 @@ while IFS='|' read -r _ image tags _ size _; do
     fi
     read -r built_version built_bytes <<<"$built"
     if [[ $version != "$built_version" ]]; then
-        echo "FAIL  $image: README says $version, the build made $built_version"
+        echo "FAIL  $image: the table says $version, the build made $built_version"
         fail=1
     elif ! awk -v s="$stated_mb" -v b="$built_bytes" 'BEGIN { r = s * 1e6 / b; exit !(r > 0.75 && r < 1.25) }'; then
-        echo "FAIL  $image: README says about $stated_mb MB, the build made $((built_bytes / 1000000)) MB"
+        echo "FAIL  $image: the table says about $stated_mb MB, the build made $((built_bytes / 1000000)) MB"
         fail=1
     else
         echo "ok    $image $built_version, about $stated_mb MB"
     fi
-done <"$readme"
+done <"$table"
 if ((rows == 0)); then
-    echo "FAIL  no image rows found in $readme"
+    echo "FAIL  no image rows found in $table"
     exit 1
 fi
 exit "$fail"

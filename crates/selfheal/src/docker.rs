@@ -1,5 +1,5 @@
 //! The Docker Engine API edge: connecting, and turning inspect results into what the watchdog
-//! needs. The calls made are listed in the README for users who put a socket proxy in front:
+//! needs. docs/reference.md lists the calls made, for users who put a socket proxy in front:
 //! GET /version, GET /_ping, GET /events, GET /containers/json, GET /containers/{id}/json,
 //! GET /containers/{id}/logs (evidence, [`crate::evidence::capture`]),
 //! POST /containers/{id}/restart; to recreate a network dependent (`crate::recreate`) also

@@ -271,6 +271,74 @@ fn the_guard_through_the_binary() {
     assert_eq!(b.errors(&page), Vec::<String>::new());
 }
 
+/// A journal of `n` recovered incidents (ids 1..=n, one a second up to now) for the watchdog
+/// to read at its start.
+fn journal_of(env: &TestEnv, n: u64) {
+    let state = env.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let at = |back: u64| {
+        humantime::format_rfc3339_millis(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(back),
+        )
+        .to_string()
+    };
+    let lines: String = (1..=n)
+        .map(|id| {
+            let ago = n + 10 - id;
+            serde_json::json!({
+                "id": id, "container": format!("old-{}", id % 3), "container_id": "0123abcd",
+                "trigger": "probe_failed", "first_failure": at(ago + 2), "detected": at(ago),
+                "action_begun": at(ago), "healthy_again": at(ago - 3),
+                "time_to_detect_seconds": 2.0, "time_to_recover_seconds": 5.0,
+                "attempts": 1, "outcome": "recovered"
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(state.join("incidents.jsonl"), lines).expect("journal");
+}
+
+/// With more incidents than a page holds, the page lists the newest 50 and links to the older
+/// ones; the live updates keep to the page shown (they ask the API for the same page) and keep
+/// its links, and the last page has no older link.
+#[test]
+fn the_incident_list_pages_in_chromium() {
+    browser::require_chromium();
+    let env = TestEnv::new("pages");
+    journal_of(&env, 120);
+    let wd = env.watchdog(&[]);
+    let mut b = Browser::launch();
+    let page = b.page(1200, 800);
+    let listed = "[...document.querySelectorAll('#incidents tbody tr')].map(r => Number(r.dataset.incident))";
+    let link = |id: &str| {
+        format!("(e => e && !e.hidden ? e.getAttribute('href') : null)(document.getElementById('{id}'))")
+    };
+    let ids =
+        |range: std::ops::RangeInclusive<u64>| serde_json::json!(range.rev().collect::<Vec<_>>());
+
+    b.navigate(&page, &url(&wd, "/"));
+    wait_live(&mut b, &page);
+    assert_eq!(b.eval(&page, listed), ids(71..=120));
+    assert_eq!(b.eval(&page, &link("newest")), serde_json::Value::Null);
+    let older = b.eval(&page, &link("older"));
+    assert_eq!(older, "/?since=24h&before=71");
+
+    b.navigate(&page, &url(&wd, older.as_str().unwrap()));
+    wait_live(&mut b, &page);
+    assert_eq!(b.eval(&page, listed), ids(21..=70));
+    assert_eq!(b.eval(&page, &link("older")), "/?since=24h&before=21");
+    assert_eq!(b.eval(&page, &link("newest")), "/?since=24h");
+    let bars = "document.querySelectorAll('#timeline [id^=incident-]').length";
+    assert_eq!(b.eval(&page, bars), 50);
+
+    b.navigate(&page, &url(&wd, "/?since=24h&before=21"));
+    wait_live(&mut b, &page);
+    assert_eq!(b.eval(&page, listed), ids(1..=20));
+    assert_eq!(b.eval(&page, &link("older")), serde_json::Value::Null);
+    assert_eq!(b.errors(&page), Vec::<String>::new());
+}
+
 /// Regenerates docs/status-page.png and docs/status-page-dark.png from a real run: one
 /// container healed, one with a bad label, one healthy (`make screenshot`).
 #[test]

@@ -435,4 +435,31 @@ mod tests {
         let want: Vec<u64> = (1..=10_000).rev().filter(|id| id % 20 == 3).collect();
         assert_eq!(seen, want);
     }
+
+    /// The CLI's `--api` reads every page over a real socket: 2,500 incidents come back once
+    /// each, newest first, with the filter kept on every page.
+    #[tokio::test]
+    async fn fetch_all_incidents_follows_the_cursor() {
+        let (shared, _dir) = crate::http::test_support::shared_with_incidents(2_500);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(crate::http::server::serve(
+            listener,
+            crate::http::router(shared),
+            crate::http::server::ConnectionLimits::default(),
+            cancel.clone(),
+        ));
+        let url = |q: &str| reqwest::Url::parse(&format!("http://{addr}/api/v1/incidents{q}"));
+        let all = fetch_all_incidents(url("").unwrap()).await.unwrap();
+        let ids: Vec<u64> = all.iter().map(|i| i.id).collect();
+        assert_eq!(ids, (1..=2_500).rev().collect::<Vec<u64>>());
+        let some = fetch_all_incidents(url("?container=shop-web-7").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(some.len(), 125);
+        assert!(some.iter().all(|i| i.container == "shop-web-7"));
+        cancel.cancel();
+        server.await.unwrap();
+    }
 }

@@ -19,6 +19,8 @@ pub(super) struct Limits {
     pub max_kept: usize,
     /// Lines appended beyond the compacted size before the file is compacted again.
     pub compact_slack: usize,
+    /// Closed incidents held whole in memory besides the open ones.
+    pub hot_closed: usize,
 }
 
 /// A file of `lines` lines holding `kept` incidents is worth compacting: the copies appended

@@ -1,20 +1,16 @@
 //! What the journal keeps in memory. For every kept incident: the keys a page is chosen by and
 //! where its latest copy lies in the file (about 200 bytes). The whole incident (up to ~40 KiB
-//! with its evidence) only where it is needed: open ones, the newest [`HOT_CLOSED`] closed
+//! with its evidence) only where it is needed: open ones, the newest [`super::HOT_CLOSED`] closed
 //! ones, and any whose latest copy is not written yet. Older ones are read back from the file
 //! when a page or [`Index::lookup`] asks for them.
 
 use super::parse::{self, Span};
-use super::record::{matches_keys, Incident};
+use super::record::{matches_keys, Incident, IncidentOutcome};
 use super::{IncidentPage, IncidentQuery};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-/// Closed incidents kept whole in memory besides the open ones: the API's and the status
-/// page's first pages are served without reading the file.
-pub const HOT_CLOSED: usize = 1_000;
 
 #[derive(Debug)]
 struct Kept {
@@ -29,14 +25,14 @@ struct Kept {
 }
 
 impl Kept {
-    fn keys(i: &Incident, at: Option<Span>, whole: Option<Box<Incident>>) -> Self {
+    fn of(i: &Incident, at: Option<Span>) -> Self {
         Self {
             detected: i.detected_at(),
             container: i.container.as_str().into(),
             container_id: i.container_id.as_str().into(),
             open: i.is_open(),
             at,
-            whole,
+            whole: None,
         }
     }
 }
@@ -101,19 +97,35 @@ impl Taken {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Index {
     kept: BTreeMap<u64, Kept>,
     /// The file the spans point into, shared with the writer (positioned reads).
     file: Option<Arc<File>>,
+    /// Closed incidents held whole besides the open ones ([`super::HOT_CLOSED`]).
+    hot_closed: usize,
+    /// The most incidents this index has held at once (tests check the bound).
+    peak: usize,
 }
 
 impl Index {
-    pub(super) fn new(file: Option<Arc<File>>) -> Self {
+    pub(super) fn new(file: Option<Arc<File>>, hot_closed: usize) -> Self {
         Self {
             kept: BTreeMap::new(),
             file,
+            hot_closed,
+            peak: 0,
         }
+    }
+
+    fn insert(&mut self, id: u64, kept: Kept) {
+        self.kept.insert(id, kept);
+        self.peak = self.peak.max(self.kept.len());
+    }
+
+    #[cfg(test)]
+    pub(super) fn peak(&self) -> usize {
+        self.peak
     }
 
     pub(super) fn len(&self) -> usize {
@@ -146,15 +158,23 @@ impl Index {
     }
 
     /// A copy read from the file: only its keys and place are kept (see [`Self::load_hot`]).
-    pub(super) fn insert_on_file(&mut self, i: &Incident, span: Span) {
-        self.kept.insert(i.id, Kept::keys(i, Some(span), None));
+    pub(super) fn insert_on_file(&mut self, keys: &parse::Keys<'_>, span: Span) {
+        let kept = Kept {
+            detected: humantime::parse_rfc3339_weak(&keys.detected).ok(),
+            container: keys.container.as_ref().into(),
+            container_id: keys.container_id.as_ref().into(),
+            open: keys.outcome == IncidentOutcome::Open,
+            at: Some(span),
+            whole: None,
+        };
+        self.insert(keys.id, kept);
     }
 
     /// A new latest copy, not written yet.
     pub(super) fn insert_whole(&mut self, i: Incident) {
         let at = self.kept.get(&i.id).and_then(|k| k.at);
-        let kept = Kept::keys(&i, at, None);
-        self.kept.insert(
+        let kept = Kept::of(&i, at);
+        self.insert(
             i.id,
             Kept {
                 whole: Some(Box::new(i)),
@@ -209,10 +229,10 @@ impl Index {
     }
 
     /// Lets go of the whole copies that are not needed in memory: closed, older than the
-    /// newest [`HOT_CLOSED`] closed ones, on file and not `pinned` (waiting to be written).
+    /// newest `hot_closed` closed ones, on file and not `pinned` (waiting to be written).
     pub(super) fn evict(&mut self, pinned: impl Fn(u64) -> bool) {
         let closed = self.kept.iter_mut().rev().filter(|(_, k)| !k.open);
-        for (id, k) in closed.skip(HOT_CLOSED) {
+        for (id, k) in closed.skip(self.hot_closed) {
             if k.at.is_some() && !pinned(*id) {
                 k.whole = None;
             }
@@ -230,7 +250,7 @@ impl Index {
             if !k.open {
                 closed += 1;
             }
-            if k.whole.is_some() || (!k.open && closed > HOT_CLOSED) {
+            if k.whole.is_some() || (!k.open && closed > self.hot_closed) {
                 continue;
             }
             let Some(span) = k.at else { continue };

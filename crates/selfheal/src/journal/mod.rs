@@ -26,7 +26,6 @@ mod record;
 mod tests;
 mod writer;
 
-pub use index::HOT_CLOSED;
 pub use parse::{Recovery, SkipReason, SkippedLine, EXCERPT_BYTES, MAX_ID, MAX_LINE};
 pub use record::{Incident, IncidentOutcome};
 
@@ -99,12 +98,17 @@ pub struct JournalMetrics {
 pub const MAX_KEPT: usize = 10_000;
 /// Lines appended beyond the compacted size before the file is compacted again.
 const COMPACT_SLACK: usize = 1_000;
+/// Closed incidents held whole in memory besides the open ones: the API's and the status
+/// page's first pages are served without reading the file. With evidence (at most
+/// [`crate::evidence::MAX_EVIDENCE_BYTES`] each) this bounds what the journal holds whole.
+pub const HOT_CLOSED: usize = 1_000;
 /// How long dropping the last handle waits for the writer to drain.
 const DRAIN_ON_DROP: Duration = Duration::from_secs(5);
 
 const LIMITS: Limits = Limits {
     max_kept: MAX_KEPT,
     compact_slack: COMPACT_SLACK,
+    hot_closed: HOT_CLOSED,
 };
 
 fn journal_path(state_dir: &Path) -> PathBuf {
@@ -118,12 +122,11 @@ fn load(
     report: &mut Recovery,
     limits: Limits,
 ) -> std::io::Result<(Index, parse::Scanned)> {
-    let mut index = Index::new(Some(file.clone()));
+    let mut index = Index::new(Some(file.clone()), limits.hot_closed);
     let floor = 2 * limits.max_kept.max(1_000);
     let mut prune_at = floor;
     let scanned = parse::scan_file(&file, report, |line, span| {
-        let incident = parse::parse_record(line)?;
-        index.insert_on_file(&incident, span);
+        index.insert_on_file(&parse::parse_keys(line)?, span);
         // Pruning early gives the same result as pruning at the end: the cut only rises as
         // ids are added, and a later copy of a dropped id is inserted (and judged) again.
         if index.len() > prune_at {

@@ -3,7 +3,11 @@
 //! line that is not a readable record (not UTF-8, not JSON, an unknown trigger or outcome, an
 //! id out of range, longer than [`MAX_LINE`], or a torn last line) with a short excerpt.
 
-use super::record::Incident;
+use super::record::{Incident, IncidentOutcome};
+use selfheal_core::Trigger;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt;
@@ -204,6 +208,65 @@ pub(super) fn scan_file(
 ) -> std::io::Result<Scanned> {
     let len = file.metadata()?.len();
     scan(file.take(len), report, each)
+}
+
+/// What a scan keeps of a record, read without building the rest: strings are borrowed where
+/// they hold no escapes and the evidence (most of a record's bytes) is skipped unparsed. Every
+/// other field of [`Incident`] is declared with its type, so a line is a record here exactly
+/// when it is one whole (a test holds the two parsers to that); the evidence needs no check,
+/// as unreadable evidence is dropped, not the record.
+#[derive(Debug, Deserialize)]
+pub(super) struct Keys<'a> {
+    pub id: u64,
+    #[serde(borrow)]
+    pub container: Cow<'a, str>,
+    #[serde(borrow)]
+    pub container_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub detected: Cow<'a, str>,
+    pub outcome: IncidentOutcome,
+    #[serde(rename = "trigger")]
+    _trigger: Trigger,
+    #[serde(rename = "first_failure", borrow)]
+    _first_failure: Cow<'a, str>,
+    #[serde(rename = "attempts")]
+    _attempts: u32,
+    #[serde(default, rename = "dry_run")]
+    _dry_run: bool,
+    #[serde(default, rename = "unpersisted")]
+    _unpersisted: bool,
+    #[serde(default, rename = "time_to_detect_seconds")]
+    _time_to_detect: Option<f64>,
+    #[serde(default, rename = "time_to_recover_seconds")]
+    _time_to_recover: Option<f64>,
+    #[serde(default, rename = "parent_incident")]
+    _parent_incident: Option<u64>,
+    #[serde(default, rename = "compose_project", borrow)]
+    _compose_project: Option<Cow<'a, str>>,
+    #[serde(default, rename = "compose_service", borrow)]
+    _compose_service: Option<Cow<'a, str>>,
+    #[serde(default, rename = "action_begun", borrow)]
+    _action_begun: Option<Cow<'a, str>>,
+    #[serde(default, rename = "last_restart", borrow)]
+    _last_restart: Option<Cow<'a, str>>,
+    #[serde(default, rename = "healthy_again", borrow)]
+    _healthy_again: Option<Cow<'a, str>>,
+    #[serde(default, rename = "parent", borrow)]
+    _parent: Option<Cow<'a, str>>,
+    #[serde(default, rename = "failure", borrow)]
+    _failure: Option<Cow<'a, str>>,
+    #[serde(default, rename = "evidence")]
+    _evidence: IgnoredAny,
+}
+
+/// One line as a record's keys, or why it is not a record.
+pub(super) fn parse_keys(line: &[u8]) -> Result<Keys<'_>, SkipReason> {
+    let text = std::str::from_utf8(line).map_err(|_| SkipReason::Unreadable)?;
+    match serde_json::from_str::<Keys<'_>>(text) {
+        Ok(k) if k.id == 0 || k.id > MAX_ID => Err(SkipReason::IdOutOfRange),
+        Ok(k) => Ok(k),
+        Err(_) => Err(SkipReason::Unreadable),
+    }
 }
 
 /// One line as a record, or why it is not one.

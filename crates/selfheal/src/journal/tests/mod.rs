@@ -3,9 +3,12 @@ use selfheal_core::{Outcome, Trigger};
 use std::fs::OpenOptions;
 use std::io::Write;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod bounded;
+mod parsers;
 
-fn incident(id: u64, outcome: IncidentOutcome) -> Incident {
+pub(super) const WAIT: Duration = Duration::from_secs(10);
+
+pub(super) fn incident(id: u64, outcome: IncidentOutcome) -> Incident {
     Incident {
         id,
         container: format!("c{id}"),
@@ -31,21 +34,21 @@ fn incident(id: u64, outcome: IncidentOutcome) -> Incident {
     }
 }
 
-fn line(i: &Incident) -> String {
+pub(super) fn line(i: &Incident) -> String {
     serde_json::to_string(i).unwrap() + "\n"
 }
 
 /// What the CLI reads: every kept incident, and the parser's report.
-fn read_back(dir: &Path) -> (Vec<Incident>, Recovery) {
+pub(super) fn read_back(dir: &Path) -> (Vec<Incident>, Recovery) {
     let (reader, rec) = read_only(dir).unwrap();
     (reader.list(None, None), rec)
 }
 
-fn open(dir: &Path) -> (IncidentJournal, Recovery) {
+pub(super) fn open(dir: &Path) -> (IncidentJournal, Recovery) {
     IncidentJournal::open(dir, JournalMetrics::default()).unwrap()
 }
 
-fn ids_and_outcomes(list: &[Incident]) -> Vec<(u64, IncidentOutcome)> {
+pub(super) fn ids_and_outcomes(list: &[Incident]) -> Vec<(u64, IncidentOutcome)> {
     list.iter().map(|i| (i.id, i.outcome)).collect()
 }
 
@@ -95,83 +98,6 @@ fn dependency_incidents_round_trip_with_their_parent() {
         "{line}"
     );
     assert_eq!(parse::parse_record(line.as_bytes()), Ok(i));
-}
-
-/// Walks every page of `q` (`limit` per page) and returns the ids in the order served.
-fn walk(j: &IncidentJournal, mut q: IncidentQuery<'_>) -> Vec<u64> {
-    let mut ids = Vec::new();
-    loop {
-        let page = j.page(&q);
-        assert!(page.incidents.len() <= q.limit.max(1));
-        assert!(page.incidents.iter().all(|i| i.evidence.is_none()));
-        ids.extend(page.incidents.iter().map(|i| i.id));
-        match page.next_before {
-            Some(b) => q.before = Some(b),
-            None => return ids,
-        }
-    }
-}
-
-/// Paging: a cursor walk serves every matching incident exactly once, newest (highest id)
-/// first, whatever the page size, and `since` and `container` filter as `list` does.
-#[test]
-fn a_cursor_walk_serves_every_match_once_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let (j, _) = open(dir.path());
-    for id in 1..=40 {
-        let mut i = incident(id, IncidentOutcome::Recovered);
-        i.container = if id % 3 == 0 { "web" } else { "db" }.into();
-        i.detected = format!("2026-01-01T00:{:02}:00Z", id);
-        j.record(i);
-    }
-    let all: Vec<u64> = (1..=40).rev().collect();
-    for limit in [1, 7, 40, 41, 1000] {
-        let q = IncidentQuery {
-            limit,
-            ..Default::default()
-        };
-        assert_eq!(walk(&j, q), all, "limit {limit}");
-    }
-    let web = walk(
-        &j,
-        IncidentQuery {
-            container: Some("web"),
-            limit: 4,
-            ..Default::default()
-        },
-    );
-    assert_eq!(
-        web,
-        (1..=40).rev().filter(|i| i % 3 == 0).collect::<Vec<_>>()
-    );
-    let since = humantime::parse_rfc3339("2026-01-01T00:31:00Z").unwrap();
-    let recent = walk(
-        &j,
-        IncidentQuery {
-            since: Some(since),
-            container: Some("db"),
-            limit: 3,
-            ..Default::default()
-        },
-    );
-    assert_eq!(recent, vec![40, 38, 37, 35, 34, 32, 31]);
-    // The last page says there is no more; a cursor past the oldest is an empty page.
-    let q = IncidentQuery {
-        limit: 40,
-        ..Default::default()
-    };
-    assert_eq!(j.page(&q).next_before, None);
-    let q = IncidentQuery {
-        limit: 39,
-        ..Default::default()
-    };
-    assert_eq!(j.page(&q).next_before, Some(2));
-    let q = IncidentQuery {
-        limit: 5,
-        before: Some(1),
-        ..Default::default()
-    };
-    assert_eq!(j.page(&q), IncidentPage::default());
 }
 
 #[test]
@@ -379,13 +305,17 @@ fn dir_entries(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Limits small enough for a test to cross.
+const SMALL: Limits = Limits {
+    max_kept: 5,
+    compact_slack: 10,
+    ..LIMITS
+};
+
 #[test]
 fn the_writer_compacts_updates_to_the_latest_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits {
-        max_kept: 5,
-        compact_slack: 10,
-    };
+    let limits = SMALL;
     let (j, _) = IncidentJournal::open_with(dir.path(), JournalMetrics::default(), limits).unwrap();
     let mut i = incident(1, IncidentOutcome::Open);
     for n in 0..100 {
@@ -406,10 +336,7 @@ fn the_writer_compacts_updates_to_the_latest_copies() {
 #[test]
 fn compaction_keeps_the_newest_and_every_open_incident() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits {
-        max_kept: 5,
-        compact_slack: 10,
-    };
+    let limits = SMALL;
     let (j, _) = IncidentJournal::open_with(dir.path(), JournalMetrics::default(), limits).unwrap();
     for id in 1..=30 {
         let outcome = if id == 2 || id == 4 {
@@ -473,8 +400,11 @@ fn a_failed_write_keeps_the_incident_in_memory_until_a_retry_succeeds() {
     });
     assert!(metrics.write_failures.get() >= 1);
     assert_eq!(metrics.unpersisted.get(), 1);
-    // A change while the disk is full keeps the flag and is not lost either.
-    j.record(incident(1, IncidentOutcome::Recovered));
+    // A change while the disk is full keeps the flag and is not lost either, all of it.
+    let mut recovered = incident(1, IncidentOutcome::Recovered);
+    recovered.failure = Some("restart refused".into());
+    recovered.parent = Some("vpn".into());
+    j.record(recovered);
     assert!(j.list(None, None)[0].unpersisted);
 
     // Space again: the journal file is a real file from now on.

@@ -707,6 +707,7 @@ mod tests {
                 restart_condition: "any".into(),
                 healthy_since,
             }),
+            backoff: None,
         }
     }
 

@@ -195,6 +195,12 @@ fn notify_test_sends_each_kind_in_its_documented_format() {
     }
     assert_eq!(v["event"], "test");
     assert_eq!(v["host"], "node-a");
+    // The typed trigger and outcome go out as the words they always were.
+    assert_eq!(v["trigger"], "test");
+    assert_eq!(
+        v["outcome"],
+        "test message from `selfheal notify test`; no container was touched"
+    );
     assert!(
         v["evidence"].is_null(),
         "no evidence field without evidence"
@@ -585,6 +591,11 @@ fn six_restarts_of_a_crash_loop_send_at_most_three_messages() {
     assert_eq!(rec["host"], "node-a");
     assert_eq!(rec["container"], app.name.as_str());
     assert_eq!(rec["trigger"], "died");
+    assert!(
+        is_str(&rec["outcome"]).starts_with("recovered in ")
+            && is_str(&messages[0]["outcome"]).starts_with("restarting; incident #"),
+        "{messages:#?}"
+    );
     assert_eq!(rec["faults"], 6, "{rec}");
     assert!(
         rec["time_to_recover_seconds"]

@@ -325,6 +325,43 @@ impl Notification {
         };
         json!({ "title": self.title(), "message": self.body(), "priority": priority })
     }
+
+    /// Telegram's `sendMessage` body for one chat: the title in bold and the lines, as HTML
+    /// (only `&`, `<` and `>` need escaping). Cut before escaping, so no entity is cut in
+    /// half; 3000 characters leave room for the escapes within Telegram's 4096.
+    pub fn telegram(&self, chat: &str) -> serde_json::Value {
+        let html = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let text = format!(
+            "<b>{}</b>\n{}",
+            html(&clip(&self.title(), 256)),
+            html(&clip(&self.body(), 3000))
+        );
+        json!({ "chat_id": chat, "text": text, "parse_mode": "HTML" })
+    }
+
+    /// Pushover's `messages.json` form: message (1024 characters at most), title (250),
+    /// priority -1 (quiet, info), 0 (warning) or 1 (critical, past quiet hours).
+    pub fn pushover_form(&self, token: &str, user: &str, devices: Option<&str>) -> String {
+        let priority = match self.severity {
+            Severity::Info => "-1",
+            Severity::Warning => "0",
+            Severity::Critical => "1",
+        };
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token)
+            .append_pair("user", user)
+            .append_pair("message", &clip(&self.body(), 1024))
+            .append_pair("title", &clip(&self.title(), 250))
+            .append_pair("priority", priority);
+        if let Some(d) = devices {
+            form.append_pair("device", d);
+        }
+        form.finish()
+    }
 }
 
 /// At most `n` characters, with an ellipsis when cut.

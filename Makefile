@@ -124,5 +124,5 @@ bench: images ## benchmarks (about 17 min, not part of test): results in bench/r
 screenshot: images ## regenerate docs/status-page.png and docs/status-page-dark.png from a real run (headless Chromium)
 	cargo test --locked -p selfheal --test status_page -- --ignored --exact screenshot --nocapture
 
-drill: ## fault drill against the running stack's app (ARGS="--rounds 5 --slo 30s" to change)
+drill: ## fault drill against the running stack's app, rounds spaced past the watchdog's backoff (ARGS="--rounds 5 --slo 30s", or "--back-to-back" to test the backoff)
 	cargo run --release --locked -p selfheal --bin selfheal -- drill --report .build/drill/report.md $(ARGS)

@@ -68,8 +68,10 @@ pub struct WatchArgs {
     pub webhook_url: Option<String>,
     /// A notification target, repeatable; the scheme names the kind: json+https://…,
     /// slack+https://…, discord+https://…, ntfy+https://host/topic,
-    /// gotify+https://host/?token=…, smtp://user:pass@host:587?from=…&to=…[&ca-file=…].
-    /// Options after '#': name=NAME (for metrics), severity=info|warning|critical (the least
+    /// gotify+https://host/?token=…, telegram+https://api.telegram.org/?token=…&chats=…,
+    /// pushover+https://api.pushover.net/?token=…&user=…,
+    /// smtp://user:pass@host:587?from=…&to=…[&ca-file=…], or a shoutrrr URL (telegram://,
+    /// pushover://, discord://, gotify://, ntfy://, slack://). Options after '#': name=NAME (for metrics), severity=info|warning|critical (the least
     /// severe message sent). The environment variable takes several, separated by spaces
     /// (default: none).
     #[arg(

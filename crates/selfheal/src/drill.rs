@@ -2,15 +2,23 @@
 //! from Docker's events and the watchdog's incidents, and hold every round to its time limit.
 //!
 //! Submodules: `target` finds the container and how to reach its app, `inject` causes the
-//! faults, `round` observes one round, `report` turns rounds into a table, JSON, Markdown and
-//! an SVG timeline.
+//! faults, `spacing` decides when the next round may start (not inside the watchdog's backoff
+//! from the previous one), `round` observes one round, `split` divides its time into
+//! detection, hold and restart, `verdict` judges the rounds, `report` turns them into a
+//! table, JSON, Markdown and an SVG timeline.
 
 mod inject;
 mod report;
 mod round;
+mod spacing;
+mod split;
 mod target;
+mod verdict;
 
 pub use report::{percentile, DrillReport, RoundRecord, ScenarioSummary, Stats};
+pub use spacing::Pacing;
+pub use split::{HoldReason, RoundOutcome, Split};
+pub use verdict::{Caveat, Verdict};
 
 use clap::ValueEnum;
 use selfheal_core::parse_duration;
@@ -130,6 +138,12 @@ pub struct DrillArgs {
     /// round.
     #[arg(long, default_value = "120s", value_parser = duration_arg)]
     pub settle_timeout: Duration,
+    /// Start each round as soon as the container is healthy again, even inside the watchdog's
+    /// backoff from the previous round (to test the backoff). By default a round waits until
+    /// the container has been healthy for the backoff's reset period, so that no round is
+    /// held by the rounds before it.
+    #[arg(long)]
+    pub back_to_back: bool,
     /// Run against a container that is not opted in (selfheal.enable=true).
     #[arg(long)]
     pub force: bool,
@@ -145,6 +159,14 @@ pub struct DrillArgs {
 }
 
 impl DrillArgs {
+    pub fn pacing(&self) -> Pacing {
+        if self.back_to_back {
+            Pacing::BackToBack
+        } else {
+            Pacing::Spaced
+        }
+    }
+
     /// The time limit of `scenario`: its own `--slo` item, else the general one, else 60 s.
     pub fn slo_for(&self, scenario: Scenario) -> Duration {
         self.slo
@@ -174,11 +196,11 @@ impl From<crate::docker::DockerError> for DrillError {
     }
 }
 
-/// Runs the drill; exit 0 when every round recovered within its limit, 1 when one did not,
-/// 2 when the drill could not run.
+/// Runs the drill; exit 0 when every round recovered within its limit (the verdict says when
+/// only because the limit is generous), 1 when one did not, 2 when the drill could not run.
 pub async fn run(args: DrillArgs) -> ExitCode {
     match drive(args).await {
-        Ok(report) if report.failures.is_empty() => ExitCode::SUCCESS,
+        Ok(report) if report.verdict.passed() => ExitCode::SUCCESS,
         Ok(report) => {
             for f in &report.failures {
                 eprintln!("selfheal drill: FAILED {f}");
@@ -211,7 +233,8 @@ async fn drive(args: DrillArgs) -> Result<DrillReport, DrillError> {
     if !watchdog_up {
         eprintln!(
             "selfheal drill: warning: the watchdog API at {} does not answer; detection comes \
-             from Docker's events only and incidents are not awaited",
+             from Docker's events only, incidents are not awaited, and rounds cannot be spaced \
+             past its backoff",
             args.watchdog
         );
     }
@@ -253,6 +276,7 @@ async fn drive(args: DrillArgs) -> Result<DrillReport, DrillError> {
                 settle: args.settle_timeout,
                 watchdog: watchdog_up.then_some(&watchdog),
                 chaos: p.chaos.as_ref(),
+                pacing: args.pacing(),
             };
             let record = {
                 let fut = round.run(&mut observer, &progress);
@@ -267,8 +291,12 @@ async fn drive(args: DrillArgs) -> Result<DrillReport, DrillError> {
             };
             match record {
                 Some(r) => {
-                    let state = if r.ok() { "recovered" } else { "FAILED" };
-                    progress.done(&label, state);
+                    let state = match (r.ok(), r.hold) {
+                        (false, _) => "FAILED".to_string(),
+                        (true, Some(h)) => format!("recovered, held by the watchdog ({h})"),
+                        (true, None) => "recovered".to_string(),
+                    };
+                    progress.done(&label, &state);
                     rounds.push(r);
                 }
                 None => {
@@ -288,12 +316,14 @@ async fn drive(args: DrillArgs) -> Result<DrillReport, DrillError> {
     }
     observer.stop();
     progress.finish();
-    let mut report = DrillReport::new(&target.describe(), started, rounds, |s| args.slo_for(s));
-    if interrupted {
-        report
-            .failures
-            .push("interrupted: the remaining rounds were not run".into());
-    }
+    let report = DrillReport::new(
+        &target.describe(),
+        started,
+        rounds,
+        |s| args.slo_for(s),
+        args.pacing() == Pacing::Spaced,
+        interrupted,
+    );
     if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),

@@ -43,6 +43,19 @@ pub struct ContainerView {
     /// A Swarm task: its service, slot and task, and since when it is healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swarm: Option<SwarmView>,
+    /// When earlier restarts stop delaying the next one (absent for an ignored container):
+    /// what `selfheal drill` waits for between rounds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffView>,
+}
+
+/// The backoff between the watchdog's restarts of one container, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackoffView {
+    /// Healthy this long without a break and the restarts before no longer count (`60s`).
+    pub reset_after: String,
+    /// RFC 3339: healthy without a break since; absent when it is not healthy now.
+    pub healthy_since: Option<String>,
 }
 
 #[cfg(test)]

@@ -707,6 +707,7 @@ mod tests {
                 restart_condition: RestartCondition::Any,
                 healthy_since,
             }),
+            backoff: None,
         }
     }
 

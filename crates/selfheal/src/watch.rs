@@ -402,6 +402,7 @@ impl Watcher {
                     dependencies: Default::default(),
                     waiting_on: None,
                     swarm: None,
+                    backoff: None,
                 });
                 self.ignored.insert(id.to_string(), errors);
             }

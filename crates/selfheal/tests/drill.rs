@@ -47,7 +47,16 @@ fn drill_measures_recovery_and_refuses_unopted_containers() {
     let env = TestEnv::new("drill");
     let app = env.run("app", &app_args(true)).name;
     let plain = env.run("plain", &app_args(false)).name;
-    let w = env.watchdog(&["--backoff-initial", "100ms", "--backoff-max", "1s"]);
+    // A short reset period: the crash round waits until the unhealthy round's restart no
+    // longer counts for backoff (the drill's default spacing), 2 s here rather than 60.
+    let w = env.watchdog(&[
+        "--backoff-initial",
+        "100ms",
+        "--backoff-max",
+        "1s",
+        "--backoff-reset",
+        "2s",
+    ]);
     let api = format!("http://127.0.0.1:{}", w.port);
     let token = TOKEN;
 
@@ -100,6 +109,8 @@ fn drill_measures_recovery_and_refuses_unopted_containers() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(json["ok"], true);
+    assert_eq!(json["spaced"], true);
+    assert_eq!(json["verdict"]["result"], "passed", "{json:#}");
     let rounds = json["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 2, "{json:#}");
     for r in rounds {
@@ -114,6 +125,11 @@ fn drill_measures_recovery_and_refuses_unopted_containers() {
             num("time_to_recover_seconds"),
         );
         assert_eq!(r["outcome"], "recovered", "{r:#}");
+        // Detection, hold and restart to healthy add up to the round's time; nothing held it.
+        let part = |k: &str| r["split"][k].as_f64().unwrap_or(f64::NAN);
+        let sum = part("detection_s") + part("hold_s") + part("restart_to_healthy_s");
+        assert!((sum - healthy).abs() < 1e-6, "{r:#}");
+        assert!(r["hold"].is_null() && part("hold_s") < 0.5, "{r:#}");
         assert!(
             0.0 <= detect && detect <= begun + 0.05 && begun <= started && started <= healthy,
             "phases out of order: {r:#}"

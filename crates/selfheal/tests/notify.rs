@@ -195,6 +195,12 @@ fn notify_test_sends_each_kind_in_its_documented_format() {
     }
     assert_eq!(v["event"], "test");
     assert_eq!(v["host"], "node-a");
+    // The typed trigger and outcome go out as the words they always were.
+    assert_eq!(v["trigger"], "test");
+    assert_eq!(
+        v["outcome"],
+        "test message from `selfheal notify test`; no container was touched"
+    );
     assert!(
         v["evidence"].is_null(),
         "no evidence field without evidence"
@@ -272,6 +278,75 @@ fn notify_test_sends_each_kind_in_its_documented_format() {
 
     // `notify test` tries once: the failing target got exactly one request.
     assert_eq!(r.requests("/fail").len(), 1);
+}
+
+/// Telegram's Bot API (`sendMessage`, JSON, once per chat) and Pushover's `messages.json` (a
+/// form), at a base URL of the test's own; neither token is shown.
+#[test]
+fn telegram_and_pushover_get_their_documented_requests() {
+    let r = Receiver::start();
+    let telegram = format!(
+        "telegram+http://127.0.0.1:{}/tg/?token=123456:S3CRET-tg&chats=42,@ops",
+        r.port
+    );
+    let pushover = format!(
+        "pushover+http://127.0.0.1:{}/po/?token=APPS3CRET&user=uK3y&devices=phone",
+        r.port
+    );
+    let (code, stdout, stderr) = notify_test(&[
+        "--host-name",
+        "node-a",
+        "--notify",
+        &telegram,
+        "--notify",
+        &pushover,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for name in ["telegram-0", "pushover-1"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(name)),
+            "{name} not ok:\n{stdout}{stderr}"
+        );
+    }
+    assert!(
+        !stdout.contains("S3CRET") && !stderr.contains("S3CRET"),
+        "a token was shown:\n{stdout}{stderr}"
+    );
+
+    let sent = r.requests("/tg/bot123456:S3CRET-tg/sendMessage");
+    let chats: Vec<serde_json::Value> = sent.iter().map(|q| q.json()["chat_id"].clone()).collect();
+    assert_eq!(chats, ["42", "@ops"], "one sendMessage per chat: {sent:?}");
+    for q in &sent {
+        assert_eq!(q.method, "POST");
+        assert!(q.header("content-type").starts_with("application/json"));
+        let v = q.json();
+        assert_eq!(v["parse_mode"], "HTML");
+        let text = is_str(&v["text"]);
+        assert!(
+            text.starts_with("<b>[node-a] selfheal-test: test message</b>\n"),
+            "{text}"
+        );
+        assert!(text.contains("trigger: test"), "{text}");
+    }
+
+    let [po] = &r.requests("/po/1/messages.json")[..] else {
+        panic!("one request to /po/1/messages.json")
+    };
+    assert_eq!(po.method, "POST");
+    assert_eq!(
+        po.header("content-type"),
+        "application/x-www-form-urlencoded"
+    );
+    let form: HashMap<String, String> =
+        url::form_urlencoded::parse(&po.body).into_owned().collect();
+    assert_eq!(form["token"], "APPS3CRET");
+    assert_eq!(form["user"], "uK3y");
+    assert_eq!(form["device"], "phone");
+    assert_eq!(form["title"], "[node-a] selfheal-test: test message");
+    assert_eq!(form["priority"], "1", "a test message is critical");
+    assert!(form["message"].contains("host: node-a"), "{form:?}");
 }
 
 #[test]
@@ -585,6 +660,11 @@ fn six_restarts_of_a_crash_loop_send_at_most_three_messages() {
     assert_eq!(rec["host"], "node-a");
     assert_eq!(rec["container"], app.name.as_str());
     assert_eq!(rec["trigger"], "died");
+    assert!(
+        is_str(&rec["outcome"]).starts_with("recovered in ")
+            && is_str(&messages[0]["outcome"]).starts_with("restarting; incident #"),
+        "{messages:#?}"
+    );
     assert_eq!(rec["faults"], 6, "{rec}");
     assert!(
         rec["time_to_recover_seconds"]

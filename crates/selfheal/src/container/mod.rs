@@ -927,6 +927,10 @@ impl ContainerTask {
                 restart_condition: b.condition,
                 healthy_since: key.healthy_since.map(|t| self.ctx.shared.clock.rfc3339(t)),
             }),
+            backoff: Some(crate::shared::BackoffView {
+                reset_after: selfheal_core::format_duration(self.ctx.backoff.reset_after),
+                healthy_since: key.healthy_since.map(|t| self.ctx.shared.clock.rfc3339(t)),
+            }),
         };
         self.published = Some(key);
         self.ctx.shared.put_view(view);

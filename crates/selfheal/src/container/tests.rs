@@ -177,6 +177,26 @@ impl World {
     }
 }
 
+/// The view shows the backoff's reset period and since when the container is healthy (what
+/// `selfheal drill` spaces its rounds by); once it is not healthy, no `healthy_since`.
+#[tokio::test(start_paused = true)]
+async fn the_view_shows_the_backoff_reset_and_since_when_healthy() {
+    let w = world();
+    w.until("healthy", |w| w.state() == "healthy").await;
+    let b = view(&w)
+        .backoff
+        .expect("a watched container shows its backoff");
+    assert_eq!(b.reset_after, "1m");
+    assert!(b.healthy_since.is_some());
+    w.handle
+        .send(Msg::Unhealthy {
+            received: Instant::now(),
+        })
+        .await;
+    w.until("not healthy", |w| w.state() != "healthy").await;
+    assert_eq!(view(&w).backoff.and_then(|b| b.healthy_since), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn unhealthy_becomes_one_restart_and_the_start_then_healthy_closes_the_incident() {
     let w = world();

@@ -2,12 +2,15 @@
 //! and its SVG timeline.
 
 use super::round::Timeline;
+use super::split::{HoldReason, RoundOutcome, Split, StatesSeen};
+use super::verdict::Verdict;
 use super::Scenario;
-use crate::journal::Incident;
+use crate::journal::{Incident, IncidentOutcome};
 use crate::timeline::{
     Phase, Theme, TimelineChart, TimelineRow, DETECTED_TO_RESTART_BEGUN, FAULT_TO_DETECTED,
     HEALTHY_COLOR,
 };
+use selfheal_core::Trigger;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -17,8 +20,7 @@ use std::time::{Duration, SystemTime};
 pub struct RoundRecord {
     pub scenario: Scenario,
     pub round: u32,
-    /// recovered, failed or skipped.
-    pub outcome: String,
+    pub outcome: RoundOutcome,
     pub injected_by: String,
     /// RFC 3339.
     pub fault_at: Option<String>,
@@ -34,11 +36,15 @@ pub struct RoundRecord {
     pub healthy_s: Option<f64>,
     pub time_to_detect_seconds: Option<f64>,
     pub time_to_recover_seconds: Option<f64>,
+    /// Detection, hold and restart to healthy (a recovered round).
+    pub split: Option<Split>,
+    /// Why the watchdog held its restart, when it did.
+    pub hold: Option<HoldReason>,
     /// `start` events between the fault and healthy again.
     pub restarts: u32,
     pub incident_id: Option<u64>,
-    pub incident_trigger: Option<String>,
-    pub incident_outcome: Option<String>,
+    pub incident_trigger: Option<Trigger>,
+    pub incident_outcome: Option<IncidentOutcome>,
     pub slo_seconds: f64,
     pub error: Option<String>,
     /// The container never got ready for this round: later rounds cannot run either.
@@ -51,7 +57,7 @@ impl RoundRecord {
         Self {
             scenario,
             round,
-            outcome: "recovered".into(),
+            outcome: RoundOutcome::Recovered,
             injected_by: String::new(),
             fault_at: None,
             fault_wall: None,
@@ -63,6 +69,8 @@ impl RoundRecord {
             healthy_s: None,
             time_to_detect_seconds: None,
             time_to_recover_seconds: None,
+            split: None,
+            hold: None,
             restarts: 0,
             incident_id: None,
             incident_trigger: None,
@@ -75,18 +83,18 @@ impl RoundRecord {
 
     pub fn skipped(scenario: Scenario, round: u32, reason: &str) -> Self {
         let mut r = Self::new(scenario, round, Duration::ZERO);
-        r.outcome = "skipped".into();
+        r.outcome = RoundOutcome::Skipped;
         r.error = Some(reason.into());
         r
     }
 
     pub fn fail(&mut self, why: impl Into<String>) {
-        self.outcome = "failed".into();
+        self.outcome = RoundOutcome::Failed;
         self.error = Some(why.into());
     }
 
     pub fn ok(&self) -> bool {
-        self.outcome != "failed"
+        self.outcome != RoundOutcome::Failed
     }
 
     pub fn aborts_drill(&self) -> bool {
@@ -97,13 +105,15 @@ impl RoundRecord {
         format!("{} round {}", self.scenario, self.round)
     }
 
-    /// Fills the times from Docker's events and the watchdog's incident.
+    /// Fills the times from Docker's events and the watchdog's incident; `seen`: the
+    /// watchdog's states for the container during the round.
     pub fn fill(
         &mut self,
         t: &Timeline,
         incident: Option<&Incident>,
         healthy: Option<SystemTime>,
         fault_at: SystemTime,
+        seen: StatesSeen,
     ) {
         let off = |at: SystemTime| {
             at.duration_since(fault_at)
@@ -139,11 +149,26 @@ impl RoundRecord {
         self.healthy_s = healthy.map(off);
         self.time_to_detect_seconds = self.detected_s;
         self.time_to_recover_seconds = self.healthy_s;
+        self.split = Split::of(self.detected_s, self.restart_begun_s, self.healthy_s);
+        let gap = match (self.detected_s, self.restart_begun_s) {
+            (Some(d), Some(b)) => Some(b - d),
+            _ => None,
+        };
+        self.hold = seen.hold(gap);
         self.restarts = t.starts;
         if let Some(i) = incident {
             self.incident_id = Some(i.id);
-            self.incident_trigger = Some(i.trigger.to_string());
-            self.incident_outcome = Some(i.outcome.to_string());
+            self.incident_trigger = Some(i.trigger);
+            self.incident_outcome = Some(i.outcome);
+        }
+    }
+
+    /// `held 31.0s (backoff)`, or empty.
+    fn hold_note(&self) -> String {
+        match (self.hold, self.split) {
+            (Some(h), Some(s)) => format!("held {:.1}s ({h})", s.hold_s),
+            (Some(h), None) => format!("held ({h})"),
+            _ => String::new(),
         }
     }
 }
@@ -188,6 +213,8 @@ pub struct ScenarioSummary {
     pub recovered: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Measured rounds the watchdog held (backoff or budget) before restarting.
+    pub held: usize,
     pub slo_seconds: f64,
     pub time_to_detect: Option<Stats>,
     pub time_to_recover: Option<Stats>,
@@ -198,11 +225,20 @@ pub struct ScenarioSummary {
 pub struct DrillReport {
     pub target: String,
     pub started: String,
+    /// Rounds were spaced so that none started inside the watchdog's backoff (`false`:
+    /// `--back-to-back`).
+    pub spaced: bool,
     pub ok: bool,
+    pub verdict: Verdict,
     pub summary: Vec<ScenarioSummary>,
     pub rounds: Vec<RoundRecord>,
     /// One line per round that failed, naming it.
     pub failures: Vec<String>,
+}
+
+/// Seconds with two decimals, or `-`.
+fn secs(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |s| format!("{s:.2}"))
 }
 
 impl DrillReport {
@@ -211,6 +247,8 @@ impl DrillReport {
         started: SystemTime,
         rounds: Vec<RoundRecord>,
         slo: impl Fn(Scenario) -> Duration,
+        spaced: bool,
+        interrupted: bool,
     ) -> Self {
         let mut scenarios: Vec<Scenario> = Vec::new();
         for r in &rounds {
@@ -222,14 +260,15 @@ impl DrillReport {
             .into_iter()
             .map(|s| {
                 let of: Vec<&RoundRecord> = rounds.iter().filter(|r| r.scenario == s).collect();
-                let measured = || of.iter().filter(|r| r.outcome != "skipped");
-                let count = |o: &str| of.iter().filter(|r| r.outcome == o).count();
+                let measured = || of.iter().filter(|r| r.outcome != RoundOutcome::Skipped);
+                let count = |o: RoundOutcome| of.iter().filter(|r| r.outcome == o).count();
                 ScenarioSummary {
                     scenario: s,
                     rounds: of.len(),
-                    recovered: count("recovered"),
-                    failed: count("failed"),
-                    skipped: count("skipped"),
+                    recovered: count(RoundOutcome::Recovered),
+                    failed: count(RoundOutcome::Failed),
+                    skipped: count(RoundOutcome::Skipped),
+                    held: measured().filter(|r| r.hold.is_some()).count(),
                     slo_seconds: slo(s).as_secs_f64(),
                     time_to_detect: Stats::of(
                         &measured()
@@ -245,22 +284,28 @@ impl DrillReport {
                 }
             })
             .collect();
-        let failures: Vec<String> = rounds
+        let mut failures: Vec<String> = rounds
             .iter()
             .filter(|r| !r.ok())
             .map(|r| format!("{}: {}", r.name(), r.error.as_deref().unwrap_or("failed")))
             .collect();
+        if interrupted {
+            failures.push("interrupted: the remaining rounds were not run".into());
+        }
+        let verdict = Verdict::of(&rounds, failures.clone());
         Self {
             target: target.into(),
             started: humantime::format_rfc3339_seconds(started).to_string(),
+            spaced,
             ok: failures.is_empty(),
+            verdict,
             summary,
             rounds,
             failures,
         }
     }
 
-    fn summary_rows(&self) -> Vec<[String; 8]> {
+    fn summary_rows(&self) -> Vec<[String; 9]> {
         let st = |s: &Option<Stats>| {
             s.map_or("-".to_string(), |s| {
                 format!("{:.2} / {:.2} / {:.2} / {:.2}", s.min, s.p50, s.p95, s.max)
@@ -274,6 +319,7 @@ impl DrillReport {
                     format!("{}/{}", s.recovered, s.rounds - s.skipped),
                     s.failed.to_string(),
                     s.skipped.to_string(),
+                    s.held.to_string(),
                     format!("{:.0}s", s.slo_seconds),
                     st(&s.time_to_detect),
                     st(&s.time_to_recover),
@@ -283,95 +329,136 @@ impl DrillReport {
             .collect()
     }
 
-    const HEADERS: [&'static str; 8] = [
+    const HEADERS: [&'static str; 9] = [
         "SCENARIO",
         "RECOVERED",
         "FAILED",
         "SKIPPED",
+        "HELD",
         "LIMIT",
         "DETECT s min/p50/p95/max",
         "RECOVER s min/p50/p95/max",
         "RESTARTS",
     ];
 
-    /// The terminal table: summary, then failures and skips.
+    /// One row per measured round: the split of its time.
+    fn round_rows(&self) -> Vec<[String; 6]> {
+        self.rounds
+            .iter()
+            .filter(|r| r.outcome != RoundOutcome::Skipped)
+            .map(|r| {
+                let split = |f: fn(&Split) -> f64| secs(r.split.as_ref().map(f));
+                let hold = match (r.split, r.hold) {
+                    (Some(s), Some(h)) => format!("{:.2} {h} *", s.hold_s),
+                    (None, Some(h)) => format!("- {h} *"),
+                    (s, None) => secs(s.map(|s| s.hold_s)),
+                };
+                [
+                    r.name(),
+                    split(|s| s.detection_s),
+                    hold,
+                    split(|s| s.restart_to_healthy_s),
+                    secs(r.healthy_s),
+                    r.outcome.to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    const ROUND_HEADERS: [&'static str; 6] = [
+        "ROUND",
+        "DETECT s",
+        "HOLD s",
+        "RESTART->HEALTHY s",
+        "TOTAL s",
+        "OUTCOME",
+    ];
+
+    /// The terminal table: summary, each round's split, skips, then the verdict.
     pub fn table(&self) -> String {
-        let rows = self.summary_rows();
-        let mut width = Self::HEADERS.map(str::len);
-        for r in &rows {
-            for (w, c) in width.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let line = |cells: &[String]| {
-            let mut s = String::new();
-            for (c, w) in cells.iter().zip(width) {
-                let _ = write!(s, "{c:<w$}  ");
-            }
-            s.trim_end().to_string() + "\n"
-        };
-        let mut out = format!("drill of {}\n", self.target);
-        out += &line(&Self::HEADERS.map(String::from));
-        for r in &rows {
-            out += &line(r);
-        }
-        for r in self.rounds.iter().filter(|r| r.outcome == "skipped") {
-            if r.round == 1 {
-                let _ = writeln!(
-                    out,
-                    "skipped {}: {}",
-                    r.scenario,
-                    r.error.as_deref().unwrap_or("")
-                );
-            }
-        }
-        for f in &self.failures {
-            let _ = writeln!(out, "FAILED {f}");
-        }
-        let _ = writeln!(
-            out,
-            "{}",
-            if self.ok {
-                "result: every round recovered within its limit"
+        let mut out = format!(
+            "drill of {} ({})\n",
+            self.target,
+            if self.spaced {
+                "rounds spaced past the watchdog's backoff"
             } else {
-                "result: FAILED"
+                "rounds back to back: later rounds may be held by the watchdog's backoff"
             }
         );
+        out += &aligned(&Self::HEADERS, &self.summary_rows());
+        out += "\n";
+        out += &aligned(&Self::ROUND_HEADERS, &self.round_rows());
+        if self.rounds.iter().any(|r| r.hold.is_some()) {
+            out += "* held: the watchdog waited (its backoff after earlier restarts, or its \
+                    budget) between detecting the fault and restarting\n";
+        }
+        for r in self
+            .rounds
+            .iter()
+            .filter(|r| r.outcome == RoundOutcome::Skipped && r.round == 1)
+        {
+            let _ = writeln!(
+                out,
+                "skipped {}: {}",
+                r.scenario,
+                r.error.as_deref().unwrap_or("")
+            );
+        }
+        let mut lines = self.verdict.lines().into_iter();
+        let _ = writeln!(out, "result: {}", lines.next().unwrap_or_default());
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
         out
     }
 
     /// The Markdown report; `svg` is the timeline's file name beside it.
     pub fn markdown(&self, svg: &str) -> String {
-        let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.2}"));
+        let mut verdict = self.verdict.lines().into_iter();
         let mut out = format!(
-            "# selfheal drill: {}\n\nStarted {}. Result: **{}**.\n\n",
+            "# selfheal drill: {}\n\nStarted {}; rounds {}. Result: **{}**.\n\n",
             self.target,
             self.started,
-            if self.ok { "passed" } else { "FAILED" }
+            if self.spaced {
+                "spaced so that none starts inside the watchdog's backoff"
+            } else {
+                "back to back (later rounds may be held by the watchdog's backoff)"
+            },
+            verdict.next().unwrap_or_default()
         );
-        out += "| scenario | recovered | failed | skipped | limit | detect s (min / p50 / p95 / max) | recover s (min / p50 / p95 / max) | restarts |\n";
-        out += "|---|---|---|---|---|---|---|---|\n";
+        for l in verdict {
+            let _ = writeln!(out, "- {}", l.trim_start());
+        }
+        out += "\n| scenario | recovered | failed | skipped | held | limit | detect s (min / p50 / p95 / max) | recover s (min / p50 / p95 / max) | restarts |\n";
+        out += "|---|---|---|---|---|---|---|---|---|\n";
         for r in self.summary_rows() {
             out += &format!("| {} |\n", r.join(" | "));
         }
         let _ = write!(out, "\n![timeline of the rounds]({svg})\n\n## Rounds\n\n");
-        out += "| round | injected by | detected s (by) | restart begun s (by) | started s | healthy s | restarts | incident | outcome |\n";
-        out += "|---|---|---|---|---|---|---|---|---|\n";
+        out += "| round | injected by | detected s (by) | restart begun s (by) | started s | healthy s | detect / hold / restart->healthy s | restarts | incident | outcome |\n";
+        out += "|---|---|---|---|---|---|---|---|---|---|\n";
         for r in &self.rounds {
             let incident = r.incident_id.map_or("-".to_string(), |id| {
                 format!(
                     "#{id} {} {}",
-                    r.incident_trigger.as_deref().unwrap_or(""),
-                    r.incident_outcome.as_deref().unwrap_or("")
+                    r.incident_trigger.map_or("", Trigger::as_str),
+                    r.incident_outcome.map_or("", IncidentOutcome::as_str)
                 )
             });
             let outcome = match &r.error {
                 Some(e) => format!("{}: {}", r.outcome, e.replace('|', "/")),
-                None => r.outcome.clone(),
+                None => r.outcome.to_string(),
             };
+            let split = r.split.map_or("-".to_string(), |s| {
+                let held = r.hold.map_or(String::new(), |h| format!(" **held: {h}**"));
+                format!(
+                    "{:.2} / {:.2}{held} / {:.2}",
+                    s.detection_s, s.hold_s, s.restart_to_healthy_s
+                )
+            });
             let _ = writeln!(
                 out,
-                "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} | {} |",
                 r.name(),
                 if r.injected_by.is_empty() {
                     "-"
@@ -384,6 +471,7 @@ impl DrillReport {
                 r.restarted_by.as_deref().unwrap_or("-"),
                 secs(r.started_s),
                 secs(r.healthy_s),
+                split,
                 r.restarts,
                 incident,
                 outcome
@@ -393,15 +481,23 @@ impl DrillReport {
                 incident opened (else Docker's die or unhealthy event). Restart begun: Docker's \
                 kill event of the restart (else the incident's action, or the die event when \
                 Docker's restart policy restarts it). Healthy: Docker's health_status healthy \
-                event after the start (else the app's health endpoint answering).\n";
+                event after the start (else the app's health endpoint answering). Hold: \
+                detected -> restart begun; a round is held when the watchdog's view said \
+                backing_off (backoff) or quarantined (budget) during it, or the gap was 0.5 s or \
+                more (unexplained).\n";
         out
     }
 
-    /// The timeline: one row per round, phases fault -> detected -> restart begun -> started
-    /// -> healthy, and the round's limit.
+    /// The timeline: one row per round, phases fault -> detected -> held (if it was) ->
+    /// restart begun -> started -> healthy, and the round's limit. A held round says so in
+    /// its label.
     pub fn svg(&self) -> String {
-        const PHASES: [Phase; 4] = [
+        const PHASES: [Phase; 5] = [
             FAULT_TO_DETECTED,
+            Phase {
+                label: "held by the watchdog (backoff / budget)",
+                color: "#9c36b5",
+            },
             DETECTED_TO_RESTART_BEGUN,
             Phase {
                 label: "restart begun -> started",
@@ -415,12 +511,26 @@ impl DrillReport {
         let rows = self
             .rounds
             .iter()
-            .filter(|r| r.outcome != "skipped")
-            .map(|r| TimelineRow {
-                label: r.name(),
-                ends: vec![r.detected_s, r.restart_begun_s, r.started_s, r.healthy_s],
-                limit: Some(r.slo_seconds),
-                ..TimelineRow::default()
+            .filter(|r| r.outcome != RoundOutcome::Skipped)
+            .map(|r| {
+                let held = r.hold.is_some();
+                let note = r.hold_note();
+                TimelineRow {
+                    label: if note.is_empty() {
+                        r.name()
+                    } else {
+                        format!("{}: {note}", r.name())
+                    },
+                    ends: vec![
+                        r.detected_s,
+                        r.restart_begun_s.filter(|_| held),
+                        r.restart_begun_s.filter(|_| !held),
+                        r.started_s,
+                        r.healthy_s,
+                    ],
+                    limit: Some(r.slo_seconds),
+                    ..TimelineRow::default()
+                }
             })
             .collect();
         TimelineChart {
@@ -432,6 +542,28 @@ impl DrillReport {
         }
         .svg()
     }
+}
+
+/// Rows under headers, each column as wide as its widest cell.
+fn aligned<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = headers.map(str::len);
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (c, w) in cells.iter().zip(width) {
+            let _ = write!(s, "{c:<w$}  ");
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&headers.map(String::from));
+    for r in rows {
+        out += &line(r);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -446,6 +578,7 @@ mod tests {
         r.started_s = recover.map(|h| h - 0.5);
         r.healthy_s = recover;
         r.time_to_recover_seconds = recover;
+        r.split = Split::of(r.detected_s, r.restart_begun_s, r.healthy_s);
         r.restarts = 1;
         if recover.is_none() {
             r.fail("not healthy again within 30s");
@@ -470,9 +603,14 @@ mod tests {
             round(Scenario::Crash, 2, 0.3, None),
             RoundRecord::skipped(Scenario::Oom, 1, "no memory limit"),
         ];
-        let r = DrillReport::new("app-1", SystemTime::now(), rounds, |_| {
-            Duration::from_secs(30)
-        });
+        let r = DrillReport::new(
+            "app-1",
+            SystemTime::now(),
+            rounds,
+            |_| Duration::from_secs(30),
+            true,
+            false,
+        );
         assert!(!r.ok);
         assert_eq!(
             r.failures,
@@ -483,7 +621,14 @@ mod tests {
         assert_eq!(crash.time_to_recover.unwrap().n, 1);
         assert_eq!(r.summary[1].skipped, 1);
         let table = r.table();
-        assert!(table.contains("FAILED crash round 2"), "{table}");
+        assert!(
+            table.contains("result: FAILED\n  crash round 2: not healthy"),
+            "{table}"
+        );
+        assert!(
+            table.contains("crash round 1  0.20      0.01    0.89"),
+            "{table}"
+        );
         assert!(table.contains("skipped oom: no memory limit"), "{table}");
         let md = r.markdown("t.svg");
         assert!(md.contains("![timeline of the rounds](t.svg)"));
@@ -492,5 +637,62 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("not recovered"));
         assert_eq!(svg.matches("<title>limit 30s</title>").count(), 2);
+    }
+
+    #[test]
+    fn a_held_round_is_marked_in_the_table_the_markdown_and_the_svg() {
+        let fresh = round(Scenario::Freeze, 1, 2.0, Some(6.0));
+        let mut held = RoundRecord::new(Scenario::Freeze, 2, Duration::from_secs(60));
+        let t = Timeline::default();
+        let fault = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |s: f64| Some(fault + Duration::from_secs_f64(s));
+        let t = Timeline {
+            kill: at(34.0),
+            started: at(37.5),
+            healthy: at(39.0),
+            starts: 1,
+            ..t
+        };
+        let seen = StatesSeen {
+            backing_off: true,
+            quarantined: false,
+        };
+        held.fill(&t, None, t.healthy, fault, seen);
+        held.detected_s = Some(2.0);
+        held.split = Split::of(held.detected_s, held.restart_begun_s, held.healthy_s);
+        held.hold = seen.hold(Some(32.0));
+        let r = DrillReport::new(
+            "app-1",
+            SystemTime::now(),
+            vec![fresh, held],
+            |_| Duration::from_secs(60),
+            false,
+            false,
+        );
+        assert_eq!(r.summary[0].held, 1);
+        assert!(r.ok && r.verdict.passed());
+        let table = r.table();
+        assert!(table.contains("32.00 backoff *"), "{table}");
+        assert!(table.contains("rounds back to back"), "{table}");
+        assert!(
+            table.contains("result: every round recovered within its limit, but only because"),
+            "{table}"
+        );
+        assert!(
+            table.contains("freeze: round(s) 2 held by the watchdog's backoff"),
+            "{table}"
+        );
+        let md = r.markdown("t.svg");
+        assert!(md.contains("2.00 / 32.00 **held: backoff** / 5.00"), "{md}");
+        let svg = r.svg();
+        assert!(
+            svg.contains("freeze round 2: held 32.0s (backoff)"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("<title>held by the watchdog (backoff / budget): 2.00s to 34.00s</title>"),
+            "{svg}"
+        );
+        assert!(!svg.contains("freeze round 1: held"), "{svg}");
     }
 }

@@ -3,6 +3,8 @@
 
 use super::inject::{self, Chaos};
 use super::report::RoundRecord;
+use super::spacing::{self, BackoffSeen, Pacing, Spacing};
+use super::split::StatesSeen;
 use super::target::Target;
 use super::{Progress, Scenario};
 use crate::docker::{bounded, ContainerInfo};
@@ -116,6 +118,21 @@ impl WatchdogApi {
             .is_ok()
     }
 
+    /// The watchdog's view of one container (`None`: it does not watch it).
+    pub async fn container(&self, container_id: &str) -> Result<Option<WatchView>, String> {
+        let url = format!("{}/api/v1/containers", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let views: Vec<WatchView> = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+        Ok(views.into_iter().find(|v| v.id == container_id))
+    }
+
     /// Incidents of one container, newest first.
     pub async fn incidents(&self, container_id: &str) -> Result<Vec<Incident>, String> {
         let url = format!("{}/api/v1/incidents", self.base);
@@ -132,6 +149,44 @@ impl WatchdogApi {
     }
 }
 
+/// What the drill reads of `/api/v1/containers`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct WatchView {
+    pub id: String,
+    pub state: String,
+    #[serde(default)]
+    pub restarts_in_window: u32,
+    /// Absent from watchdogs older than the drill's spacing.
+    #[serde(default)]
+    pub backoff: Option<BackoffApi>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BackoffApi {
+    pub reset_after: String,
+    pub healthy_since: Option<String>,
+}
+
+impl WatchView {
+    /// The backoff as the watchdog shows it; from an older watchdog, its default reset period
+    /// and `ready_since` (when the drill itself last saw the container become ready).
+    pub fn backoff_seen(&self, ready_since: Option<SystemTime>) -> BackoffSeen {
+        let default_reset = selfheal_core::Backoff::default().reset_after;
+        match &self.backoff {
+            Some(b) => BackoffSeen {
+                restarts_in_window: self.restarts_in_window,
+                healthy_since: b.healthy_since.as_deref().and_then(wall),
+                reset_after: selfheal_core::parse_duration(&b.reset_after).unwrap_or(default_reset),
+            },
+            None => BackoffSeen {
+                restarts_in_window: self.restarts_in_window,
+                healthy_since: ready_since,
+                reset_after: default_reset,
+            },
+        }
+    }
+}
+
 /// Everything one round needs.
 #[derive(Debug)]
 pub struct RoundRun<'a> {
@@ -144,6 +199,7 @@ pub struct RoundRun<'a> {
     pub settle: Duration,
     pub watchdog: Option<&'a WatchdogApi>,
     pub chaos: Option<&'a Chaos>,
+    pub pacing: Pacing,
 }
 
 fn wall(t: &str) -> Option<SystemTime> {
@@ -191,12 +247,16 @@ impl RoundRun<'_> {
         let mut next_api = Instant::now();
         let mut app_healthy: Option<SystemTime> = None;
         let mut healthy_seen_at: Option<Instant> = None;
+        let mut seen = StatesSeen::default();
         loop {
             events.extend(observer.drain());
             let t = Timeline::from_events(&events, fault_at, injected);
             if let Some(api) = self.watchdog {
                 if Instant::now() >= next_api {
                     next_api = Instant::now() + API_POLL;
+                    if let Ok(Some(v)) = api.container(&self.target.id).await {
+                        seen.note(&v.state);
+                    }
                     match api.incidents(&self.target.id).await {
                         Ok(list) => {
                             api_error = None;
@@ -236,7 +296,7 @@ impl RoundRun<'_> {
                 || healthy_seen_at.is_some_and(|h| h.elapsed() >= Duration::from_secs(3));
             let now = Instant::now();
             if quarantined || (healthy.is_some() && incident_settled) || now >= deadline {
-                record.fill(&t, incident.as_ref(), healthy, fault_at);
+                record.fill(&t, incident.as_ref(), healthy, fault_at, seen);
                 if quarantined {
                     record.fail("the watchdog quarantined the container (restart budget spent)");
                 } else if healthy.is_none() {
@@ -298,17 +358,35 @@ impl RoundRun<'_> {
         }
     }
 
-    /// Waits until the container runs and is healthy, and the watchdog has no open incident
-    /// for it.
+    /// Waits until the container runs and is healthy, the watchdog has no open incident for
+    /// it, and (rounds spaced, the default) no earlier restart can hold the next one. The
+    /// settle timeout runs from the start, plus the backoff's reset period while that is
+    /// what the drill waits for.
     async fn settle(&self, progress: &Progress) -> Result<(), String> {
         let started = Instant::now();
-        let deadline = started + self.settle;
+        let mut deadline = started + self.settle;
+        let mut ready_since: Option<SystemTime> = None;
         let mut why;
         loop {
             why = self.not_ready().await;
-            match &why {
-                None => return Ok(()),
-                Some(w) => progress.status(&self.label(), w, started.elapsed()),
+            if why.is_none() {
+                let since = *ready_since.get_or_insert_with(SystemTime::now);
+                match self.spacing(since).await {
+                    Ok((Spacing::Go, _)) => return Ok(()),
+                    Ok((wait, reset_after)) => {
+                        if let Spacing::WaitUntil { at, .. } = wait {
+                            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                            deadline = deadline.max(Instant::now() + left + self.settle);
+                        }
+                        why = Some(wait.describe(reset_after, SystemTime::now()));
+                    }
+                    Err(e) => why = Some(e),
+                }
+            } else {
+                ready_since = None;
+            }
+            if let Some(w) = &why {
+                progress.status(&self.label(), w, started.elapsed());
             }
             if Instant::now() >= deadline {
                 break;
@@ -318,8 +396,28 @@ impl RoundRun<'_> {
         Err(format!(
             "{} still not ready after {:?}: {}",
             self.target.name,
-            self.settle,
+            Instant::now() - started,
             why.unwrap_or_default()
+        ))
+    }
+
+    /// Whether the watchdog's backoff could hold a fault injected now ([`spacing::decide`]),
+    /// and its reset period. Without the watchdog's API there is nothing to go by: go.
+    async fn spacing(&self, ready_since: SystemTime) -> Result<(Spacing, Duration), String> {
+        let Some(api) = self.watchdog else {
+            return Ok((Spacing::Go, Duration::ZERO));
+        };
+        let Some(view) = api
+            .container(&self.target.id)
+            .await
+            .map_err(|e| format!("watchdog API: {e}"))?
+        else {
+            return Ok((Spacing::Go, Duration::ZERO));
+        };
+        let seen = view.backoff_seen(Some(ready_since));
+        Ok((
+            spacing::decide(self.pacing, &seen, SystemTime::now()),
+            seen.reset_after,
         ))
     }
 

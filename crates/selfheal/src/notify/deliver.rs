@@ -7,6 +7,10 @@
 //!   `Tags` headers (ntfy's publish API);
 //! - gotify: `POST /message` with `X-Gotify-Key: TOKEN` and `{"title", "message",
 //!   "priority"}` (Gotify's message API);
+//! - telegram: `POST BASE/botTOKEN/sendMessage` with `{"chat_id", "text", "parse_mode":
+//!   "HTML"}` once per chat (Telegram's Bot API);
+//! - pushover: `POST BASE/1/messages.json`, a form of `token`, `user`, `message`, `title`,
+//!   `priority` and `device` when given (Pushover's message API);
 //! - smtp: an email over SMTP with STARTTLS required (lettre).
 //!
 //! Errors never carry the target's URL: it holds secrets.
@@ -43,11 +47,45 @@ pub enum Delivery {
         token: Option<String>,
         client: reqwest::Client,
     },
+    Telegram {
+        base: Url,
+        token: String,
+        chats: Vec<String>,
+        client: reqwest::Client,
+    },
+    Pushover {
+        url: Url,
+        token: String,
+        user: String,
+        devices: Option<String>,
+        client: reqwest::Client,
+    },
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: String,
         to: Vec<String>,
     },
+}
+
+fn http_client() -> Result<reqwest::Client, DeliveryError> {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .user_agent(concat!("selfheal/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| DeliveryError::Setup(e.without_url().to_string()))
+}
+
+/// Sends one request; a non-2xx answer is an error. The error never carries the URL.
+async fn send(req: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
+    let r = req
+        .send()
+        .await
+        .map_err(|e| DeliveryError::Http(with_causes(&e.without_url())))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(DeliveryError::Status(r.status()))
+    }
 }
 
 impl std::fmt::Debug for Delivery {
@@ -63,11 +101,25 @@ impl Delivery {
                 kind: t.kind,
                 url: url.clone(),
                 token: token.clone(),
-                client: reqwest::Client::builder()
-                    .timeout(TIMEOUT)
-                    .user_agent(concat!("selfheal/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| DeliveryError::Setup(e.without_url().to_string()))?,
+                client: http_client()?,
+            }),
+            Endpoint::Telegram { base, token, chats } => Ok(Delivery::Telegram {
+                base: base.clone(),
+                token: token.clone(),
+                chats: chats.clone(),
+                client: http_client()?,
+            }),
+            Endpoint::Pushover {
+                url,
+                token,
+                user,
+                devices,
+            } => Ok(Delivery::Pushover {
+                url: url.clone(),
+                token: token.clone(),
+                user: user.clone(),
+                devices: devices.clone(),
+                client: http_client()?,
             }),
             Endpoint::Smtp(s) => smtp(s),
         }
@@ -104,18 +156,50 @@ impl Delivery {
                             .header("X-Gotify-Key", token.as_deref().unwrap_or_default())
                             .json(&n.gotify())
                     }
-                    // Delivery::new gives an smtp target a Delivery::Smtp.
-                    Kind::Smtp => return Err(DeliveryError::Setup("smtp is not HTTP".into())),
+                    // Delivery::new gives these kinds their own variants.
+                    Kind::Smtp | Kind::Telegram | Kind::Pushover => {
+                        return Err(DeliveryError::Setup(format!(
+                            "{} is not a plain webhook",
+                            kind.as_str()
+                        )))
+                    }
                 };
-                let r = req
-                    .send()
-                    .await
-                    .map_err(|e| DeliveryError::Http(with_causes(&e.without_url())))?;
-                if r.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(DeliveryError::Status(r.status()))
+                send(req).await
+            }
+            Delivery::Telegram {
+                base,
+                token,
+                chats,
+                client,
+            } => {
+                let mut u = base.clone();
+                let path = format!("{}/bot{token}/sendMessage", u.path().trim_end_matches('/'));
+                u.set_path(&path);
+                // Every chat is tried; the first failure is the answer.
+                let mut result = Ok(());
+                for chat in chats {
+                    let sent = send(client.post(u.clone()).json(&n.telegram(chat))).await;
+                    if result.is_ok() {
+                        result = sent;
+                    }
                 }
+                result
+            }
+            Delivery::Pushover {
+                url,
+                token,
+                user,
+                devices,
+                client,
+            } => {
+                let body = n.pushover_form(token, user, devices.as_deref());
+                send(
+                    client
+                        .post(url.clone())
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .body(body),
+                )
+                .await
             }
             Delivery::Smtp {
                 transport,

@@ -1,40 +1,186 @@
 //! One notification and how each kind of target wants it: the generic JSON, Slack's `text`,
 //! Discord's `content` and `embeds`, ntfy's headers, Gotify's message, an email.
 
-use selfheal_core::Severity;
-use serde::Serialize;
+use selfheal_core::{Severity, Trigger};
+use serde::{Serialize, Serializer};
 use serde_json::json;
+use std::time::Duration;
 
 /// Placeholder when the engine's name is not known yet and none was configured.
 pub const UNKNOWN_HOST: &str = "(unknown host)";
 
+/// What a message is about: an incident's trigger, or `selfheal notify test`. Serialized as
+/// the trigger's name (`unhealthy`, `died`, ...) or `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyTrigger {
+    Incident(Trigger),
+    Test,
+}
+
+impl NotifyTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incident(t) => t.as_str(),
+            Self::Test => "test",
+        }
+    }
+}
+
+impl std::fmt::Display for NotifyTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for NotifyTrigger {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// What the watchdog did or saw: the message's `event`, and its `outcome` in words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NotifyOutcome {
+    /// An incident opened; the watchdog restarts the container (`dry_run`: it only says so).
+    Restarting { incident: u64, dry_run: bool },
+    /// A restart failed; it is tried again after the backoff.
+    RestartFailed { dry_run: bool },
+    /// The restart budget is spent after `attempts` restarts.
+    Quarantined { attempts: u32 },
+    /// Healthy again for good: from the loop's first failure, over `faults` incidents.
+    Recovered {
+        time_to_recover: Duration,
+        faults: u32,
+    },
+    /// `selfheal notify test`.
+    Test,
+}
+
+impl NotifyOutcome {
+    /// The `event` field: opened, failed, quarantined, recovered or test.
+    pub fn event(self) -> &'static str {
+        match self {
+            Self::Restarting { .. } => "opened",
+            Self::RestartFailed { .. } => "failed",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Recovered { .. } => "recovered",
+            Self::Test => "test",
+        }
+    }
+
+    /// The title's word for it.
+    fn headline(self) -> &'static str {
+        match self {
+            Self::Restarting { .. } => "failing",
+            Self::RestartFailed { .. } => "restart failed",
+            Self::Quarantined { .. } => "quarantined",
+            Self::Recovered { .. } => "recovered",
+            Self::Test => "test message",
+        }
+    }
+}
+
+/// The `outcome` field: what the watchdog did or saw, in words.
+impl std::fmt::Display for NotifyOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dry = |d: bool| if d { " (dry run)" } else { "" };
+        match *self {
+            Self::Restarting { incident, dry_run } => {
+                write!(f, "restarting{}; incident #{incident} opened", dry(dry_run))
+            }
+            Self::RestartFailed { dry_run } => write!(
+                f,
+                "restart failed{}; it will be tried again after the backoff",
+                dry(dry_run)
+            ),
+            Self::Quarantined { attempts } => write!(
+                f,
+                "quarantined after {attempts} restart(s): the restart budget is spent, it needs \
+                 a human"
+            ),
+            Self::Recovered {
+                time_to_recover, ..
+            } => write!(
+                f,
+                "recovered in {:.1}s and healthy since",
+                time_to_recover.as_secs_f64()
+            ),
+            Self::Test => {
+                f.write_str("test message from `selfheal notify test`; no container was touched")
+            }
+        }
+    }
+}
+
 /// One notification. Every message names the host, the container with its compose project
 /// and service, the trigger and the outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Notification {
-    /// opened, failed, quarantined, recovered or test.
-    pub event: &'static str,
     pub severity: Severity,
     /// The engine's `Name` (`GET /info`) or `--host-name`; filled in by the notifier.
     pub host: String,
     pub container: String,
     pub compose_project: Option<String>,
     pub compose_service: Option<String>,
-    pub trigger: String,
-    /// What the watchdog did or saw, in words: "restarting", "restart failed", ...
-    pub outcome: String,
+    pub trigger: NotifyTrigger,
+    pub outcome: NotifyOutcome,
     pub incident_id: u64,
     pub attempts: u32,
-    /// Faults (incidents) of the crash loop this message closes; 1 without a loop.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub faults: Option<u32>,
-    /// A recovery: from the loop's first failure to healthy again for good.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_to_recover_seconds: Option<f64>,
     /// A short form of the incident's evidence (last health check output, log lines), when
     /// there is some.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+}
+
+/// The JSON webhook's fields, in their order; `event`, `faults` and `time_to_recover_seconds`
+/// come from the outcome.
+#[derive(Serialize)]
+struct Wire<'a> {
+    event: &'static str,
+    severity: Severity,
+    host: &'a str,
+    container: &'a str,
+    compose_project: &'a Option<String>,
+    compose_service: &'a Option<String>,
+    trigger: NotifyTrigger,
+    outcome: String,
+    incident_id: u64,
+    attempts: u32,
+    /// Faults (incidents) of the crash loop this message closes; 1 without a loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faults: Option<u32>,
+    /// A recovery: from the loop's first failure to healthy again for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_to_recover_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: &'a Option<String>,
+}
+
+impl Serialize for Notification {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (faults, ttr) = match self.outcome {
+            NotifyOutcome::Recovered {
+                time_to_recover,
+                faults,
+            } => (Some(faults), Some(time_to_recover.as_secs_f64())),
+            _ => (None, None),
+        };
+        Wire {
+            event: self.outcome.event(),
+            severity: self.severity,
+            host: &self.host,
+            container: &self.container,
+            compose_project: &self.compose_project,
+            compose_service: &self.compose_service,
+            trigger: self.trigger,
+            outcome: self.outcome.to_string(),
+            incident_id: self.incident_id,
+            attempts: self.attempts,
+            faults,
+            time_to_recover_seconds: ttr,
+            evidence: &self.evidence,
+        }
+        .serialize(s)
+    }
 }
 
 impl Notification {
@@ -49,15 +195,12 @@ impl Notification {
 
     /// One line: `[host] container: outcome`.
     pub fn title(&self) -> String {
-        let what = match self.event {
-            "opened" => "failing",
-            "failed" => "restart failed",
-            "quarantined" => "quarantined",
-            "recovered" => "recovered",
-            "test" => "test message",
-            other => other,
-        };
-        format!("[{}] {}: {what}", self.host, self.container)
+        format!(
+            "[{}] {}: {}",
+            self.host,
+            self.container,
+            self.outcome.headline()
+        )
     }
 
     /// The lines of the message, each `field: value`.
@@ -65,15 +208,23 @@ impl Notification {
         let mut l = vec![
             ("host", self.host.clone()),
             ("container", self.who()),
-            ("trigger", self.trigger.clone()),
-            ("outcome", self.outcome.clone()),
+            ("trigger", self.trigger.to_string()),
+            ("outcome", self.outcome.to_string()),
         ];
-        if let Some(t) = self.time_to_recover_seconds {
-            let loop_note = match self.faults {
-                Some(n) if n > 1 => format!(" ({n} faults in a loop)"),
-                _ => String::new(),
+        if let NotifyOutcome::Recovered {
+            time_to_recover,
+            faults,
+        } = self.outcome
+        {
+            let loop_note = if faults > 1 {
+                format!(" ({faults} faults in a loop)")
+            } else {
+                String::new()
             };
-            l.push(("time to recover", format!("{t:.1}s{loop_note}")));
+            l.push((
+                "time to recover",
+                format!("{:.1}s{loop_note}", time_to_recover.as_secs_f64()),
+            ));
         }
         if self.incident_id > 0 {
             l.push((
@@ -148,7 +299,7 @@ impl Notification {
             "content": clip(&self.text(), 2000),
             "embeds": [{
                 "title": clip(&self.title(), 256),
-                "description": clip(&self.outcome, 4096),
+                "description": clip(&self.outcome.to_string(), 4096),
                 "color": color,
                 "fields": fields,
             }],
@@ -174,6 +325,43 @@ impl Notification {
         };
         json!({ "title": self.title(), "message": self.body(), "priority": priority })
     }
+
+    /// Telegram's `sendMessage` body for one chat: the title in bold and the lines, as HTML
+    /// (only `&`, `<` and `>` need escaping). Cut before escaping, so no entity is cut in
+    /// half; 3000 characters leave room for the escapes within Telegram's 4096.
+    pub fn telegram(&self, chat: &str) -> serde_json::Value {
+        let html = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let text = format!(
+            "<b>{}</b>\n{}",
+            html(&clip(&self.title(), 256)),
+            html(&clip(&self.body(), 3000))
+        );
+        json!({ "chat_id": chat, "text": text, "parse_mode": "HTML" })
+    }
+
+    /// Pushover's `messages.json` form: message (1024 characters at most), title (250),
+    /// priority -1 (quiet, info), 0 (warning) or 1 (critical, past quiet hours).
+    pub fn pushover_form(&self, token: &str, user: &str, devices: Option<&str>) -> String {
+        let priority = match self.severity {
+            Severity::Info => "-1",
+            Severity::Warning => "0",
+            Severity::Critical => "1",
+        };
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", token)
+            .append_pair("user", user)
+            .append_pair("message", &clip(&self.body(), 1024))
+            .append_pair("title", &clip(&self.title(), 250))
+            .append_pair("priority", priority);
+        if let Some(d) = devices {
+            form.append_pair("device", d);
+        }
+        form.finish()
+    }
 }
 
 /// At most `n` characters, with an ellipsis when cut.
@@ -191,18 +379,18 @@ mod tests {
 
     fn sample() -> Notification {
         Notification {
-            event: "recovered",
             severity: Severity::Info,
             host: "node-7".into(),
             container: "shop-web-1".into(),
             compose_project: Some("shop".into()),
             compose_service: Some("web".into()),
-            trigger: "unhealthy".into(),
-            outcome: "recovered".into(),
+            trigger: NotifyTrigger::Incident(Trigger::Unhealthy),
+            outcome: NotifyOutcome::Recovered {
+                time_to_recover: Duration::from_millis(41_250),
+                faults: 3,
+            },
             incident_id: 12,
             attempts: 3,
-            faults: Some(3),
-            time_to_recover_seconds: Some(41.25),
             evidence: None,
         }
     }
@@ -251,6 +439,74 @@ mod tests {
         assert!(d["embeds"][0]["title"].as_str().unwrap().chars().count() <= 256);
         for f in d["embeds"][0]["fields"].as_array().unwrap() {
             assert!(f["value"].as_str().unwrap().chars().count() <= 1024);
+        }
+    }
+
+    /// The webhook's JSON, exactly as receivers have it (the typed fields serialize as the
+    /// strings they always were, in the same order).
+    #[test]
+    fn webhook_json_is_pinned() {
+        let n = Notification {
+            evidence: Some("health check: exit 1".into()),
+            ..sample()
+        };
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"event":"recovered","severity":"info","host":"node-7","container":"shop-web-1","compose_project":"shop","compose_service":"web","trigger":"unhealthy","outcome":"recovered in 41.2s and healthy since","incident_id":12,"attempts":3,"faults":3,"time_to_recover_seconds":41.25,"evidence":"health check: exit 1"}"#
+        );
+        let opened = Notification {
+            severity: Severity::Warning,
+            compose_project: None,
+            compose_service: None,
+            trigger: NotifyTrigger::Incident(Trigger::ProbeFailed),
+            outcome: NotifyOutcome::Restarting {
+                incident: 12,
+                dry_run: false,
+            },
+            ..sample()
+        };
+        assert_eq!(
+            serde_json::to_string(&opened).unwrap(),
+            r#"{"event":"opened","severity":"warning","host":"node-7","container":"shop-web-1","compose_project":null,"compose_service":null,"trigger":"probe_failed","outcome":"restarting; incident #12 opened","incident_id":12,"attempts":3}"#
+        );
+        // Each outcome's event and words, as they were sent before they were typed.
+        for (outcome, event, words) in [
+            (
+                NotifyOutcome::Restarting {
+                    incident: 4,
+                    dry_run: true,
+                },
+                "opened",
+                "restarting (dry run); incident #4 opened",
+            ),
+            (
+                NotifyOutcome::RestartFailed { dry_run: false },
+                "failed",
+                "restart failed; it will be tried again after the backoff",
+            ),
+            (
+                NotifyOutcome::Quarantined { attempts: 5 },
+                "quarantined",
+                "quarantined after 5 restart(s): the restart budget is spent, it needs a human",
+            ),
+            (
+                NotifyOutcome::Test,
+                "test",
+                "test message from `selfheal notify test`; no container was touched",
+            ),
+        ] {
+            let v = Notification {
+                outcome,
+                trigger: NotifyTrigger::Test,
+                ..sample()
+            }
+            .json();
+            assert_eq!(
+                (v["event"].as_str(), v["outcome"].as_str()),
+                (Some(event), Some(words))
+            );
+            assert_eq!(v["trigger"], "test");
+            assert!(v.get("faults").is_none() && v.get("time_to_recover_seconds").is_none());
         }
     }
 }

@@ -9,7 +9,7 @@ pub mod message;
 pub mod target;
 
 pub use deliver::Delivery;
-pub use message::Notification;
+pub use message::{Notification, NotifyOutcome, NotifyTrigger};
 pub use target::{Kind, Target, TargetError};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -143,7 +143,7 @@ impl Notifier {
         for q in inner.queues.iter().filter(|q| n.severity >= q.min) {
             if q.tx.try_send(n.clone()).is_err() {
                 q.failed.inc();
-                tracing::warn!(target = %q.name, event = n.event, container = %n.container,
+                tracing::warn!(target = %q.name, event = n.outcome.event(), container = %n.container,
                     "notification queue full; message dropped");
             }
         }
@@ -162,7 +162,7 @@ async fn run_queue(
             match delivery.deliver(&n).await {
                 Ok(()) => {
                     sent.inc();
-                    tracing::debug!(target = %name, event = n.event, container = %n.container, "notification sent");
+                    tracing::debug!(target = %name, event = n.outcome.event(), container = %n.container, "notification sent");
                     break;
                 }
                 Err(e) if attempt < ATTEMPTS => {
@@ -171,7 +171,7 @@ async fn run_queue(
                 }
                 Err(e) => {
                     failed.inc();
-                    tracing::error!(target = %name, attempts = ATTEMPTS, error = %e, event = n.event,
+                    tracing::error!(target = %name, attempts = ATTEMPTS, error = %e, event = n.outcome.event(),
                         container = %n.container, "notification given up");
                 }
             }
@@ -186,18 +186,15 @@ pub async fn test_all(
     host: &str,
 ) -> Vec<(String, String, Result<(), deliver::DeliveryError>)> {
     let n = Notification {
-        event: "test",
         severity: selfheal_core::Severity::Critical,
         host: host.into(),
         container: "selfheal-test".into(),
         compose_project: None,
         compose_service: None,
-        trigger: "test".into(),
-        outcome: "test message from `selfheal notify test`; no container was touched".into(),
+        trigger: NotifyTrigger::Test,
+        outcome: NotifyOutcome::Test,
         incident_id: 0,
         attempts: 0,
-        faults: None,
-        time_to_recover_seconds: None,
         evidence: None,
     };
     let mut out = Vec::new();

@@ -1,6 +1,14 @@
 //! Notification targets, given as URLs whose scheme names the kind: `json+https://…`,
 //! `slack+https://…`, `discord+https://…`, `ntfy+https://host/topic`,
-//! `gotify+https://host/?token=…`, `smtp://user:pass@host:587?from=…&to=…`.
+//! `gotify+https://host/?token=…`, `telegram+https://api.telegram.org/?token=…&chats=…`,
+//! `pushover+https://api.pushover.net/?token=…&user=…`, `smtp://user:pass@host:587?from=…&to=…`.
+//! The base URL of the Telegram and Pushover kinds is theirs to change (a proxy, a test).
+//!
+//! Shoutrrr's URLs (what Watchtower and Docker-Guardian users already have) are accepted for
+//! every kind selfheal speaks and turned into the forms above: `telegram://TOKEN@telegram?chats=…`,
+//! `pushover://shoutrrr:TOKEN@USER/?devices=…`, `discord://TOKEN@ID`,
+//! `gotify://host[:port][/path]/TOKEN`, `ntfy://[user:pass@][host]/TOPIC`,
+//! `slack://[botname@]A/B/C` (a Slack webhook's three tokens).
 //!
 //! The fragment carries the watchdog's own options and is never sent anywhere:
 //! `#name=ops&severity=warning`. A target is shown (log, metrics, API, `notify test`) only by
@@ -21,6 +29,10 @@ pub enum Kind {
     Discord,
     Ntfy,
     Gotify,
+    /// Telegram's Bot API `sendMessage`, once per chat.
+    Telegram,
+    /// Pushover's `messages.json`.
+    Pushover,
     Smtp,
 }
 
@@ -32,6 +44,8 @@ impl Kind {
             Kind::Discord => "discord",
             Kind::Ntfy => "ntfy",
             Kind::Gotify => "gotify",
+            Kind::Telegram => "telegram",
+            Kind::Pushover => "pushover",
             Kind::Smtp => "smtp",
         }
     }
@@ -57,6 +71,20 @@ pub enum Endpoint {
     Http {
         url: Url,
         token: Option<String>,
+    },
+    /// The Bot API's base URL (`https://api.telegram.org`), the bot's token and the chats.
+    Telegram {
+        base: Url,
+        token: String,
+        chats: Vec<String>,
+    },
+    /// `messages.json`'s URL, the application's token, the user (or group) key and, if
+    /// given, the devices (comma-separated).
+    Pushover {
+        url: Url,
+        token: String,
+        user: String,
+        devices: Option<String>,
     },
     Smtp(SmtpTarget),
 }
@@ -86,7 +114,15 @@ impl std::fmt::Debug for SmtpTarget {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Endpoint::Http { url, .. } => write!(f, "Http({})", url.host_str().unwrap_or("")),
+            Endpoint::Http { url, .. } | Endpoint::Pushover { url, .. } => {
+                write!(f, "Http({})", url.host_str().unwrap_or(""))
+            }
+            Endpoint::Telegram { base, chats, .. } => write!(
+                f,
+                "Telegram({}, {} chat(s))",
+                base.host_str().unwrap_or(""),
+                chats.len()
+            ),
             Endpoint::Smtp(s) => s.fmt(f),
         }
     }
@@ -134,7 +170,8 @@ pub fn parse(raw: &str, index: usize) -> Result<Target, TargetError> {
         shown: shown.clone(),
         reason,
     };
-    let raw = raw.trim();
+    let converted = from_shoutrrr(raw.trim()).map_err(err)?;
+    let raw = converted.as_deref().unwrap_or(raw.trim());
     let (scheme, _) = raw
         .split_once("://")
         .ok_or_else(|| err("expected KIND+https://… or smtp://…".into()))?;
@@ -150,10 +187,13 @@ pub fn parse(raw: &str, index: usize) -> Result<Target, TargetError> {
         "discord" => Kind::Discord,
         "ntfy" => Kind::Ntfy,
         "gotify" => Kind::Gotify,
+        "telegram" => Kind::Telegram,
+        "pushover" => Kind::Pushover,
         "smtp" => Kind::Smtp,
         other => {
             return Err(err(format!(
-                "unknown kind {other:?}: expected json, slack, discord, ntfy, gotify or smtp"
+                "unknown kind {other:?}: expected json, slack, discord, ntfy, gotify, telegram, \
+                 pushover or smtp"
             )))
         }
     };
@@ -206,7 +246,11 @@ pub fn parse(raw: &str, index: usize) -> Result<Target, TargetError> {
             if kind == Kind::Ntfy && url.path().trim_matches('/').is_empty() {
                 return Err(err("ntfy needs a topic: ntfy+https://host/TOPIC".into()));
             }
-            Endpoint::Http { url, token }
+            match kind {
+                Kind::Telegram => telegram(url).map_err(err)?,
+                Kind::Pushover => pushover(url).map_err(err)?,
+                _ => Endpoint::Http { url, token },
+            }
         }
     };
     Ok(Target {
@@ -214,12 +258,161 @@ pub fn parse(raw: &str, index: usize) -> Result<Target, TargetError> {
         name,
         min_severity,
         endpoint,
-        redacted: if scheme.contains('+') || kind == Kind::Smtp {
+        redacted: if scheme.contains('+') || kind == Kind::Smtp || converted.is_some() {
             shown
         } else {
             format!("json+{shown}")
         },
     })
+}
+
+/// `telegram+https://api.telegram.org/?token=…&chats=…`: the path and the rest of the query
+/// are the base URL's.
+fn telegram(mut url: Url) -> Result<Endpoint, String> {
+    let token = take_query(&mut url, "token").ok_or(
+        "telegram needs the bot's token: telegram+https://api.telegram.org/?token=…&chats=…",
+    )?;
+    let chats: Vec<String> = take_query(&mut url, "chats")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect();
+    if chats.is_empty() {
+        return Err("telegram needs at least one chat: &chats=CHAT_ID or @channel".into());
+    }
+    Ok(Endpoint::Telegram {
+        base: url,
+        token,
+        chats,
+    })
+}
+
+/// `pushover+https://api.pushover.net/?token=…&user=…[&devices=…]`: posts to
+/// `BASE/1/messages.json`.
+fn pushover(mut url: Url) -> Result<Endpoint, String> {
+    let token = take_query(&mut url, "token").ok_or(
+        "pushover needs the application's token: pushover+https://api.pushover.net/?token=…&user=…",
+    )?;
+    let user =
+        take_query(&mut url, "user").ok_or("pushover needs the user or group key: &user=…")?;
+    let devices = take_query(&mut url, "devices");
+    let path = format!("{}/1/messages.json", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(Endpoint::Pushover {
+        url,
+        token,
+        user,
+        devices,
+    })
+}
+
+/// A shoutrrr URL (`telegram://…`, `pushover://…`, `discord://…`, `gotify://…`, `ntfy://…`,
+/// `slack://…`) as selfheal's own form, its `#name=…` kept; `None` for anything else.
+fn from_shoutrrr(raw: &str) -> Result<Option<String>, String> {
+    let Some((scheme, _)) = raw.split_once("://") else {
+        return Ok(None);
+    };
+    if !matches!(
+        scheme,
+        "telegram" | "pushover" | "discord" | "gotify" | "ntfy" | "slack"
+    ) {
+        return Ok(None);
+    }
+    let (body, fragment) = match raw.split_once('#') {
+        Some((b, f)) => (b, format!("#{f}")),
+        None => (raw, String::new()),
+    };
+    let u = Url::parse(body).map_err(|e| format!("not a URL: {e}"))?;
+    let host = u.host_str().unwrap_or_default();
+    let port = u.port().map_or(String::new(), |p| format!(":{p}"));
+    let user = u.username();
+    let password = u.password().unwrap_or_default();
+    let path: Vec<&str> = u.path().split('/').filter(|p| !p.is_empty()).collect();
+    let query: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(q, _)| q.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let native = match scheme {
+        // telegram://TOKEN@telegram?chats=…: the token is `BOTID:SECRET`, split by the URL
+        // parser into user and password.
+        "telegram" => {
+            let token = if password.is_empty() {
+                user.to_string()
+            } else {
+                format!("{user}:{password}")
+            };
+            let chats = param("chats")
+                .or_else(|| param("channels"))
+                .unwrap_or_default();
+            format!(
+                "telegram+https://api.telegram.org/?token={}&chats={}",
+                enc(&token),
+                enc(&chats)
+            )
+        }
+        // pushover://shoutrrr:TOKEN@USER/?devices=…
+        "pushover" => {
+            let mut s = format!(
+                "pushover+https://api.pushover.net/?token={password}&user={}",
+                enc(host)
+            );
+            if let Some(d) = param("devices") {
+                s.push_str(&format!("&devices={}", enc(&d)));
+            }
+            s
+        }
+        // discord://TOKEN@WEBHOOK_ID
+        "discord" => format!("discord+https://discord.com/api/webhooks/{host}/{user}"),
+        // gotify://host[:port][/path]/TOKEN[?disabletls=yes]
+        "gotify" => {
+            let (token, sub) = path
+                .split_last()
+                .ok_or("gotify needs the token as the last path part")?;
+            let tls = if param("disabletls")
+                .is_some_and(|v| matches!(v.as_str(), "yes" | "true" | "1"))
+            {
+                "http"
+            } else {
+                "https"
+            };
+            let sub = sub.iter().map(|p| format!("/{p}")).collect::<String>();
+            format!("gotify+{tls}://{host}{port}{sub}/?token={token}")
+        }
+        // ntfy://[user:pass@][host]/TOPIC; ntfy.sh when the host is left out.
+        "ntfy" => {
+            let auth = if user.is_empty() && password.is_empty() {
+                String::new()
+            } else {
+                format!("{user}:{password}@")
+            };
+            let host = if host.is_empty() { "ntfy.sh" } else { host };
+            let tls = if param("scheme").as_deref() == Some("http") {
+                "http"
+            } else {
+                "https"
+            };
+            format!("ntfy+{tls}://{auth}{host}{port}/{}", path.join("/"))
+        }
+        // slack://[botname@]A/B/C: a webhook's three tokens.
+        "slack" => {
+            let tokens: Vec<&str> = std::iter::once(host).chain(path.iter().copied()).collect();
+            if tokens.len() != 3 || tokens.iter().any(|t| t.is_empty()) {
+                return Err("slack:// needs a webhook's three tokens: slack://A/B/C".into());
+            }
+            format!(
+                "slack+https://hooks.slack.com/services/{}",
+                tokens.join("/")
+            )
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(native + &fragment))
 }
 
 fn valid_name(v: &str) -> bool {
@@ -333,7 +526,7 @@ mod tests {
                 assert_eq!(token.as_deref(), Some("AbC"));
                 assert_eq!(url.as_str(), "https://push.example.com/");
             }
-            Endpoint::Smtp(_) => panic!("gotify is HTTP"),
+            other => panic!("gotify is HTTP: {other:?}"),
         }
         let t = parse(
             "smtp://me%40x.org:p%40ss@mail.example.com:2525?from=wd@x.org&to=a@x.org,b@x.org#severity=critical",
@@ -391,5 +584,87 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("/nope.pem") && !e.contains("pw"), "{e}");
+    }
+
+    /// Shoutrrr's URL of each kind becomes selfheal's own form (shoutrrr's documented
+    /// formats), keeping `#name=`; secrets stay out of what is shown.
+    #[test]
+    fn shoutrrr_urls_are_accepted_for_every_kind() {
+        let http = |raw: &str| match parse(raw, 0).unwrap().endpoint {
+            Endpoint::Http { url, token } => (url.to_string(), token),
+            other => panic!("{raw}: {other:?}"),
+        };
+        let t = parse(
+            "telegram://110201543:AAHdqTcv-CH1vGW@telegram?chats=@mychannel,-1001234#name=tg",
+            0,
+        )
+        .unwrap();
+        assert_eq!((t.kind, t.name.as_str()), (Kind::Telegram, "tg"));
+        assert_eq!(t.redacted, "telegram://telegram/…");
+        let Endpoint::Telegram { base, token, chats } = &t.endpoint else {
+            panic!("{t:?}")
+        };
+        assert_eq!(base.as_str(), "https://api.telegram.org/");
+        assert_eq!(token, "110201543:AAHdqTcv-CH1vGW");
+        assert_eq!(chats, &["@mychannel", "-1001234"]);
+        assert!(!format!("{t:?}").contains("AAHdqTcv"));
+
+        let t = parse("pushover://shoutrrr:azGDORePK8gMaC0QOYAMyEEuzJnyUi@uQiRzpo4DXghDmr9QzzfQu27cmVRsG/?devices=phone,tablet", 1).unwrap();
+        let Endpoint::Pushover {
+            url,
+            token,
+            user,
+            devices,
+        } = &t.endpoint
+        else {
+            panic!("{t:?}")
+        };
+        assert_eq!(url.as_str(), "https://api.pushover.net/1/messages.json");
+        assert_eq!(token, "azGDORePK8gMaC0QOYAMyEEuzJnyUi");
+        assert_eq!(
+            user, "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+            "the key keeps its case"
+        );
+        assert_eq!(devices.as_deref(), Some("phone,tablet"));
+
+        assert_eq!(
+            http("discord://tOkEn-x@123456789"),
+            (
+                "https://discord.com/api/webhooks/123456789/tOkEn-x".to_string(),
+                None
+            )
+        );
+        assert_eq!(
+            http("gotify://push.example.com:8443/sub/AzyoeNS.D4iJLVa/?title=x"),
+            (
+                "https://push.example.com:8443/sub/".to_string(),
+                Some("AzyoeNS.D4iJLVa".to_string())
+            )
+        );
+        assert_eq!(
+            http("gotify://gotify.lan/AzyoeNS?disabletls=yes").0,
+            "http://gotify.lan/"
+        );
+        assert_eq!(
+            http("ntfy://:tk_abc@ntfy.example.com/alerts").0,
+            "https://:tk_abc@ntfy.example.com/alerts"
+        );
+        assert_eq!(http("ntfy:///alerts").0, "https://ntfy.sh/alerts");
+        let t = parse("slack://bot@T000/B000/XXXX#severity=warning", 2).unwrap();
+        assert_eq!((t.kind, t.min_severity), (Kind::Slack, Severity::Warning));
+        assert_eq!(
+            http("slack://T000/B000/XXXX").0,
+            "https://hooks.slack.com/services/T000/B000/XXXX"
+        );
+        for (raw, want) in [
+            ("slack://T000/B000", "three tokens"),
+            ("telegram://123:abc@telegram", "at least one chat"),
+            ("pushover://shoutrrr:@user", "application's token"),
+            ("telegram+https://api.telegram.org/?chats=1", "bot's token"),
+        ] {
+            let e = parse(raw, 3).unwrap_err().to_string();
+            assert!(e.contains(want), "{raw}: {e}");
+            assert!(!e.contains("abc"), "{e}");
+        }
     }
 }

@@ -79,6 +79,7 @@ impl ContainerView {
             dependencies: Default::default(),
             waiting_on: None,
             swarm: None,
+            backoff: None,
         }
     }
 }

@@ -2,15 +2,21 @@
 //! journal and the view for a sequence of messages. The bollard runtime is covered by the
 //! tests against the real engine.
 
+use super::probe::{move_series, ProbeSeries};
 use super::*;
 use crate::evidence::capture::Captured;
 use crate::executor::{BoxFuture, Turn};
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
+use crate::shared::ContainerView;
 use selfheal_core::labels::parse_labels;
-use selfheal_core::{Trigger, WatchDefaults};
+use selfheal_core::Trigger;
+use selfheal_core::{
+    Backoff, DockerHealth, Order, ProbeKind, ProbeOutcome, RecoveryResult, Verb, WatchDefaults,
+};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Records every order Docker would have received and answers as told; `inspect` returns
 /// `shown`. A recreate really replaces the container: `shown` gets a new id, and the report is

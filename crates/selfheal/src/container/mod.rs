@@ -153,3 +153,6 @@ impl ContainerHandle {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod order_tests;

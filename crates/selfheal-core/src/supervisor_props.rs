@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::backoff::Backoff;
-use crate::policy::{ProbeFailure, RestartOrder};
+use crate::policy::ProbeFailure;
 use crate::restart_policy::RestartPolicy;
 use proptest::prelude::*;
 
@@ -206,7 +206,7 @@ impl Run {
                 },
                 None => RunStatus::Exited {
                     exit: Exit {
-                        code: self.model.last_exit,
+                        code: Some(self.model.last_exit),
                         oom_killed: false,
                         restart_count: 0,
                     },
@@ -261,9 +261,7 @@ impl Run {
                         self.model.healthy_since = None;
                     }
                 }
-                Effect::Restart(RestartOrder {
-                    require_running, ..
-                }) => {
+                Effect::Order(_) => {
                     // A container the user stopped, killed or paused is never restarted.
                     prop_assert!(!self.model.user_hold(), "restart after a user's action");
                     // At most one restart in flight.
@@ -291,7 +289,7 @@ impl Run {
                         );
                     }
                     self.model.order = Some(Order::Queued {
-                        require_running: *require_running,
+                        require_running: matches!(self.sup.phase(), Phase::Ordered { of: Some(_) }),
                     });
                 }
                 _ => {}
@@ -313,7 +311,7 @@ impl Run {
     /// When budget and backoff allow (by the model's own count, resets included), only a
     /// restart will do.
     fn acted(&self, effects: &[Effect], free_before: bool) -> bool {
-        if effects.iter().any(|e| matches!(e, Effect::Restart(_))) {
+        if effects.iter().any(|e| matches!(e, Effect::Order(_))) {
             return true;
         }
         let budget_left = self
@@ -442,7 +440,9 @@ impl Run {
             }
             Step::Kill => {
                 let ours = self.model.order == Some(Order::Sent);
-                self.feed(Observation::Killed)?;
+                self.feed(Observation::Killed {
+                    signal: Some(Signal::Term),
+                })?;
                 if !ours && self.model.running {
                     self.model.user_stopped = true;
                 }
@@ -450,7 +450,7 @@ impl Run {
             Step::Die { code, oom } => {
                 let ours = self.model.order == Some(Order::Sent);
                 self.feed(Observation::Died(Exit {
-                    code,
+                    code: Some(code),
                     oom_killed: oom,
                     restart_count: 0,
                 }))?;
@@ -519,7 +519,7 @@ impl Run {
                 self.feed(Observation::Snapshot(Snapshot {
                     status: RunStatus::Exited {
                         exit: Exit {
-                            code,
+                            code: Some(code),
                             oom_killed: false,
                             restart_count: 0,
                         },
@@ -550,10 +550,13 @@ impl Run {
                     self.model.stale = true;
                 }
                 let left_behind = behind && free;
-                let effects = self.feed(Observation::ParentStarted { at })?;
+                let effects = self.feed(Observation::ParentStarted {
+                    at,
+                    recreated: None,
+                })?;
                 let dependency_restart = effects
                     .iter()
-                    .any(|e| matches!(e, Effect::Restart(o) if o.trigger == Trigger::Dependency));
+                    .any(|e| matches!(e, Effect::Order(o) if o.trigger == Trigger::Dependency));
                 // A run that began at or after the parent's start already joined it, and a
                 // dependent that is paused, stopped, exited or being restarted is left alone
                 // (its next start joins the parent anyway): neither is restarted for it. (A
@@ -586,32 +589,38 @@ impl Run {
             Some(Order::Queued { require_running }) => {
                 if self.model.user_hold() || (require_running && !self.model.running) {
                     self.model.order = None;
-                    self.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
-                        NotAttempted::Cancelled,
-                    )))?;
+                    let effects = self.feed(Observation::Turn {
+                        running: Some(self.model.running),
+                    })?;
+                    prop_assert!(effects.contains(&Effect::Turn(Verdict::Drop)));
                     return Ok(());
                 }
                 match pick % 8 {
                     0 => {
                         self.model.order = None;
                         self.model.unknown = true;
-                        self.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
-                            NotAttempted::Unreachable,
-                        )))?;
+                        self.feed(Observation::OrderEnded(OrderOutcome::Unreachable))?;
                     }
                     1 => {
                         self.model.order = None;
                         self.model.attempted.push(self.now);
                         self.model.recent += 1;
-                        self.feed(Observation::RestartFinished(RestartOutcome::Skipped))?;
+                        self.feed(Observation::OrderEnded(OrderOutcome::Skipped))?;
                     }
                     _ => {
                         // A start and a restart sent within Docker's clock rounding cannot
                         // be told apart; real ones are seconds apart.
                         self.now += Duration::from_millis(100);
-                        self.model.order = Some(Order::Sent);
-                        self.sent_at = Some(self.now);
-                        self.feed(Observation::RestartSent)?;
+                        // Dropped if the container is no longer what it was decided for (and
+                        // then maybe decided again).
+                        self.model.order = None;
+                        let effects = self.feed(Observation::Turn {
+                            running: Some(self.model.running),
+                        })?;
+                        if effects.contains(&Effect::Turn(Verdict::Send)) {
+                            self.model.order = Some(Order::Sent);
+                            self.sent_at = Some(self.now);
+                        }
                     }
                 }
                 Ok(())
@@ -621,7 +630,7 @@ impl Run {
                 self.model.order = None;
                 self.model.attempted.push(sent);
                 self.model.recent += 1;
-                self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
                 Ok(())
             }
             Some(Order::Sent) => {
@@ -631,13 +640,13 @@ impl Run {
                 self.model.recent += 1;
                 if pick.is_multiple_of(5) {
                     self.model.down();
-                    self.feed(Observation::RestartFinished(RestartOutcome::Failed(
+                    self.feed(Observation::OrderEnded(OrderOutcome::Failed(
                         "Docker said no".into(),
                     )))?;
                 } else {
                     self.feed(Observation::Started { at: self.now })?;
                     self.model.new_run(self.now);
-                    self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                    self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
                 }
                 Ok(())
             }

@@ -14,6 +14,7 @@ pub mod drill;
 pub mod evidence;
 pub mod executor;
 pub mod http;
+pub mod incident;
 pub mod incident_text;
 pub mod journal;
 pub mod limits;

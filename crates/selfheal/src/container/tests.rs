@@ -2,69 +2,82 @@
 //! journal and the view for a sequence of messages. The bollard runtime is covered by the
 //! tests against the real engine.
 
+use super::probe::{move_series, ProbeSeries};
 use super::*;
 use crate::evidence::capture::Captured;
-use crate::executor::BoxFuture;
+use crate::executor::{BoxFuture, Turn};
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
+use crate::shared::ContainerView;
 use selfheal_core::labels::parse_labels;
-use selfheal_core::{RestartOutcome, Trigger, WatchDefaults};
+use selfheal_core::Trigger;
+use selfheal_core::{Backoff, DockerHealth, Order, ProbeKind, ProbeOutcome, Verb, WatchDefaults};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::watch;
 
-/// Records every restart order and answers as told; `inspect` returns `shown`.
+/// Records every order Docker would have received and answers as told; `inspect` returns
+/// `shown`. A recreate really replaces the container: `shown` gets a new id, and the report is
+/// `Replaced` with it.
 #[derive(Debug)]
-struct FakeRuntime {
-    restarts: Mutex<Vec<RestartOrder>>,
-    answer: Mutex<RestartOutcome>,
-    shown: Mutex<Option<ContainerInfo>>,
+pub(super) struct FakeRuntime {
+    pub(super) restarts: Mutex<Vec<Order>>,
+    pub(super) answer: Mutex<OrderOutcome>,
+    /// What the executor reports seeing when its turn comes.
+    pub(super) seen_running: Mutex<Option<bool>>,
+    pub(super) shown: Mutex<Option<ContainerInfo>>,
     /// What `capture` answers.
-    captured: Mutex<Captured>,
+    pub(super) captured: Mutex<Captured>,
     /// For each capture: how many restarts had been sent by then.
-    captures: Mutex<Vec<usize>>,
+    pub(super) captures: Mutex<Vec<usize>>,
 }
 
 impl FakeRuntime {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             restarts: Mutex::new(Vec::new()),
-            answer: Mutex::new(RestartOutcome::Done),
+            answer: Mutex::new(OrderOutcome::Done),
+            seen_running: Mutex::new(None),
             shown: Mutex::new(None),
             captured: Mutex::new(Captured::default()),
             captures: Mutex::new(Vec::new()),
         })
     }
-    fn restarts(&self) -> Vec<RestartOrder> {
+    pub(super) fn restarts(&self) -> Vec<Order> {
         self.restarts.lock().expect("lock").clone()
     }
 }
 
 impl ContainerRuntime for FakeRuntime {
-    fn recreate<'a>(
-        &'a self,
-        id: &'a str,
-        order: &'a RestartOrder,
-        _new_parent: &'a str,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome> {
-        self.restart(id, order, on_sent)
-    }
     fn inspect<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>> {
         Box::pin(async move { self.shown.lock().expect("lock").clone() })
     }
-    fn restart<'a>(
+    fn execute<'a>(
         &'a self,
-        _id: &'a str,
-        order: &'a RestartOrder,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome> {
+        id: &'a str,
+        order: &'a Order,
+        turn: Turn<'a>,
+    ) -> BoxFuture<'a, Option<OrderOutcome>> {
         Box::pin(async move {
             let answer = self.answer.lock().expect("lock").clone();
-            if !matches!(answer, RestartOutcome::NotAttempted(_)) {
-                on_sent.await;
-                self.restarts.lock().expect("lock").push(order.clone());
+            if matches!(answer, OrderOutcome::Unreachable | OrderOutcome::Refused(_)) {
+                return Some(answer);
             }
-            ExecOutcome::Finished(answer)
+            let seen = *self.seen_running.lock().expect("lock");
+            if turn(seen).await == Verdict::Drop {
+                return None;
+            }
+            self.restarts.lock().expect("lock").push(order.clone());
+            match (&order.verb, answer) {
+                (Verb::Recreate { .. }, OrderOutcome::Done) => {
+                    let new_id = format!("{id}-recreated");
+                    if let Some(shown) = self.shown.lock().expect("lock").as_mut() {
+                        shown.id = new_id.clone();
+                    }
+                    Some(OrderOutcome::Replaced { new_id })
+                }
+                (_, answer) => Some(answer),
+            }
         })
     }
     fn capture<'a>(&'a self, _id: &'a str, _detected: SystemTime) -> BoxFuture<'a, Captured> {
@@ -76,11 +89,11 @@ impl ContainerRuntime for FakeRuntime {
     }
 }
 
-struct World {
-    shared: Arc<Shared>,
-    runtime: Arc<FakeRuntime>,
-    handle: ContainerHandle,
-    info: ContainerInfo,
+pub(super) struct World {
+    pub(super) shared: Arc<Shared>,
+    pub(super) runtime: Arc<FakeRuntime>,
+    pub(super) handle: ContainerHandle,
+    pub(super) info: ContainerInfo,
     _dir: tempfile::TempDir,
     _cancel: CancellationToken,
 }
@@ -109,7 +122,7 @@ fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context)
 }
 
 /// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
-fn world() -> World {
+pub(super) fn world() -> World {
     let (dir, shared, runtime, ctx) = fake_context();
     let info = ContainerInfo {
         id: "c0ffee".into(),
@@ -137,7 +150,7 @@ fn world() -> World {
 }
 
 impl World {
-    fn state(&self) -> String {
+    pub(super) fn state(&self) -> String {
         self.shared
             .views()
             .first()
@@ -146,7 +159,7 @@ impl World {
     }
 
     /// Polls `f` on paused time (each wait lets every task run) until it holds.
-    async fn until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
+    pub(super) async fn until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
         for _ in 0..600 {
             if f(self) {
                 return;
@@ -211,11 +224,19 @@ async fn unhealthy_becomes_one_restart_and_the_start_then_healthy_closes_the_inc
     let order = &w.runtime.restarts()[0];
     assert_eq!(order.trigger, Trigger::Unhealthy);
     assert_eq!((order.attempt, order.stop_timeout), (1, 10));
-    assert!(order.require_running);
+    assert_eq!(order.verb, Verb::Restart);
     // The restart's own kill, die and stop change nothing; its start and Docker's healthy
     // close the incident.
-    w.handle.send(Msg::Observe(Observation::Killed)).await;
-    w.handle.send(Msg::Died { exit_code: 143 }).await;
+    w.handle
+        .send(Msg::Observe(Observation::Killed {
+            signal: Some(selfheal_core::Signal::Term),
+        }))
+        .await;
+    w.handle
+        .send(Msg::Died {
+            exit_code: Some(143),
+        })
+        .await;
     w.handle.send(Msg::Observe(Observation::Stopped)).await;
     w.started_again().await;
     w.handle
@@ -265,8 +286,7 @@ async fn a_paused_container_is_never_restarted() {
 async fn a_restart_docker_never_got_is_retried_after_looking_again() {
     let w = world();
     w.until("healthy", |w| w.state() == "healthy").await;
-    *w.runtime.answer.lock().expect("lock") =
-        RestartOutcome::NotAttempted(selfheal_core::NotAttempted::Unreachable);
+    *w.runtime.answer.lock().expect("lock") = OrderOutcome::Unreachable;
     *w.runtime.shown.lock().expect("lock") = Some(ContainerInfo {
         health: Some(DockerHealth::Unhealthy),
         ..w.info.clone()
@@ -283,7 +303,7 @@ async fn a_restart_docker_never_got_is_retried_after_looking_again() {
     assert!(w.runtime.restarts().is_empty());
     let views = w.shared.views();
     assert_eq!(views[0].restarts_in_window, 0, "no budget spent");
-    *w.runtime.answer.lock().expect("lock") = RestartOutcome::Done;
+    *w.runtime.answer.lock().expect("lock") = OrderOutcome::Done;
     w.until("restarted once Docker answers", |w| {
         w.runtime.restarts().len() == 1
     })
@@ -339,87 +359,8 @@ fn probe_series_follow_renames_and_leave_nothing_under_an_old_name() {
     assert_eq!(value(&now, &failures("a")), Some(0.0), "{now}");
 }
 
-fn view(w: &World) -> ContainerView {
+pub(super) fn view(w: &World) -> ContainerView {
     w.shared.views().first().cloned().expect("a view")
-}
-
-/// As a dependent: a parent that started after this run makes it wait (shown), and its
-/// release restarts it once with trigger `dependency`, the incident naming the parent and
-/// the parent's incident.
-#[tokio::test(start_paused = true)]
-async fn a_dependent_waits_on_its_parent_then_restarts_once_linked_to_it() {
-    let w = world();
-    w.until("healthy", |w| w.state() == "healthy").await;
-    let since = SystemTime::now();
-    w.handle
-        .send(Msg::ParentWaiting {
-            parent: "vpn".into(),
-            since,
-        })
-        .await;
-    w.until("waiting on vpn", |w| {
-        view(w).waiting_on.as_deref() == Some("vpn")
-    })
-    .await;
-    assert!(
-        w.runtime.restarts().is_empty(),
-        "restarted before the parent was ready"
-    );
-    w.handle
-        .send(Msg::ParentStarted {
-            parent: "vpn".into(),
-            at: since,
-            incident: Some(41),
-            recreate: None,
-        })
-        .await;
-    w.until("one restart", |w| w.runtime.restarts().len() == 1)
-        .await;
-    assert_eq!(w.runtime.restarts()[0].trigger, Trigger::Dependency);
-    assert_eq!(view(&w).waiting_on, None);
-    let incidents = w.shared.journal.list(None, None);
-    assert_eq!(incidents.len(), 1);
-    assert_eq!(incidents[0].trigger, Trigger::Dependency);
-    assert_eq!(incidents[0].parent.as_deref(), Some("vpn"));
-    assert_eq!(incidents[0].parent_incident, Some(41));
-}
-
-/// A recreate that would be a guess is refused without asking Docker: the incident says why
-/// and counts a failed recovery; the container is left as it is.
-#[tokio::test(start_paused = true)]
-async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
-    let w = world();
-    w.until("healthy", |w| w.state() == "healthy").await;
-    w.handle
-        .send(Msg::ParentStarted {
-            parent: "vpn".into(),
-            at: SystemTime::now(),
-            incident: None,
-            recreate: Some(Err("the name vpn of the removed parent is ambiguous".into())),
-        })
-        .await;
-    w.until("the failure recorded", |w| {
-        w.shared
-            .journal
-            .list(None, None)
-            .first()
-            .is_some_and(|i| i.failure.is_some())
-    })
-    .await;
-    let incident = w.shared.journal.list(None, None)[0].clone();
-    assert!(incident.failure.unwrap_or_default().contains("ambiguous"));
-    assert!(w.runtime.restarts().is_empty(), "Docker was asked");
-    let failed = w
-        .shared
-        .metrics
-        .recovery_events
-        .get_or_create(&crate::metrics::RecoveryLabels {
-            container: w.info.name.clone(),
-            trigger: crate::metrics::Label(Trigger::Dependency),
-            result: crate::metrics::Label(RecoveryResult::Failed),
-        })
-        .get();
-    assert_eq!(failed, 1);
 }
 
 /// Evidence: the restart is sent before Docker is asked for logs (healing never waits for the
@@ -464,7 +405,11 @@ async fn a_death_records_its_exit_as_evidence() {
     let w = world();
     w.until("healthy", |w| w.state() == "healthy").await;
     w.handle.send(Msg::Oom).await;
-    w.handle.send(Msg::Died { exit_code: 137 }).await;
+    w.handle
+        .send(Msg::Died {
+            exit_code: Some(137),
+        })
+        .await;
     w.until("an incident with its exit", |w| {
         w.newest_evidence().is_some_and(|e| e.exit.is_some())
     })
@@ -486,7 +431,11 @@ async fn a_death_records_its_exit_as_evidence() {
 async fn an_oom_event_after_the_death_marks_its_evidence() {
     let w = world();
     w.until("healthy", |w| w.state() == "healthy").await;
-    w.handle.send(Msg::Died { exit_code: 137 }).await;
+    w.handle
+        .send(Msg::Died {
+            exit_code: Some(137),
+        })
+        .await;
     w.until("an incident with its exit", |w| {
         w.newest_evidence().is_some_and(|e| e.exit.is_some())
     })
@@ -565,8 +514,14 @@ async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_rest
         "an incident open"
     );
     // Swarm kills it; 5 s later its replacement runs in the same slot and turns healthy.
-    old.send(Msg::Observe(Observation::Killed)).await;
-    old.send(Msg::Died { exit_code: 137 }).await;
+    old.send(Msg::Observe(Observation::Killed {
+        signal: Some(selfheal_core::Signal::Term),
+    }))
+    .await;
+    old.send(Msg::Died {
+        exit_code: Some(137),
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let second = task("t2c", "web.1.t2", DockerHealth::Starting);
     let new = spawn(ctx.clone(), second, spec, None, Some(binding), &cancel);

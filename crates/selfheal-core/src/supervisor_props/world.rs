@@ -1,0 +1,416 @@
+//! The world the property test plays: Docker (the container's process, its health, its
+//! restart policy), a user, and the executor carrying out the supervisor's orders. It is
+//! truthful: what it reports happened, in Docker's order. Every observation goes to the
+//! supervisor and to the reference model, and their answers are compared.
+
+use super::model::{docker_restarts, Decision, Model};
+use super::Step;
+use crate::policy::{
+    DockerHealth, Effect, Exit, NotAttempted, Observation, PolicySpec, ProbeFailure, ProbeOutcome,
+    RestartOutcome, RunStatus, Snapshot, Unobservable,
+};
+use crate::supervisor::Supervisor;
+use proptest::prelude::*;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Docker's side: the container's process as it really is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Process {
+    Running {
+        since: Instant,
+        paused: bool,
+    },
+    Exited(Exit),
+    /// Dead, and Docker's restart policy is about to start it again.
+    PolicyRestarting(Exit),
+}
+
+/// The executor's side: the order it holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Order {
+    Queued { require_running: bool },
+    Sent { at: Instant },
+}
+
+/// How long Docker may take to carry out a restart in this world: well under the
+/// supervisor's own wait for a restart's events (stop timeout + 60 s).
+const RESTART_TAKES_AT_MOST: Duration = Duration::from_secs(20);
+
+pub(super) struct Sim {
+    sup: Supervisor,
+    model: Model,
+    spec: PolicySpec,
+    now: Instant,
+    process: Process,
+    /// Docker's health of the current run (a HEALTHCHECK's last result).
+    health: Option<DockerHealth>,
+    restart_count: i64,
+    order: Option<Order>,
+    /// The service inside works (a new run mends it).
+    service_works: bool,
+}
+
+impl Sim {
+    pub(super) fn new(spec: PolicySpec) -> Result<Self, TestCaseError> {
+        let now = Instant::now();
+        let mut sim = Self {
+            sup: Supervisor::new(spec.clone(), None, now),
+            model: Model::new(spec.clone()),
+            spec,
+            now,
+            process: Process::Running {
+                since: now,
+                paused: false,
+            },
+            health: None,
+            restart_count: 0,
+            order: None,
+            service_works: true,
+        };
+        // Watching begins with an inspect.
+        sim.feed(Observation::Snapshot(sim.snapshot()))?;
+        Ok(sim)
+    }
+
+    /// The executor holds an order.
+    pub(super) fn order_in_flight(&self) -> bool {
+        self.order.is_some()
+    }
+
+    pub(super) fn incident_open(&self) -> bool {
+        self.model.incident_open()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        match self.process {
+            Process::Running { since, paused } => Snapshot {
+                status: RunStatus::Running {
+                    started_at: since,
+                    paused,
+                },
+                health: self.health,
+            },
+            Process::Exited(exit) => Snapshot {
+                status: RunStatus::Exited { exit },
+                health: None,
+            },
+            Process::PolicyRestarting(exit) => Snapshot {
+                status: RunStatus::Restarting { exit },
+                health: None,
+            },
+        }
+    }
+
+    fn exit(&self, code: i64, oom: bool) -> Exit {
+        Exit {
+            code,
+            oom_killed: oom,
+            restart_count: self.restart_count,
+        }
+    }
+
+    /// One observation to both. After every observation: the supervisor says exactly what the
+    /// model says must follow (incidents opened and closed with their trigger and outcome,
+    /// restart orders with their attempt, quarantine with the restarts in the window, release,
+    /// looking again), and shows the state the model derives.
+    pub(super) fn feed(&mut self, obs: Observation) -> Result<(), TestCaseError> {
+        let effects = self.sup.handle(obs.clone(), self.now);
+        let expected = self.model.observe(&obs, self.now);
+        let said: Vec<Decision> = effects.iter().filter_map(decision).collect();
+        prop_assert_eq!(&said, &expected, "after {:?}", obs);
+        prop_assert_eq!(
+            self.sup.state(),
+            self.model.state(),
+            "state after {:?}",
+            obs
+        );
+        if let Some(Effect::Restart(o)) = effects.iter().find(|e| matches!(e, Effect::Restart(_))) {
+            self.order = Some(Order::Queued {
+                require_running: o.require_running,
+            });
+        }
+        self.check_wakes_in_time(&obs)?;
+        if effects.contains(&Effect::Inspect) {
+            self.feed(Observation::Snapshot(self.snapshot()))?;
+        }
+        Ok(())
+    }
+
+    /// Liveness, in time: a container that needs a restart and is held back only by a
+    /// backoff, or that the watchdog said it would look at again, has the supervisor asking to
+    /// be woken no later than then.
+    fn check_wakes_in_time(&self, obs: &Observation) -> Result<(), TestCaseError> {
+        if let Some(due) = self.model.restart_due_by() {
+            let wake = self.sup.wake_at();
+            prop_assert!(
+                wake.is_some_and(|w| w <= due),
+                "after {:?}: due in {:?}, wake-up asked {:?}",
+                obs,
+                due.saturating_duration_since(self.now),
+                wake.map(|w| w.saturating_duration_since(self.now))
+            );
+        }
+        Ok(())
+    }
+
+    /// Liveness, in steps: waking the supervisor when it asks, with nothing else happening,
+    /// a container that needs a restart gets the order (or is quarantined when the budget is
+    /// spent) within a few wake-ups.
+    pub(super) fn drain(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..6 {
+            if self.model.restart_due_by().is_none() {
+                return Ok(());
+            }
+            self.wake_up()?;
+        }
+        prop_assert!(
+            self.model.restart_due_by().is_none(),
+            "still waiting for a restart: {:?}",
+            self.sup.phase()
+        );
+        Ok(())
+    }
+
+    fn wake_up(&mut self) -> Result<(), TestCaseError> {
+        if let Some(at) = self.sup.wake_at() {
+            self.now = self.now.max(at);
+            self.feed(Observation::Tick)?;
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.process, Process::Running { paused: false, .. })
+    }
+
+    fn sent(&self) -> bool {
+        matches!(self.order, Some(Order::Sent { .. }))
+    }
+
+    /// The process dies by itself; Docker's restart policy may bring it back.
+    fn die(&mut self, code: i64, oom: bool) -> Exit {
+        let exit = self.exit(code, oom);
+        self.process = if docker_restarts(self.spec.restart_policy, &exit) {
+            Process::PolicyRestarting(exit)
+        } else {
+            Process::Exited(exit)
+        };
+        self.health = None;
+        exit
+    }
+
+    /// A new run of the process begins now, and Docker reports it.
+    fn begin_run(&mut self) -> Result<(), TestCaseError> {
+        self.new_run();
+        self.feed(Observation::Started { at: self.now })
+    }
+
+    fn new_run(&mut self) {
+        self.process = Process::Running {
+            since: self.now,
+            paused: false,
+        };
+        self.health = None;
+        self.service_works = true;
+    }
+
+    /// Docker ends the process: `docker stop` (kill, die, stop) or `docker kill` (kill, die).
+    fn end_run(&mut self, code: i64, stop_event: bool) -> Result<(), TestCaseError> {
+        self.process = Process::Exited(self.exit(code, false));
+        self.health = None;
+        self.feed(Observation::Killed)?;
+        self.feed(Observation::Died(self.exit(code, false)))?;
+        if stop_event {
+            self.feed(Observation::Stopped)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn step(&mut self, step: Step) -> Result<(), TestCaseError> {
+        // While Docker carries out a restart, the user and the process leave it alone (their
+        // events would be the restart's own), and it takes a bounded time.
+        let in_restart = self.sent();
+        match step {
+            Step::Wait(ms) => self.wait(Duration::from_millis(ms)),
+            Step::LongWait(s) => self.wait(Duration::from_secs(s)),
+            Step::Tick => self.feed(Observation::Tick)?,
+            Step::WakeUp if !in_restart => self.wake_up()?,
+            Step::Probe(pick) if self.spec.has_probe => {
+                let outcome = match pick % 8 {
+                    0 => ProbeOutcome::Unobservable(Unobservable::Resources),
+                    _ if self.running() && self.service_works == (pick % 8 != 1) => {
+                        ProbeOutcome::Passed
+                    }
+                    _ => ProbeOutcome::Failed(ProbeFailure::Timeout),
+                };
+                self.feed(Observation::Probe(outcome))?;
+            }
+            Step::Break => self.service_works = false,
+            Step::Mend => self.service_works = true,
+            Step::Health(pick) if self.spec.has_docker_health && !in_restart => {
+                if let Process::Running { paused, .. } = self.process {
+                    let healthy = self.service_works == (pick % 8 != 0);
+                    // Docker reports a paused container unhealthy (moby #46203).
+                    let h = if healthy && !paused {
+                        DockerHealth::Healthy
+                    } else {
+                        DockerHealth::Unhealthy
+                    };
+                    self.health = Some(h);
+                    self.feed(Observation::Health(h))?;
+                }
+            }
+            Step::Crash { code, oom } if self.running() && !in_restart => {
+                let exit = self.die(code, oom);
+                self.feed(Observation::Died(exit))?;
+            }
+            Step::PolicyStart => {
+                if let Process::PolicyRestarting(_) = self.process {
+                    self.restart_count += 1;
+                    self.begin_run()?;
+                }
+            }
+            Step::LostDeath { code } if self.running() && self.order.is_none() => {
+                self.die(code, false);
+                self.feed(Observation::Snapshot(self.snapshot()))?;
+            }
+            Step::UserStop if !in_restart && matches!(self.process, Process::Running { .. }) => {
+                self.end_run(143, true)?
+            }
+            Step::UserKill if !in_restart && matches!(self.process, Process::Running { .. }) => {
+                self.end_run(137, false)?
+            }
+            Step::UserStart if self.order.is_none() => {
+                if let Process::Exited(_) = self.process {
+                    self.restart_count = 0;
+                    self.begin_run()?;
+                }
+            }
+            Step::Pause if self.running() && !in_restart => {
+                if let Process::Running { since, .. } = self.process {
+                    self.process = Process::Running {
+                        since,
+                        paused: true,
+                    };
+                    self.feed(Observation::Paused)?;
+                }
+            }
+            Step::Unpause => {
+                if let Process::Running {
+                    since,
+                    paused: true,
+                } = self.process
+                {
+                    self.process = Process::Running {
+                        since,
+                        paused: false,
+                    };
+                    self.feed(Observation::Unpaused)?;
+                }
+            }
+            Step::ParentStarted { ago } => {
+                let at = self
+                    .now
+                    .checked_sub(Duration::from_millis(ago))
+                    .unwrap_or(self.now);
+                self.feed(Observation::ParentStarted { at })?;
+            }
+            Step::Resync if !in_restart => self.feed(Observation::Snapshot(self.snapshot()))?,
+            Step::Send => {
+                if let Some(Order::Queued { require_running }) = self.order {
+                    if require_running && !self.running() {
+                        self.order = None;
+                        self.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
+                            NotAttempted::Cancelled,
+                        )))?;
+                    } else {
+                        // A restart is sent seconds after any start it could be taken for.
+                        self.now += Duration::from_millis(100);
+                        self.order = Some(Order::Sent { at: self.now });
+                        self.feed(Observation::RestartSent)?;
+                    }
+                }
+            }
+            Step::Unreachable => {
+                if let Some(Order::Queued { .. }) = self.order {
+                    self.order = None;
+                    self.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
+                        NotAttempted::Unreachable,
+                    )))?;
+                }
+            }
+            Step::Finish(pick) => self.finish(pick)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, d: Duration) {
+        let d = match self.order {
+            Some(Order::Sent { at }) => {
+                d.min((at + RESTART_TAKES_AT_MOST).saturating_duration_since(self.now))
+            }
+            _ => d,
+        };
+        self.now += d;
+    }
+
+    fn finish(&mut self, pick: u8) -> Result<(), TestCaseError> {
+        let Some(Order::Sent { .. }) = self.order else {
+            return Ok(());
+        };
+        self.order = None;
+        let failed = RestartOutcome::Failed("Docker said no".into());
+        match pick % 5 {
+            // Refused before it touched the container.
+            0 => self.feed(Observation::RestartFinished(failed))?,
+            // Stopped it, then failed to start it.
+            1 => {
+                self.stop_for_restart()?;
+                self.feed(Observation::RestartFinished(failed))?;
+            }
+            // Docker's answer may come before the restart's start event.
+            2 => {
+                self.stop_for_restart()?;
+                self.new_run();
+                self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                self.feed(Observation::Started { at: self.now })?;
+            }
+            _ => {
+                self.stop_for_restart()?;
+                self.begin_run()?;
+                self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker restart` first stops a running container.
+    fn stop_for_restart(&mut self) -> Result<(), TestCaseError> {
+        self.restart_count = 0;
+        if let Process::Running { .. } = self.process {
+            self.end_run(143, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// The supervisor's effects the model predicts.
+fn decision(e: &Effect) -> Option<Decision> {
+    Some(match e {
+        Effect::IncidentOpened(i) => Decision::Opened(i.trigger),
+        Effect::IncidentClosed { outcome, .. } => Decision::Closed(*outcome),
+        Effect::Restart(o) => Decision::Restart {
+            trigger: o.trigger,
+            attempt: o.attempt,
+            require_running: o.require_running,
+        },
+        Effect::Quarantined { restarts_in_window } => Decision::Quarantined {
+            restarts_in_window: *restarts_in_window,
+        },
+        Effect::Released => Decision::Released,
+        Effect::Inspect => Decision::Inspect,
+        _ => return None,
+    })
+}

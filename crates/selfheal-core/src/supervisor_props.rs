@@ -75,6 +75,34 @@ enum Step {
     Finish(u8),
 }
 
+/// A failure, or the end of what held a restart back, after which a restart is due.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// The process dies by itself.
+    Die { code: i64 },
+    /// The probe fails `failures` times past the start period.
+    ProbeFails,
+    /// Docker's HEALTHCHECK says unhealthy.
+    Unhealthy,
+    /// A parent starts again: the run is left behind.
+    ParentStarted,
+    /// The order held is sent and Docker refuses it (left running, or left down).
+    FailedRestart { left_down: bool },
+    /// A backoff ends: the supervisor is woken when it asked.
+    BackoffEnds,
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        prop_oneof![Just(1i64), Just(0), Just(137)].prop_map(|code| Fault::Die { code }),
+        Just(Fault::ProbeFails),
+        Just(Fault::Unhealthy),
+        Just(Fault::ParentStarted),
+        any::<bool>().prop_map(|left_down| Fault::FailedRestart { left_down }),
+        Just(Fault::BackoffEnds),
+    ]
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0u64..4_000).prop_map(Step::Wait),
@@ -191,5 +219,29 @@ proptest! {
         // Removal closes whatever is open: every incident ends exactly once.
         sim.feed(Observation::Removed)?;
         prop_assert!(!sim.incident_open());
+    }
+
+    /// Liveness after each kind of failure (a death, probe failures, Docker's `unhealthy`, a
+    /// parent's start, a refused restart, a backoff ending), whatever came before: a container
+    /// that failed, is not stopped or paused by a user, not Docker's to restart, not
+    /// quarantined and has no restart in flight gets a restart order (or, its budget spent, is
+    /// quarantined) with nothing but the wake-ups it asks for, within 6 of them and within the
+    /// longest backoff (plus the recheck of an order Docker could not be reached with).
+    #[test]
+    fn a_failed_container_is_restarted_in_bounded_time(
+        spec in policy_spec(),
+        before in prop::collection::vec(step(), 0..60),
+        faults in prop::collection::vec(fault(), 1..5),
+    ) {
+        let mut sim = Sim::new(spec)?;
+        for s in before {
+            sim.step(s)?;
+        }
+        for f in faults {
+            sim.prepare(&f)?;
+            let ordered_before = sim.order_in_flight();
+            sim.fault(f)?;
+            sim.restarted_in_bounded_time(ordered_before)?;
+        }
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 /// this of a run already known is that run.
 const SAME_START: Duration = Duration::from_millis(50);
 /// A restart Docker could not be asked for (unreachable) is looked at again after this long.
-const RECHECK_AFTER_UNREACHABLE: Duration = Duration::from_secs(1);
+pub(super) const RECHECK_AFTER_UNREACHABLE: Duration = Duration::from_secs(1);
 /// Exit codes of a stop or kill (0, SIGINT, SIGKILL, SIGTERM); any other, or OOM, is a crash.
 const STOP_CODES: [i64; 4] = [0, 130, 137, 143];
 
@@ -204,6 +204,19 @@ impl Model {
             Hold::Backoff { until } => Some(until),
             _ => None,
         }
+    }
+
+    /// The container failed and only time stands between it and a restart (or quarantine):
+    /// not held by a user, Docker or a restart in flight, not quarantined.
+    pub(super) fn awaits_restart(&self) -> bool {
+        let looking = matches!(self.known, Known::Looking { at: Some(_), .. });
+        self.order.is_none()
+            && self.hold != Hold::Quarantine
+            && (self.needs_restart() || looking && self.incident.is_some())
+    }
+
+    pub(super) fn quarantined(&self) -> bool {
+        self.hold == Hold::Quarantine
     }
 
     fn needs_restart(&self) -> bool {

@@ -3,8 +3,8 @@
 //! truthful: what it reports happened, in Docker's order. Every observation goes to the
 //! supervisor and to the reference model, and their answers are compared.
 
-use super::model::{docker_restarts, Decision, Model};
-use super::Step;
+use super::model::{docker_restarts, Decision, Model, RECHECK_AFTER_UNREACHABLE};
+use super::{Fault, Step};
 use crate::policy::{
     DockerHealth, Effect, Exit, NotAttempted, Observation, PolicySpec, ProbeFailure, ProbeOutcome,
     RestartOutcome, RunStatus, Snapshot, Unobservable,
@@ -170,6 +170,83 @@ impl Sim {
             self.sup.phase()
         );
         Ok(())
+    }
+
+    /// See [`super::a_failed_container_is_restarted_in_bounded_time`]. `ordered_before`: an
+    /// order was in flight before the fault (its outcome is the executor's).
+    pub(super) fn restarted_in_bounded_time(
+        &mut self,
+        ordered_before: bool,
+    ) -> Result<(), TestCaseError> {
+        if ordered_before || !self.model.awaits_restart() {
+            return Ok(());
+        }
+        let bound = self.now + self.spec.backoff.max + RECHECK_AFTER_UNREACHABLE;
+        for _ in 0..6 {
+            if self.order.is_some() || self.model.quarantined() {
+                break;
+            }
+            self.wake_up()?;
+        }
+        prop_assert!(
+            self.order.is_some() || self.model.quarantined(),
+            "no restart after 6 wake-ups: {:?}",
+            self.sup.phase()
+        );
+        prop_assert!(
+            self.now <= bound,
+            "restart {:?} past the bound",
+            self.now - bound
+        );
+        Ok(())
+    }
+
+    /// Brings the container back to running, unpaused, with no order in flight (the user
+    /// starts or resumes it, Docker carries out the order), unless the fault needs the order.
+    pub(super) fn prepare(&mut self, fault: &Fault) -> Result<(), TestCaseError> {
+        if matches!(fault, Fault::FailedRestart { .. } | Fault::BackoffEnds) {
+            return Ok(());
+        }
+        for step in [
+            Step::Send,
+            Step::Finish(3),
+            Step::Unpause,
+            Step::PolicyStart,
+            Step::UserStart,
+        ] {
+            self.step(step)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn fault(&mut self, fault: Fault) -> Result<(), TestCaseError> {
+        match fault {
+            Fault::Die { code } => self.step(Step::Crash { code, oom: false }),
+            Fault::ProbeFails => {
+                let Process::Running { since, .. } = self.process else {
+                    return Ok(());
+                };
+                self.now = self.now.max(since + self.spec.start_period);
+                self.service_works = false;
+                for _ in 0..self.spec.failures {
+                    self.step(Step::Probe(2))?;
+                }
+                Ok(())
+            }
+            Fault::Unhealthy => {
+                self.service_works = false;
+                self.step(Step::Health(1))
+            }
+            Fault::ParentStarted => {
+                self.now += Duration::from_millis(10);
+                self.step(Step::ParentStarted { ago: 0 })
+            }
+            Fault::FailedRestart { left_down } => {
+                self.step(Step::Send)?;
+                self.step(Step::Finish(u8::from(left_down)))
+            }
+            Fault::BackoffEnds => self.step(Step::WakeUp),
+        }
     }
 
     fn wake_up(&mut self) -> Result<(), TestCaseError> {

@@ -105,8 +105,11 @@ fn fault() -> impl Strategy<Value = Fault> {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0u64..4_000).prop_map(Step::Wait),
-        2 => (5u64..90).prop_map(Step::LongWait),
+        // Every time on a 250 ms grid, so that times meet the rules' boundaries exactly now
+        // and then.
+        6 => (0u64..16).prop_map(|n| Step::Wait(n * 250)),
+        // Often exactly a `reset_after` or a budget window: the rules' boundaries.
+        2 => prop_oneof![Just(5u64), Just(20), Just(60), 5u64..90].prop_map(Step::LongWait),
         2 => Just(Step::Tick),
         3 => Just(Step::WakeUp),
         24 => any::<u8>().prop_map(Step::Probe),
@@ -122,7 +125,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => Just(Step::UserStart),
         1 => Just(Step::Pause),
         4 => Just(Step::Unpause),
-        2 => (0u64..3_000).prop_map(|ago| Step::ParentStarted { ago }),
+        2 => (0u64..12).prop_map(|n| Step::ParentStarted { ago: n * 250 }),
         1 => Just(Step::Resync),
         14 => Just(Step::Send),
         1 => Just(Step::Unreachable),

@@ -238,7 +238,7 @@ impl Sim {
                 self.step(Step::Health(1))
             }
             Fault::ParentStarted => {
-                self.now += Duration::from_millis(10);
+                self.now += Duration::from_millis(250);
                 self.step(Step::ParentStarted { ago: 0 })
             }
             Fault::FailedRestart { left_down } => {
@@ -403,7 +403,7 @@ impl Sim {
                         )))?;
                     } else {
                         // A restart is sent seconds after any start it could be taken for.
-                        self.now += Duration::from_millis(100);
+                        self.now += Duration::from_millis(250);
                         self.order = Some(Order::Sent { at: self.now });
                         self.feed(Observation::RestartSent)?;
                     }

@@ -128,31 +128,108 @@ pub enum ProbeOutcome {
     Unobservable(Unobservable),
 }
 
-/// Why a restart the core ordered was never carried out. Such a restart spends no budget and
-/// is not a failed restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotAttempted {
-    /// Docker could not be reached, so the request never got to it.
-    Unreachable,
-    /// It waited for its turn behind the global bound and the container was no longer running.
-    Cancelled,
-}
-
-/// How the executor's restart ended.
+/// How the executor's order ended, in the executor's words; the core judges what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestartOutcome {
+pub enum OrderOutcome {
+    /// Docker answered the request: restarted, stopped or killed.
     Done,
-    /// Docker's own error on an attempted restart (including no answer within its deadline).
+    /// Docker's own error on a request it received (including no answer within its deadline).
     Failed(String),
-    NotAttempted(NotAttempted),
+    /// The executor found, before asking Docker anything that changes the container, that the
+    /// order cannot be carried out (a recreate whose configuration cannot be copied safely).
+    /// Docker was never asked: it spends no budget.
+    Refused(String),
+    /// Docker could not be reached, so the request never got to it: it spends no budget.
+    Unreachable,
     /// `--dry-run`: decided and recorded, not done.
     Skipped,
+    /// Docker answered 404: the container no longer exists.
+    Gone,
+    /// Recreated: the container is replaced by `new_id` (same name, configuration, volumes),
+    /// which is watched as a container of its own.
+    Replaced { new_id: String },
+}
+
+/// The core's answer when the executor's turn for an order comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Carry the order out now: from here on the container's kill, die and stop events are
+    /// the order's own.
+    Send,
+    /// Drop it (a user stopped or paused the container meanwhile, or it went away): nothing
+    /// is sent and nothing is spent.
+    Drop,
+}
+
+/// A signal a `kill` event names (Docker's `signal` attribute: a Linux signal number, or a
+/// name in some engines' dialects). Which ones end a process is the core's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Hup,
+    Int,
+    Quit,
+    Kill,
+    Usr1,
+    Usr2,
+    Term,
+    /// SIGSTOP: freezes the process, does not end it.
+    Stop,
+    Cont,
+    Other(i32),
+    /// A name this code does not know.
+    Unrecognized,
+}
+
+impl Signal {
+    /// A Linux signal number (`"15"`), or a name with or without `SIG` (`"SIGTERM"`, `"term"`).
+    pub fn parse(s: &str) -> Self {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<i32>() {
+            return match n {
+                1 => Self::Hup,
+                2 => Self::Int,
+                3 => Self::Quit,
+                9 => Self::Kill,
+                10 => Self::Usr1,
+                12 => Self::Usr2,
+                15 => Self::Term,
+                18 => Self::Cont,
+                19 => Self::Stop,
+                n => Self::Other(n),
+            };
+        }
+        let upper = s.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        match name {
+            "HUP" => Self::Hup,
+            "INT" => Self::Int,
+            "QUIT" => Self::Quit,
+            "KILL" => Self::Kill,
+            "USR1" => Self::Usr1,
+            "USR2" => Self::Usr2,
+            "TERM" => Self::Term,
+            "STOP" => Self::Stop,
+            "CONT" => Self::Cont,
+            _ => Self::Unrecognized,
+        }
+    }
+}
+
+/// A network dependent whose parent was recreated: the namespace it joined went with the old
+/// parent, so a plain restart would fail on the missing parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParentRecreated {
+    /// Recreate it from its own configuration in the new parent's namespace.
+    Follow { new_parent: String },
+    /// It cannot be recreated safely (the reason): reported, left alone.
+    CannotFollow { why: String },
 }
 
 /// How a container's main process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
-    pub code: i64,
+    /// `None`: the `die` event named no exit code (the core decides what that means).
+    pub code: Option<i64>,
     pub oom_killed: bool,
     /// Docker's `RestartCount` at the time (for `on-failure:N`).
     pub restart_count: i64,
@@ -194,8 +271,10 @@ pub enum Observation {
     /// When the current run of failing HEALTHCHECK results began (`State.Health.Log`), read
     /// after the core asked with [`Effect::ReadHealthLog`].
     HealthFailingSince(Instant),
-    /// A `kill` event with a signal that ends a process (INT, QUIT, KILL, TERM).
-    Killed,
+    /// A `kill` event, with the signal it names (`None`: it names none).
+    Killed {
+        signal: Option<Signal>,
+    },
     /// A `die` event.
     Died(Exit),
     /// A `stop` event.
@@ -205,20 +284,29 @@ pub enum Observation {
     Snapshot(Snapshot),
     /// Destroyed, or no longer opted in.
     Removed,
-    /// The executor is sending the restart request now.
-    RestartSent,
-    RestartFinished(RestartOutcome),
+    /// The executor's turn for the order came (behind the global bound of actions in flight):
+    /// `running`, what it saw of the container then (`None`: it did not look, or could not).
+    /// The core answers with [`Effect::Turn`].
+    Turn {
+        running: Option<bool>,
+    },
+    /// How the order ended.
+    OrderEnded(OrderOutcome),
     /// A wake-up the core asked for through [`crate::Supervisor::wake_at`].
     Tick,
+    /// A parent this container depends on started again at `since` and is not ready yet: a run
+    /// of this container that began before waits on it.
+    ParentWaiting {
+        since: Instant,
+    },
     /// A parent this container depends on started again at `at` and is running (and healthy)
     /// now: a run of this container that began before `at` is attached to the parent's old
     /// start (for a network dependent: its old namespace) and is restarted.
     ParentStarted {
         at: Instant,
+        /// Set for a network dependent whose parent is a new container.
+        recreated: Option<ParentRecreated>,
     },
-    /// The executor replaced the container with a new one (a recreate, see
-    /// [`crate::dependents`]): the replacement is watched as a container of its own.
-    Replaced,
 }
 
 /// An incident as the core sees it: every time in it is the core's.
@@ -240,21 +328,28 @@ pub struct IncidentTimes {
     pub run_began: Option<Instant>,
 }
 
-/// A restart the executor is to carry out.
+/// What the executor is to do to the container: decided by the core, carried out as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verb {
+    /// `docker restart` (plain Docker).
+    Restart,
+    /// A fresh container from the old one's configuration, same name and volumes;
+    /// `network_parent`: join that container's network namespace (the old parent is gone).
+    Recreate { network_parent: Option<String> },
+    /// A Swarm task, never restarted in place: end it this way so that Swarm replaces it.
+    End(EndMode),
+}
+
+/// An order the executor is to carry out.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RestartOrder {
+pub struct Order {
+    pub verb: Verb,
     pub trigger: Trigger,
     pub attempt: u32,
     /// Seconds Docker waits after SIGTERM before SIGKILL.
     pub stop_timeout: u32,
-    /// The container was running when this was decided: if the order had to wait for its
-    /// turn and the container stopped meanwhile, drop it (a user's stop wins).
-    pub require_running: bool,
     /// When the failure was detected; the daemon measures its reaction from here.
     pub detected: Instant,
-    /// `None`: restart the container (plain Docker). `Some`: a Swarm task, never restarted in
-    /// place: end it this way so that Swarm replaces it.
-    pub end: Option<EndMode>,
 }
 
 /// Something the daemon must do or record.
@@ -273,8 +368,21 @@ pub enum Effect {
         /// Set when the outcome is [`Outcome::Recovered`].
         time_to_recover: Option<Duration>,
     },
-    /// Restart the container now. Only the executor acts on this.
-    Restart(RestartOrder),
+    /// Carry out this order. Only the executor acts on this; it reports
+    /// [`Observation::Turn`] when its turn comes, then [`Observation::OrderEnded`].
+    Order(Order),
+    /// The answer to [`Observation::Turn`].
+    Turn(Verdict),
+    /// The order could not heal the container (Docker's error, or a refusal): the reason, for
+    /// the incident's record.
+    OrderFailed {
+        why: String,
+    },
+    /// The container was healthy for `backoff.reset_after` without a break: the restarts
+    /// before no longer lengthen the backoff.
+    BackoffReset,
+    /// This container is done (removed, or replaced by a recreate): stop watching it.
+    Unwatch,
     /// One increment of `app_recovery_events_total`.
     Recovery {
         trigger: Trigger,

@@ -29,13 +29,14 @@ impl RestartPolicy {
 
     /// Will Docker start the container again after this exit by itself (not after a user's
     /// stop, which the caller tells apart)? `on-failure` restarts only non-zero exits, and
-    /// gives up once `RestartCount` reaches its limit.
+    /// gives up once `RestartCount` reaches its limit. An exit whose code is not known counts
+    /// as a failure here (Docker knows the code; the supervisor looks before it acts).
     pub fn restarts_after(self, exit: &Exit) -> bool {
         match self {
             Self::No => false,
             Self::Always | Self::UnlessStopped => true,
             Self::OnFailure { max_retries } => {
-                exit.code != 0 && (max_retries == 0 || exit.restart_count < max_retries)
+                exit.code != Some(0) && (max_retries == 0 || exit.restart_count < max_retries)
             }
         }
     }
@@ -47,7 +48,7 @@ mod tests {
 
     fn exit(code: i64, restart_count: i64) -> Exit {
         Exit {
-            code,
+            code: Some(code),
             oom_killed: false,
             restart_count,
         }

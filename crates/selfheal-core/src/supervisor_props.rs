@@ -40,11 +40,14 @@ enum Step {
     /// The service breaks (it hangs, its dependency goes), or starts working again.
     Break,
     Mend,
-    /// The process dies by itself.
+    /// The process dies by itself; `named`: the `die` event names the exit code.
     Crash {
         code: i64,
         oom: bool,
+        named: bool,
     },
+    /// A `kill` with a signal that does not end the process (a reload, a freeze).
+    Signal(u8),
     /// Docker's restart policy starts it again.
     PolicyStart,
     /// The process died and the event was lost: a resync finds it.
@@ -65,10 +68,12 @@ enum Step {
     },
     /// A resync (the daemon reconnected): a truthful inspect.
     Resync,
-    /// The executor takes its order: sends it, or drops it when the container it had to find
-    /// running is not.
-    Send,
-    /// The executor could not reach Docker with its order.
+    /// The executor's turn for its order: it asks the supervisor, telling whether it found
+    /// the container running (`looks`) or not looking, and sends or drops it as told.
+    Turn {
+        looks: bool,
+    },
+    /// The executor could not reach Docker with its order (before its turn or after).
     Unreachable,
     /// Docker carries out the order sent: restarted (start event before or after the
     /// answer), or refused with the container left running or left down.
@@ -116,8 +121,13 @@ fn step() -> impl Strategy<Value = Step> {
         6 => any::<u8>().prop_map(Step::Health),
         3 => Just(Step::Break),
         1 => Just(Step::Mend),
-        2 => (prop_oneof![Just(1i64), Just(0), Just(2), Just(137), Just(143)], prop::bool::weighted(0.2))
-            .prop_map(|(code, oom)| Step::Crash { code, oom }),
+        2 => (
+            prop_oneof![Just(1i64), Just(0), Just(2), Just(137), Just(143)],
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(|(code, oom, named)| Step::Crash { code, oom, named }),
+        1 => any::<u8>().prop_map(Step::Signal),
         6 => Just(Step::PolicyStart),
         1 => prop_oneof![Just(1i64), Just(0), Just(143)].prop_map(|code| Step::LostDeath { code }),
         1 => Just(Step::UserStop),
@@ -127,7 +137,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::Unpause),
         2 => (0u64..12).prop_map(|n| Step::ParentStarted { ago: n * 250 }),
         1 => Just(Step::Resync),
-        14 => Just(Step::Send),
+        14 => prop::bool::weighted(0.75).prop_map(|looks| Step::Turn { looks }),
         1 => Just(Step::Unreachable),
         14 => any::<u8>().prop_map(Step::Finish),
     ]
@@ -185,8 +195,8 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// After every observation of a random timed sequence, the supervisor agrees with the
-    /// reference model, which states the rules:
+    /// After every observation of a random timed sequence, the supervisor says what the
+    /// reference model says must follow, and shows the state the model derives. The rules:
     /// - Incidents: one opens when the container is first seen failed (Docker's `unhealthy`,
     ///   a run left behind by its parent, `failures` probe failures past the start period, a
     ///   crash) and no other is open; it closes once, as recovered when the container is
@@ -194,16 +204,19 @@ proptest! {
     ///   it is removed.
     /// - The start period ends at the first success (probe or Docker `healthy`) or when it
     ///   runs out; failures inside it do not count. Docker's `unhealthy` counts at once.
-    /// - A failed container is restarted at once unless a user stopped, killed or paused it,
-    ///   a restart is in flight, Docker's restart policy brings it back, a backoff holds it
-    ///   (`initial * factor^(n-1)` after n restarts, capped) or its budget is spent (at most
-    ///   `restart_max` restarts sent within the sliding window), in which case it is
-    ///   quarantined, and released when healthy again.
-    /// - Only a restart Docker was asked to carry out spends budget and counts for backoff; an
-    ///   order never sent (unreachable, dropped) spends nothing and is looked at again.
-    /// - The backoff is forgotten once the container was healthy `reset_after` without a
-    ///   break.
-    /// - The state shown is the model's.
+    /// - A failed container is ordered a restart at once unless a user stopped, killed or
+    ///   paused it, an order is in flight, Docker's restart policy brings it back, a backoff
+    ///   holds it (`initial * factor^(n-1)` after n restarts, capped) or its budget is spent (at
+    ///   most `restart_max` restarts sent within the sliding window), in which case it is
+    ///   quarantined, and released when healthy again. A kill that does not end the process
+    ///   (a reload, a freeze) is no user's stop.
+    /// - At the executor's turn the order is sent, unless a user's stop or pause overtook it or
+    ///   the container it was decided for is found not running: then it is dropped and looked
+    ///   at again.
+    /// - Only a restart Docker received spends budget and counts for backoff; an order dropped
+    ///   or never delivered (Docker unreachable) spends nothing and is looked at again.
+    /// - The backoff is forgotten (`BackoffReset`) at the first observation once the container
+    ///   was healthy `reset_after` without a break.
     /// - Liveness: a container held back only by a backoff or a recheck has the supervisor
     ///   asking to be woken by then; waking it as asked, the restart (or quarantine) comes
     ///   within a few wake-ups.
@@ -216,9 +229,7 @@ proptest! {
         for s in steps {
             sim.step(s)?;
         }
-        if !sim.order_in_flight() {
-            sim.drain()?;
-        }
+        sim.restarted_in_bounded_time()?;
         // Removal closes whatever is open: every incident ends exactly once.
         sim.feed(Observation::Removed)?;
         prop_assert!(!sim.incident_open());
@@ -242,9 +253,8 @@ proptest! {
         }
         for f in faults {
             sim.prepare(&f)?;
-            let ordered_before = sim.order_in_flight();
             sim.fault(f)?;
-            sim.restarted_in_bounded_time(ordered_before)?;
+            sim.restarted_in_bounded_time()?;
         }
     }
 }

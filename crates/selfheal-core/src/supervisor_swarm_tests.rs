@@ -7,7 +7,7 @@ use super::*;
 use crate::backoff::Backoff;
 use crate::policy::ProbeFailure;
 use crate::restart_policy::RestartPolicy;
-use crate::swarm::EndMode;
+use crate::swarm::{EndMode, RestartCondition, SlotCarry};
 use proptest::prelude::*;
 use tokio::time::advance;
 
@@ -33,10 +33,10 @@ fn spec(condition: RestartCondition, has_docker_health: bool) -> PolicySpec {
     }
 }
 
-fn orders(e: &[Effect]) -> Vec<RestartOrder> {
+fn orders(e: &[Effect]) -> Vec<Order> {
     e.iter()
         .filter_map(|e| match e {
-            Effect::Restart(o) => Some(o.clone()),
+            Effect::Order(o) => Some(o.clone()),
             _ => None,
         })
         .collect()
@@ -119,7 +119,14 @@ async fn an_unhealthy_task_is_observed_and_its_replacement_closes_the_incident()
         Instant::now(),
     );
     // Swarm kills it: not a user's stop.
-    assert!(sup.handle(Observation::Killed, Instant::now()).is_empty());
+    assert!(sup
+        .handle(
+            Observation::Killed {
+                signal: Some(Signal::Term)
+            },
+            Instant::now()
+        )
+        .is_empty());
     let e = sup.handle(Observation::Died(exit(137)), Instant::now());
     let carried = carry(&e).expect("handed over");
     assert_eq!(
@@ -157,11 +164,16 @@ async fn a_probe_failure_under_any_stops_the_task() {
     let e = fail(&mut sup, 2);
     let o = orders(&e);
     assert_eq!(o.len(), 1, "{e:?}");
-    assert_eq!(o[0].end, Some(EndMode::Stop));
+    assert_eq!(o[0].verb, Verb::End(EndMode::Stop));
     assert_eq!(o[0].trigger, Trigger::ProbeFailed);
-    sup.handle(Observation::RestartSent, Instant::now());
+    sup.handle(Observation::Turn { running: None }, Instant::now());
     // Its own kill and stop events are not a user's.
-    sup.handle(Observation::Killed, Instant::now());
+    sup.handle(
+        Observation::Killed {
+            signal: Some(Signal::Term),
+        },
+        Instant::now(),
+    );
     let e = sup.handle(Observation::Died(exit(143)), Instant::now());
     assert_eq!(results(&e), vec![RecoveryResult::Success]);
     let mut carried = carry(&e).expect("handed over");
@@ -169,12 +181,9 @@ async fn a_probe_failure_under_any_stops_the_task() {
     assert_eq!(carried.incident.as_ref().map(|i| i.attempts), Some(1));
     // The executor's answer after the die changes nothing.
     assert!(sup
-        .handle(
-            Observation::RestartFinished(RestartOutcome::Done),
-            Instant::now()
-        )
+        .handle(Observation::OrderEnded(OrderOutcome::Done), Instant::now())
         .iter()
-        .all(|e| !matches!(e, Effect::Restart(_) | Effect::HandOver(_))));
+        .all(|e| !matches!(e, Effect::Order(_) | Effect::HandOver(_))));
     advance(secs(6)).await;
     let mut next = Supervisor::replacement(spec.clone(), carried, Instant::now());
     let e = running_task(&mut next, &spec);
@@ -196,7 +205,7 @@ async fn a_probe_failure_under_on_failure_kills_the_task() {
     running_task(&mut sup, &spec);
     let o = orders(&fail(&mut sup, 2));
     assert_eq!(o.len(), 1);
-    assert_eq!(o[0].end, Some(EndMode::Kill));
+    assert_eq!(o[0].verb, Verb::End(EndMode::Kill));
 }
 
 /// `condition: none` (or not known): Swarm would not replace the task, so a failed probe is
@@ -225,7 +234,7 @@ async fn a_condition_learnt_later_replaces_unknown_only() {
     sup.learn_restart_condition(RestartCondition::OnFailure);
     let o = orders(&fail(&mut sup, 2));
     assert_eq!(o.len(), 1);
-    assert_eq!(o[0].end, Some(EndMode::Kill));
+    assert_eq!(o[0].verb, Verb::End(EndMode::Kill));
 
     let spec = spec_none();
     let mut sup = Supervisor::new(spec.clone(), None, Instant::now());
@@ -256,7 +265,7 @@ async fn the_budget_is_per_slot_and_quarantine_carries_over() {
             break;
         }
         stops += 1;
-        sup.handle(Observation::RestartSent, Instant::now());
+        sup.handle(Observation::Turn { running: None }, Instant::now());
         let carried = carry(&sup.handle(Observation::Died(exit(143)), Instant::now())).unwrap();
         advance(secs(5)).await;
         sup = Supervisor::replacement(spec.clone(), carried, Instant::now());
@@ -332,7 +341,7 @@ struct Slot {
     sup: Supervisor,
     now: Instant,
     ended: Option<SlotCarry>,
-    order: Option<RestartOrder>,
+    order: Option<Order>,
     /// Send times of every end the watchdog ordered in this slot, over all its tasks.
     sent: Vec<Instant>,
     open: bool,
@@ -346,12 +355,20 @@ impl Slot {
         let spec = &self.spec;
         for e in &effects {
             match e {
-                Effect::Restart(o) => {
+                Effect::Order(o) => {
                     // A Swarm task is never restarted in place: every order ends the task, the
                     // way its service's restart condition needs, and only when Swarm will
                     // replace it.
-                    prop_assert_eq!(o.end, spec.swarm.and_then(RestartCondition::end_mode));
-                    prop_assert!(o.end.is_some(), "an order Swarm would not follow up");
+                    prop_assert_eq!(
+                        Some(o.verb.clone()),
+                        spec.swarm
+                            .and_then(RestartCondition::end_mode)
+                            .map(Verb::End)
+                    );
+                    prop_assert!(
+                        matches!(o.verb, Verb::End(_)),
+                        "an order Swarm would not follow up"
+                    );
                     // Docker's unhealthy is Swarm's to act on: no order while Docker says so.
                     prop_assert_ne!(self.docker, Some(DockerHealth::Unhealthy));
                     // One order at a time in the slot.
@@ -427,18 +444,21 @@ impl Slot {
             }
             Step::Execute { answer_first } => {
                 if self.order.is_some() && self.ended.is_none() {
-                    self.feed(Observation::RestartSent)?;
+                    self.feed(Observation::Turn { running: None })?;
                     self.sent.push(self.now);
-                    let code = match self.order.as_ref().and_then(|o| o.end) {
+                    let code = match self.order.as_ref().and_then(|o| match o.verb {
+                        Verb::End(mode) => Some(mode),
+                        _ => None,
+                    }) {
                         Some(EndMode::Kill) => 137,
                         _ => 143,
                     };
                     if answer_first {
-                        self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                        self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
                         self.feed(Observation::Died(exit(code)))?;
                     } else {
                         self.feed(Observation::Died(exit(code)))?;
-                        self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                        self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
                     }
                     prop_assert!(self.ended.is_some());
                 }

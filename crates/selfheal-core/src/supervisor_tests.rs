@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::backoff::Backoff;
-use crate::policy::{ProbeFailure, RestartOrder};
+use crate::policy::{Order, ProbeFailure};
 use crate::restart_policy::RestartPolicy;
 use tokio::time::advance;
 
@@ -37,7 +37,7 @@ pub(super) fn secs(n: u64) -> Duration {
 
 pub(super) fn exit(code: i64) -> Exit {
     Exit {
-        code,
+        code: Some(code),
         oom_killed: false,
         restart_count: 0,
     }
@@ -82,8 +82,11 @@ impl Harness {
 
     fn feed(&mut self, obs: Observation) -> Vec<Effect> {
         let mut effects = self.sup.handle(obs, Instant::now());
-        if self.auto_send && effects.iter().any(|e| matches!(e, Effect::Restart(_))) {
-            effects.extend(self.sup.handle(Observation::RestartSent, Instant::now()));
+        if self.auto_send && effects.iter().any(|e| matches!(e, Effect::Order(_))) {
+            effects.extend(
+                self.sup
+                    .handle(Observation::Turn { running: None }, Instant::now()),
+            );
         }
         effects
     }
@@ -104,20 +107,22 @@ impl Harness {
 
     /// The restart's own start, then Docker's answer.
     fn restart_completes(&mut self) -> Vec<Effect> {
-        let mut e = self.feed(Observation::Killed);
+        let mut e = self.feed(Observation::Killed {
+            signal: Some(Signal::Term),
+        });
         e.extend(self.feed(Observation::Died(exit(143))));
         e.extend(self.feed(Observation::Stopped));
         e.extend(self.feed(Observation::Started { at: Instant::now() }));
-        e.extend(self.feed(Observation::RestartFinished(RestartOutcome::Done)));
+        e.extend(self.feed(Observation::OrderEnded(OrderOutcome::Done)));
         e
     }
 }
 
-fn restarts(effects: &[Effect]) -> Vec<RestartOrder> {
+pub(super) fn restarts(effects: &[Effect]) -> Vec<Order> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Restart(o) => Some(o.clone()),
+            Effect::Order(o) => Some(o.clone()),
             _ => None,
         })
         .collect()
@@ -163,11 +168,13 @@ async fn failure_threshold_counts_consecutive_failures_like_kubelet() {
         (r[0].trigger, r[0].attempt, r[0].stop_timeout),
         (Trigger::ProbeFailed, 1, 5)
     );
-    assert!(r[0].require_running);
+    assert_eq!(r[0].verb, Verb::Restart);
     assert_eq!(h.sup.state(), State::Restarting);
     // The restart's own kill, die and stop, and probes meanwhile, change nothing.
     let mut e = h.fail(5);
-    e.extend(h.feed(Observation::Killed));
+    e.extend(h.feed(Observation::Killed {
+        signal: Some(Signal::Term),
+    }));
     e.extend(h.feed(Observation::Died(exit(143))));
     e.extend(h.feed(Observation::Stopped));
     assert!(restarts(&e).is_empty());
@@ -280,7 +287,9 @@ async fn unhealthy_is_not_acted_on_while_paused_or_being_stopped() {
         "the unhealthy seen while paused is stale"
     );
     // A slow `docker stop`: Docker may report unhealthy before the process exits.
-    h.feed(Observation::Killed);
+    h.feed(Observation::Killed {
+        signal: Some(Signal::Term),
+    });
     assert!(restarts(&h.feed(Observation::Health(DockerHealth::Unhealthy))).is_empty());
     h.feed(Observation::Died(exit(143)));
     assert_eq!(h.sup.state(), State::Stopped);
@@ -443,7 +452,9 @@ async fn budget_spent_quarantines_and_healthy_releases() {
 async fn a_user_stop_is_never_undone_and_abandons_the_incident() {
     let mut h = Harness::healthy(spec()).await;
     h.fail(2);
-    h.feed(Observation::Killed);
+    h.feed(Observation::Killed {
+        signal: Some(Signal::Term),
+    });
     let mut e = h.feed(Observation::Died(exit(143)));
     e.extend(h.feed(Observation::Stopped));
     assert_eq!(h.sup.state(), State::Stopped);
@@ -456,7 +467,9 @@ async fn a_user_stop_is_never_undone_and_abandons_the_incident() {
     h.auto_send = false;
     h.fail(3);
     assert!(h.sup.restart_in_flight());
-    let mut e = h.feed(Observation::Killed);
+    let mut e = h.feed(Observation::Killed {
+        signal: Some(Signal::Term),
+    });
     e.extend(h.feed(Observation::Died(exit(0))));
     assert!(e.iter().any(|x| matches!(
         x,
@@ -465,12 +478,15 @@ async fn a_user_stop_is_never_undone_and_abandons_the_incident() {
             ..
         }
     )));
-    // The queued restart is cancelled by the executor: the container is looked at, and a
-    // user's stop is read as one.
-    let e = h.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
-        NotAttempted::Cancelled,
-    )));
+    // The queued restart's turn comes: the core drops it (a user's stop wins), and nothing is
+    // spent.
+    let e = h.feed(Observation::Turn {
+        running: Some(false),
+    });
+    assert!(e.contains(&Effect::Turn(Verdict::Drop)), "{e:?}");
     assert!(restarts(&e).is_empty());
+    assert!(!h.sup.restart_in_flight());
+    assert_eq!(h.sup.restarts_in_window(Instant::now()), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -494,13 +510,13 @@ async fn a_crash_docker_restarts_is_recorded_not_repeated() {
 async fn a_crash_without_a_docker_policy_is_restarted_by_the_watchdog() {
     let mut h = Harness::healthy(spec()).await;
     let e = h.feed(Observation::Died(Exit {
-        code: 137,
+        code: Some(137),
         oom_killed: true,
         restart_count: 0,
     }));
     let r = restarts(&e);
     assert_eq!(r[0].trigger, Trigger::Oom);
-    assert!(!r[0].require_running);
+    assert_eq!(r[0].verb, Verb::Restart);
 }
 
 #[tokio::test(start_paused = true)]
@@ -512,9 +528,7 @@ async fn a_restart_never_attempted_spends_no_budget_and_is_not_a_failure() {
     .await;
     h.auto_send = false;
     h.feed(Observation::Health(DockerHealth::Unhealthy));
-    let e = h.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
-        NotAttempted::Unreachable,
-    )));
+    let e = h.feed(Observation::OrderEnded(OrderOutcome::Unreachable));
     assert!(results(&e).is_empty());
     assert_eq!(h.sup.restarts_in_window(Instant::now()), 0);
     // Looked at again; still unhealthy: the budget's one restart is still there.
@@ -529,10 +543,8 @@ async fn a_restart_never_attempted_spends_no_budget_and_is_not_a_failure() {
     }));
     assert_eq!(restarts(&e).len(), 1, "{e:?}");
     // Docker's own error on an attempted restart is a failure and spends budget.
-    h.feed(Observation::RestartSent);
-    let e = h.feed(Observation::RestartFinished(RestartOutcome::Failed(
-        "boom".into(),
-    )));
+    h.feed(Observation::Turn { running: None });
+    let e = h.feed(Observation::OrderEnded(OrderOutcome::Failed("boom".into())));
     assert_eq!(results(&e), vec![RecoveryResult::Failed]);
     assert!(e.contains(&Effect::Inspect));
     assert_eq!(h.sup.restarts_in_window(Instant::now()), 1);
@@ -543,7 +555,7 @@ async fn dry_run_decides_records_and_paces_like_restarts() {
     let mut h = Harness::healthy(docker_health_spec()).await;
     h.auto_send = false;
     h.feed(Observation::Health(DockerHealth::Unhealthy));
-    let e = h.feed(Observation::RestartFinished(RestartOutcome::Skipped));
+    let e = h.feed(Observation::OrderEnded(OrderOutcome::Skipped));
     assert_eq!(results(&e), vec![RecoveryResult::DryRun]);
     // The container was not touched: looked at again, still unhealthy, next one backs off.
     let e = h.feed(Observation::Snapshot(Snapshot {
@@ -608,7 +620,7 @@ async fn found_down_after_a_gap_crash_is_healed_stop_is_respected() {
         Observation::Snapshot(Snapshot {
             status: RunStatus::Exited {
                 exit: Exit {
-                    code,
+                    code: Some(code),
                     oom_killed: oom,
                     restart_count: 0,
                 },
@@ -681,7 +693,10 @@ async fn a_run_older_than_its_parents_start_is_restarted_once_as_a_dependency() 
     let mut h = Harness::healthy(no_checks()).await;
     let parent_start = Instant::now();
     advance(secs(2)).await;
-    let e = h.feed(Observation::ParentStarted { at: parent_start });
+    let e = h.feed(Observation::ParentStarted {
+        at: parent_start,
+        recreated: None,
+    });
     let opened = e.iter().find_map(|e| match e {
         Effect::IncidentOpened(i) => Some(i.clone()),
         _ => None,
@@ -703,7 +718,11 @@ async fn a_run_older_than_its_parents_start_is_restarted_once_as_a_dependency() 
     )));
     assert_eq!(h.sup.state(), State::Healthy);
     // The same parent start told again: the new run already joined it.
-    assert!(restarts(&h.feed(Observation::ParentStarted { at: parent_start })).is_empty());
+    assert!(restarts(&h.feed(Observation::ParentStarted {
+        at: parent_start,
+        recreated: None
+    }))
+    .is_empty());
     assert_eq!(h.sup.state(), State::Healthy);
 }
 
@@ -712,15 +731,25 @@ async fn a_paused_or_stopped_dependent_is_left_alone_and_a_newer_run_is_not_rest
     let mut paused = Harness::healthy(no_checks()).await;
     paused.feed(Observation::Paused);
     let at = Instant::now();
-    assert!(restarts(&paused.feed(Observation::ParentStarted { at })).is_empty());
+    assert!(restarts(&paused.feed(Observation::ParentStarted {
+        at,
+        recreated: None
+    }))
+    .is_empty());
     assert_eq!(paused.sup.state(), State::Paused);
 
     let mut stopped = Harness::healthy(no_checks()).await;
-    stopped.feed(Observation::Killed);
+    stopped.feed(Observation::Killed {
+        signal: Some(Signal::Term),
+    });
     stopped.feed(Observation::Died(exit(143)));
     stopped.feed(Observation::Stopped);
     let at = Instant::now();
-    assert!(restarts(&stopped.feed(Observation::ParentStarted { at })).is_empty());
+    assert!(restarts(&stopped.feed(Observation::ParentStarted {
+        at,
+        recreated: None
+    }))
+    .is_empty());
     assert_eq!(stopped.sup.state(), State::Stopped);
 
     // Started after the parent: already in the new namespace.
@@ -728,7 +757,11 @@ async fn a_paused_or_stopped_dependent_is_left_alone_and_a_newer_run_is_not_rest
     let parent_start = Instant::now();
     advance(secs(1)).await;
     newer.feed(Observation::Started { at: Instant::now() });
-    assert!(restarts(&newer.feed(Observation::ParentStarted { at: parent_start })).is_empty());
+    assert!(restarts(&newer.feed(Observation::ParentStarted {
+        at: parent_start,
+        recreated: None
+    }))
+    .is_empty());
     assert_eq!(newer.sup.state(), State::Healthy);
 }
 
@@ -739,13 +772,23 @@ async fn a_replaced_dependent_closes_its_incident_as_recovered() {
     let mut h = Harness::healthy(no_checks()).await;
     let at = Instant::now();
     advance(secs(1)).await;
+    let recreated = Some(ParentRecreated::Follow {
+        new_parent: "p2".into(),
+    });
+    let r = restarts(&h.feed(Observation::ParentStarted { at, recreated }));
     assert_eq!(
-        restarts(&h.feed(Observation::ParentStarted { at })).len(),
-        1
+        r[0].verb,
+        Verb::Recreate {
+            network_parent: Some("p2".into())
+        }
     );
-    let e = h.feed(Observation::Replaced);
+    let e = h.feed(Observation::OrderEnded(OrderOutcome::Replaced {
+        new_id: "c2".into(),
+    }));
     assert_eq!(results(&e), vec![RecoveryResult::Success]);
     assert!(recovered(&e).is_some());
+    assert!(e.contains(&Effect::Unwatch));
+    assert_eq!(h.sup.restarts_in_window(Instant::now()), 1);
     assert_eq!(h.sup.state(), State::Stopped);
     assert!(matches!(h.sup.phase(), Phase::Gone));
 }
@@ -762,7 +805,11 @@ async fn a_dependency_restart_spends_the_dependents_own_budget() {
     let at = Instant::now();
     advance(secs(1)).await;
     assert_eq!(
-        restarts(&h.feed(Observation::ParentStarted { at })).len(),
+        restarts(&h.feed(Observation::ParentStarted {
+            at,
+            recreated: None
+        }))
+        .len(),
         1
     );
     h.restart_completes();
@@ -770,7 +817,10 @@ async fn a_dependency_restart_spends_the_dependents_own_budget() {
     advance(secs(60)).await;
     let at = Instant::now();
     advance(secs(1)).await;
-    let e = h.feed(Observation::ParentStarted { at });
+    let e = h.feed(Observation::ParentStarted {
+        at,
+        recreated: None,
+    });
     assert!(restarts(&e).is_empty());
     assert!(e.iter().any(|e| matches!(e, Effect::Quarantined { .. })));
     assert_eq!(h.sup.state(), State::Quarantined);

@@ -9,7 +9,7 @@ use selfheal_core::dependents::{
     compose_restart_parents, find_gone, network_parent, replaced_parent, Gate, Graph, Node,
     ParentLink, COMPOSE_DEPENDS_ON,
 };
-use selfheal_core::WatchSpec;
+use selfheal_core::{ParentRecreated, WatchSpec};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -84,7 +84,7 @@ impl Dependents {
     /// The network dependents of a removed parent that `parent` now stands for (same compose
     /// service, or same name): each with the new parent's id to recreate it there, or why
     /// that would be a guess.
-    pub fn orphans_of(&self, parent: &str) -> Vec<(String, Result<String, String>)> {
+    pub fn orphans_of(&self, parent: &str) -> Vec<(String, ParentRecreated)> {
         let nodes: Vec<Node> = self.nodes.values().cloned().collect();
         let gone: Vec<Node> = self.gone.values().cloned().collect();
         let Some(new) = self.nodes.get(parent) else {
@@ -110,18 +110,16 @@ impl Dependents {
             if !same_identity(old) {
                 continue;
             }
-            let verdict = replaced_parent(old, &nodes)
-                .map(|p| p.id.clone())
-                .and_then(|p| {
-                    if p == parent {
-                        Ok(p)
-                    } else {
-                        Err(format!("the removed parent's place is held by {p}"))
-                    }
-                });
+            let verdict = match replaced_parent(old, &nodes).map(|p| p.id.clone()) {
+                Ok(p) if p == parent => ParentRecreated::Follow { new_parent: p },
+                Ok(p) => ParentRecreated::CannotFollow {
+                    why: format!("the removed parent's place is held by {p}"),
+                },
+                Err(why) => ParentRecreated::CannotFollow { why },
+            };
             out.push((n.id.clone(), verdict));
         }
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 

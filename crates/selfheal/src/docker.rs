@@ -187,7 +187,7 @@ impl ContainerInfo {
     /// How the process ended last, as of this inspect.
     pub fn exit(&self, code: i64, oom_killed: bool) -> Exit {
         Exit {
-            code,
+            code: Some(code),
             oom_killed,
             restart_count: self.restart_count,
         }

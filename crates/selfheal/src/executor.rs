@@ -1,8 +1,10 @@
 //! The executor: the only code that changes containers. It carries out the healing core's
-//! restart orders and reports how each ended in the core's own terms. Its verbs: restart (a
-//! plain container), recreate (a network dependent whose parent was recreated), and stop or
+//! orders as they are and reports what happened in the core's own terms; it decides nothing.
+//! Its verbs ([`Verb`]): restart (a plain container), recreate (a fresh container from the
+//! old one's configuration, e.g. a network dependent whose parent was recreated), and stop or
 //! kill (a Swarm task, which Swarm then replaces: never restarted in place, see
-//! `selfheal_core::swarm`).
+//! `selfheal_core::swarm`). When its turn comes it tells the core what it sees and asks
+//! whether to go on ([`Turn`]): a user's stop meanwhile is the core's to weigh.
 
 use crate::docker::{ContainerInfo, DockerError};
 use crate::evidence::capture::Captured;
@@ -15,7 +17,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use selfheal_core::{EndMode, NotAttempted, RestartOrder, RestartOutcome};
+use selfheal_core::{EndMode, Order, OrderOutcome, Verb, Verdict};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,48 +28,32 @@ use tokio::sync::{RwLock, Semaphore};
 /// still waiting for the process to exit (a known failure of autoheal-style tools).
 const RESTART_MARGIN: Duration = Duration::from_secs(30);
 
-/// How a restart order ended, from the engine's side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecOutcome {
-    Finished(RestartOutcome),
-    /// Docker answered 404: the container no longer exists.
-    Gone,
-    /// Recreated: the container is replaced by `new_id` (same name, config and volumes).
-    Replaced {
-        new_id: String,
-    },
-}
-
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The container engine as a container task sees it: look, and restart. The real one is
-/// [`Executor`] over bollard; tests drive the task loop with a fake.
+/// The executor's turn for an order came: it reports whether it saw the container running
+/// (`None`: it did not look, or could not) and is told whether to send the order.
+pub type Turn<'a> = Box<dyn FnOnce(Option<bool>) -> BoxFuture<'a, Verdict> + Send + 'a>;
+
+/// The container engine as a container task sees it: look, and carry out an order. The real
+/// one is [`Executor`] over bollard; tests drive the task loop with a fake.
 pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// `GET /containers/{id}/json`, or `None` when it cannot be read now.
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>>;
-    /// Carries out `order`; `on_sent` is awaited right before the request goes to Docker.
-    fn restart<'a>(
+    /// Carries out `order`: asks `turn` right before anything that changes the container is
+    /// sent. `None`: the core dropped it at its turn (nothing was done, nothing to report).
+    fn execute<'a>(
         &'a self,
         id: &'a str,
-        order: &'a RestartOrder,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome>;
+        order: &'a Order,
+        turn: Turn<'a>,
+    ) -> BoxFuture<'a, Option<OrderOutcome>>;
     /// Reads back what Docker holds of a fault detected at `detected`: the container's last
     /// log lines and its HEALTHCHECK log ([`crate::evidence::capture`]). Called off the
     /// restart path, after the restart is issued.
     fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured>;
-
-    /// Carries out `order` as a recreate in `new_parent`'s network namespace.
-    fn recreate<'a>(
-        &'a self,
-        id: &'a str,
-        order: &'a RestartOrder,
-        new_parent: &'a str,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome>;
 }
 
-/// Restarts containers, bounded by a global limit of restarts in flight.
+/// Carries out orders, bounded by a global limit of actions in flight.
 #[derive(Debug, Clone)]
 pub struct Executor {
     docker: Arc<RwLock<Option<Docker>>>,
@@ -97,52 +83,61 @@ impl Executor {
         Some(ContainerInfo::from_inspect(c))
     }
 
-    /// `POST /containers/{id}/restart?t=<stop timeout>`; for a Swarm task (`order.end`),
-    /// `POST /containers/{id}/stop?t=<stop timeout>` or `POST /containers/{id}/kill`
-    /// (SIGKILL). If the order had to wait for its
-    /// turn and requires a running container, it is dropped when the container stopped
-    /// meanwhile (a user's stop wins).
-    async fn restart_now(
-        &self,
-        id: &str,
-        order: &RestartOrder,
-        on_sent: BoxFuture<'_, ()>,
-    ) -> ExecOutcome {
+    /// Carries out one order: waits for its turn behind the global bound, then acts by its
+    /// verb.
+    async fn execute_now(&self, id: &str, order: &Order, turn: Turn<'_>) -> Option<OrderOutcome> {
         if self.shared.dry_run {
-            return ExecOutcome::Finished(RestartOutcome::Skipped);
+            return Some(OrderOutcome::Skipped);
         }
-        let not_attempted = |why| ExecOutcome::Finished(RestartOutcome::NotAttempted(why));
         let (_permit, waited) = match self.limit.clone().try_acquire_owned() {
             Ok(p) => (p, false),
             Err(_) => match self.limit.clone().acquire_owned().await {
                 Ok(p) => (p, true),
-                Err(_) => return not_attempted(NotAttempted::Unreachable),
+                Err(_) => return Some(OrderOutcome::Unreachable),
             },
         };
-        if waited && order.require_running && self.inspect_now(id).await.is_some_and(|c| !c.running)
-        {
-            return not_attempted(NotAttempted::Cancelled);
-        }
         let Some(docker) = self.docker.read().await.clone() else {
-            return not_attempted(NotAttempted::Unreachable);
+            return Some(OrderOutcome::Unreachable);
         };
-        on_sent.await;
+        match &order.verb {
+            Verb::Recreate { network_parent } => {
+                self.recreate_now(&docker, id, order, network_parent.as_deref(), turn)
+                    .await
+            }
+            Verb::Restart | Verb::End(_) => {
+                // After a wait the container may have changed: look, for the core to judge.
+                let running = match waited {
+                    true => self.inspect_now(id).await.map(|c| c.running),
+                    false => None,
+                };
+                if turn(running).await == Verdict::Drop {
+                    return None;
+                }
+                Some(self.restart_now(docker, id, order).await)
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/restart?t=<stop timeout>`; for a Swarm task ([`Verb::End`]),
+    /// `POST /containers/{id}/stop?t=<stop timeout>` or `POST /containers/{id}/kill`
+    /// (SIGKILL).
+    async fn restart_now(&self, docker: Docker, id: &str, order: &Order) -> OrderOutcome {
         self.shared.metrics.restarts_in_flight.inc();
         let stop_timeout = order.stop_timeout;
         let budget = Duration::from_secs(u64::from(stop_timeout)) + RESTART_MARGIN;
         let docker = docker.with_timeout(budget);
         let t = i32::try_from(stop_timeout).unwrap_or(i32::MAX);
         let call = async {
-            match order.end {
-                None => {
+            match order.verb {
+                Verb::Restart | Verb::Recreate { .. } => {
                     let opts = RestartContainerOptionsBuilder::default().t(t).build();
                     docker.restart_container(id, Some(opts)).await
                 }
-                Some(EndMode::Stop) => {
+                Verb::End(EndMode::Stop) => {
                     let opts = StopContainerOptionsBuilder::default().t(t).build();
                     docker.stop_container(id, Some(opts)).await
                 }
-                Some(EndMode::Kill) => {
+                Verb::End(EndMode::Kill) => {
                     let opts = KillContainerOptionsBuilder::default()
                         .signal("SIGKILL")
                         .build();
@@ -152,75 +147,75 @@ impl Executor {
         };
         let result = tokio::time::timeout(budget, call).await;
         self.shared.metrics.restarts_in_flight.dec();
-        let outcome = match result {
-            Ok(Ok(())) => RestartOutcome::Done,
+        match result {
+            Ok(Ok(())) => OrderOutcome::Done,
             Ok(Err(e)) => match DockerError::from_api(e) {
                 // "Gone" only if the container itself is: a restart can also fail on a network
                 // parent that is gone (Docker 20.10 answers that with a 500, "No such
                 // container: <parent>"; a 404 for a container that exists is not taken as gone).
                 DockerError::NotFound if self.inspect_now(id).await.is_some() => {
-                    RestartOutcome::Failed("Docker answered 404 for a container that exists".into())
+                    OrderOutcome::Failed("Docker answered 404 for a container that exists".into())
                 }
-                DockerError::NotFound => return ExecOutcome::Gone,
+                DockerError::NotFound => OrderOutcome::Gone,
                 // Docker's own answer: it tried and refused or failed.
                 DockerError::Api(e @ bollard::errors::Error::DockerResponseServerError { .. }) => {
-                    RestartOutcome::Failed(e.to_string())
+                    OrderOutcome::Failed(e.to_string())
                 }
                 // The request did not get an answer from Docker at all.
-                _ => RestartOutcome::NotAttempted(NotAttempted::Unreachable),
+                _ => OrderOutcome::Unreachable,
             },
-            Err(_) => RestartOutcome::Failed(format!("restart did not finish within {budget:?}")),
-        };
-        ExecOutcome::Finished(outcome)
+            Err(_) => OrderOutcome::Failed(format!("restart did not finish within {budget:?}")),
+        }
     }
 
-    /// Recreates `id` in `new_parent`'s network namespace (see [`crate::recreate`]): stop,
-    /// rename the old one aside, create and start the replacement under the old name, then
-    /// remove the old one (its volumes stay: they are the replacement's now).
+    /// Recreates `id` from its own configuration, in `network_parent`'s network namespace if
+    /// set (see [`crate::recreate`]): stop, rename the old one aside, create and start the
+    /// replacement under the old name, then remove the old one (its volumes stay: they are the
+    /// replacement's now). A configuration that cannot be copied safely is refused before
+    /// anything is asked of Docker.
     async fn recreate_now(
         &self,
+        docker: &Docker,
         id: &str,
-        order: &RestartOrder,
-        new_parent: &str,
-        on_sent: BoxFuture<'_, ()>,
-    ) -> ExecOutcome {
-        if self.shared.dry_run {
-            return ExecOutcome::Finished(RestartOutcome::Skipped);
-        }
-        let not_attempted = |why| ExecOutcome::Finished(RestartOutcome::NotAttempted(why));
-        let Ok(_permit) = self.limit.clone().acquire_owned().await else {
-            return not_attempted(NotAttempted::Unreachable);
-        };
-        let Some(docker) = self.docker.read().await.clone() else {
-            return not_attempted(NotAttempted::Unreachable);
-        };
+        order: &Order,
+        network_parent: Option<&str>,
+        turn: Turn<'_>,
+    ) -> Option<OrderOutcome> {
         let old = match crate::docker::bounded(
             docker.inspect_container(id, None::<InspectContainerOptions>),
         )
         .await
         {
             Ok(c) => c,
-            Err(DockerError::NotFound) => return ExecOutcome::Gone,
-            Err(_) => return not_attempted(NotAttempted::Unreachable),
+            Err(DockerError::NotFound) => return Some(OrderOutcome::Gone),
+            Err(_) => return Some(OrderOutcome::Unreachable),
         };
-        let body = match replacement(&old, new_parent) {
+        // Only a network dependent's recreate is carried out so far: its networks are its
+        // parent's. One in its own networks must carry them over (not done yet: refused).
+        let Some(network_parent) = network_parent else {
+            return Some(OrderOutcome::Refused(
+                "not recreated: recreating a container in its own networks is not supported".into(),
+            ));
+        };
+        let body = match replacement(&old, network_parent) {
             Ok(b) => b,
-            Err(e) => {
-                return ExecOutcome::Finished(RestartOutcome::Failed(format!("not recreated: {e}")))
-            }
+            Err(e) => return Some(OrderOutcome::Refused(format!("not recreated: {e}"))),
         };
+        let running = old.state.as_ref().and_then(|s| s.running);
+        if turn(running).await == Verdict::Drop {
+            return None;
+        }
         let name = old
             .name
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_string();
-        on_sent.await;
         self.shared.metrics.restarts_in_flight.inc();
         let budget = Duration::from_secs(u64::from(order.stop_timeout)) + RESTART_MARGIN;
         let result = tokio::time::timeout(
             budget,
             replace(
-                &docker.with_timeout(budget),
+                &docker.clone().with_timeout(budget),
                 id,
                 &name,
                 body,
@@ -229,17 +224,15 @@ impl Executor {
         )
         .await;
         self.shared.metrics.restarts_in_flight.dec();
-        match result {
+        Some(match result {
             Ok(Ok(new_id)) => {
-                tracing::warn!(container = %name, old = id, new = %new_id, parent = new_parent,
+                tracing::warn!(container = %name, old = id, new = %new_id, parent = network_parent,
                     "recreated in the new parent's network namespace");
-                ExecOutcome::Replaced { new_id }
+                OrderOutcome::Replaced { new_id }
             }
-            Ok(Err(e)) => ExecOutcome::Finished(RestartOutcome::Failed(e)),
-            Err(_) => ExecOutcome::Finished(RestartOutcome::Failed(format!(
-                "recreate did not finish within {budget:?}"
-            ))),
-        }
+            Ok(Err(e)) => OrderOutcome::Failed(e),
+            Err(_) => OrderOutcome::Failed(format!("recreate did not finish within {budget:?}")),
+        })
     }
 }
 
@@ -318,13 +311,13 @@ impl ContainerRuntime for Executor {
         Box::pin(self.inspect_now(id))
     }
 
-    fn restart<'a>(
+    fn execute<'a>(
         &'a self,
         id: &'a str,
-        order: &'a RestartOrder,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome> {
-        Box::pin(self.restart_now(id, order, on_sent))
+        order: &'a Order,
+        turn: Turn<'a>,
+    ) -> BoxFuture<'a, Option<OrderOutcome>> {
+        Box::pin(self.execute_now(id, order, turn))
     }
 
     fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured> {
@@ -337,15 +330,5 @@ impl ContainerRuntime for Executor {
                 },
             }
         })
-    }
-
-    fn recreate<'a>(
-        &'a self,
-        id: &'a str,
-        order: &'a RestartOrder,
-        new_parent: &'a str,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome> {
-        Box::pin(self.recreate_now(id, order, new_parent, on_sent))
     }
 }

@@ -16,7 +16,7 @@ use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use selfheal_core::dependents::Gate;
-use selfheal_core::{DockerHealth, LabelError, Observation};
+use selfheal_core::{DockerHealth, LabelError, Observation, Signal};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +37,6 @@ const WATCHED_EVENTS: [&str; 10] = [
     "destroy",
     "rename",
 ];
-/// SIGINT, SIGQUIT, SIGKILL, SIGTERM (as numbers, the way `kill` events carry them).
-const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Events read from Docker and not yet routed.
 const EVENT_QUEUE: usize = 1024;
@@ -536,21 +534,13 @@ impl Watcher {
             return;
         }
         let msg = match action {
-            // Only signals that stop a process announce a stop; HUP, USR1 and the like are
-            // reloads and must not make the next crash look like a user's stop.
-            "kill"
-                if attrs
-                    .get("signal")
-                    .is_none_or(|s| STOP_SIGNALS.contains(&s.as_str())) =>
-            {
-                Msg::Observe(Observation::Killed)
-            }
+            // Which signals stop a process is the core's call.
+            "kill" => Msg::Observe(Observation::Killed {
+                signal: attrs.get("signal").map(|s| Signal::parse(s)),
+            }),
             "oom" => Msg::Oom,
             "die" => Msg::Died {
-                exit_code: attrs
-                    .get("exitCode")
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(-1),
+                exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
             },
             "stop" => Msg::Observe(Observation::Stopped),
             "pause" => Msg::Observe(Observation::Paused),

@@ -6,8 +6,8 @@
 //! open incident are its own.
 
 use crate::policy::{
-    DockerHealth, Exit, NotAttempted, Observation, Outcome, PolicySpec, ProbeOutcome,
-    RestartOutcome, RunStatus, Snapshot, State, Trigger,
+    DockerHealth, Exit, Observation, OrderOutcome, Outcome, PolicySpec, ProbeOutcome, RunStatus,
+    Signal, Snapshot, State, Trigger, Verdict,
 };
 use crate::restart_policy::RestartPolicy;
 use std::time::Duration;
@@ -24,18 +24,26 @@ const STOP_CODES: [i64; 4] = [0, 130, 137, 143];
 /// What the supervisor must say in answer to one observation, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Decision {
+    /// The restarts counted for backoff are forgotten.
+    BackoffReset,
     Opened(Trigger),
     Closed(Outcome),
+    /// `docker restart`, the incident's `attempt`-th.
     Restart {
         trigger: Trigger,
         attempt: u32,
-        require_running: bool,
     },
+    /// The answer to the executor's turn.
+    Turn(Verdict),
+    /// Docker failed the order.
+    OrderFailed,
     Quarantined {
         restarts_in_window: u32,
     },
     Released,
     Inspect,
+    /// The container is gone: stop watching it.
+    Unwatch,
 }
 
 /// A run of the process as the watchdog knows it.
@@ -78,7 +86,8 @@ enum Known {
         of: Option<KnownRun>,
     },
     UserStopped,
-    /// A restart is ordered (`sent`: Docker was asked at that time).
+    /// A restart is ordered and waits for the executor's turn (`sent: None`), or Docker was
+    /// asked at `sent`.
     Restarting {
         sent: Option<Instant>,
         of: Option<KnownRun>,
@@ -174,6 +183,15 @@ impl Model {
     /// The model's answer to one observation: what follows, in order.
     pub(super) fn observe(&mut self, obs: &Observation, now: Instant) -> Vec<Decision> {
         let mut out = Vec::new();
+        // A healthy stretch long enough counts whatever the observation says.
+        if self
+            .healthy_since
+            .is_some_and(|h| self.recent > 0 && now >= h + self.spec.backoff.reset_after)
+        {
+            self.recent = 0;
+            self.backoff_resets += 1;
+            out.push(Decision::BackoffReset);
+        }
         self.apply(obs, now, &mut out);
         // A container healthy again closes its incident, is released from quarantine and
         // loses any hold.
@@ -219,7 +237,7 @@ impl Model {
         self.hold == Hold::Quarantine
     }
 
-    fn needs_restart(&self) -> bool {
+    pub(super) fn needs_restart(&self) -> bool {
         match self.known {
             Known::Up { paused: false, .. } => self.failing().is_some(),
             Known::Down {
@@ -234,7 +252,13 @@ impl Model {
             Observation::Started { at } => self.started((*at).min(now), now),
             Observation::Probe(p) => self.probe(*p, now),
             Observation::Health(h) => self.health(*h),
-            Observation::Killed => match self.known {
+            // Only a signal that ends a process announces a stop (a `kill` naming none is taken
+            // as one); a reload (HUP, USR1) or a freeze (STOP) is not a user's stop.
+            Observation::Killed {
+                signal:
+                    Some(Signal::Hup | Signal::Usr1 | Signal::Usr2 | Signal::Stop | Signal::Cont),
+            } => {}
+            Observation::Killed { .. } => match self.known {
                 Known::Restarting { sent: Some(_), .. } | Known::UserStopped | Known::Gone => {}
                 _ => {
                     let of = self.run_known();
@@ -250,11 +274,20 @@ impl Model {
                 Known::UserStopping { .. } | Known::Up { paused: true, .. } => {
                     self.user_stopped(out)
                 }
-                _ => self.crashed(
-                    trigger_of(exit),
-                    docker_restarts(self.spec.restart_policy, exit),
-                    out,
-                ),
+                _ => {
+                    self.crashed(
+                        trigger_of(exit),
+                        docker_restarts(self.spec.restart_policy, exit),
+                        out,
+                    );
+                    // Whether `on-failure` brings it back depends on a code the event did not
+                    // name: look.
+                    if exit.code.is_none()
+                        && matches!(self.spec.restart_policy, RestartPolicy::OnFailure { .. })
+                    {
+                        out.push(Decision::Inspect);
+                    }
+                }
             },
             Observation::Stopped => match self.known {
                 Known::Restarting { sent: Some(_), .. } | Known::UserStopped | Known::Gone => {}
@@ -271,27 +304,17 @@ impl Model {
             Observation::Snapshot(s) => self.snapshot(*s, now, out),
             Observation::Removed => {
                 self.close(Outcome::Abandoned, out);
+                self.forget_signals();
                 self.enter(Known::Gone);
+                out.push(Decision::Unwatch);
             }
-            Observation::RestartSent => {
-                if self.order.is_some() {
-                    self.order = Some(Some(now));
-                    let of = match self.known {
-                        Known::Restarting { of, .. } => of,
-                        _ => None,
-                    };
-                    self.enter(Known::Restarting {
-                        sent: Some(now),
-                        of,
-                    });
-                    if let Some(i) = &mut self.incident {
-                        i.sent = true;
-                    }
-                }
-            }
-            Observation::RestartFinished(outcome) => self.finished(outcome, now, out),
+            Observation::Turn { running } => self.turn(*running, now, out),
+            Observation::OrderEnded(outcome) => self.finished(outcome, now, out),
             Observation::Tick => self.tick(now, out),
-            Observation::ParentStarted { at } => {
+            Observation::ParentStarted {
+                at,
+                recreated: None,
+            } => {
                 let run = match self.known {
                     Known::Up { run, paused: false }
                     | Known::Looking {
@@ -303,10 +326,41 @@ impl Model {
                     self.stale = true;
                 }
             }
-            Observation::HealthFailingSince(_) | Observation::Replaced => {
+            Observation::HealthFailingSince(_)
+            | Observation::ParentStarted { .. }
+            | Observation::ParentWaiting { .. } => {
                 unreachable!("not generated: {obs:?}")
             }
         }
+    }
+
+    /// The executor's turn for the order came: it is sent unless the container is no longer
+    /// what it was decided for (a user stopped, paused or killed it, or it was running and is
+    /// found not running any more): a user's action wins.
+    fn turn(&mut self, running: Option<bool>, now: Instant, out: &mut Vec<Decision>) {
+        if self.order != Some(None) {
+            return;
+        }
+        let send = match self.known {
+            Known::Restarting { sent: None, of } => of.is_none() || running != Some(false),
+            _ => false,
+        };
+        if !send {
+            self.order = None;
+            out.push(Decision::Turn(Verdict::Drop));
+            self.look_again(None, out);
+            return;
+        }
+        self.order = Some(Some(now));
+        let of = self.run_known();
+        self.enter(Known::Restarting {
+            sent: Some(now),
+            of,
+        });
+        if let Some(i) = &mut self.incident {
+            i.sent = true;
+        }
+        out.push(Decision::Turn(Verdict::Send));
     }
 
     fn run_known(&self) -> Option<KnownRun> {
@@ -465,12 +519,18 @@ impl Model {
 
     /// Found down after a gap in what was seen: down after a restart of ours, or with a death
     /// as the open incident, is ours to finish; a death by OOM or a crash code that Docker's
-    /// policy would not restart is a crash; anything else is a user's stop.
+    /// policy would not restart is a crash; anything else (an unknown code too) is a user's
+    /// stop. Docker not bringing back a death it seemed to is the watchdog's to heal.
     fn found_exited(&mut self, exit: &Exit, out: &mut Vec<Decision>) {
         let ours = self
             .incident
             .is_some_and(|i| i.sent || matches!(i.trigger, Trigger::Died | Trigger::Oom));
-        match self.known {
+        match &mut self.known {
+            Known::Down {
+                docker_restarts, ..
+            } if *docker_restarts && !self::docker_restarts(self.spec.restart_policy, exit) => {
+                *docker_restarts = false;
+            }
             Known::UserStopped | Known::Gone | Known::Down { .. } => {}
             Known::UserStopping { .. } => self.user_stopped(out),
             // Never seen running: not the watchdog's to start.
@@ -480,7 +540,7 @@ impl Model {
                 self.crashed(trigger, false, out);
             }
             _ => {
-                let crash = exit.oom_killed || !STOP_CODES.contains(&exit.code);
+                let crash = exit.oom_killed || exit.code.is_some_and(|c| !STOP_CODES.contains(&c));
                 if crash && !docker_restarts(self.spec.restart_policy, exit) {
                     self.crashed(trigger_of(exit), false, out);
                 } else {
@@ -490,22 +550,23 @@ impl Model {
         }
     }
 
-    fn finished(&mut self, outcome: &RestartOutcome, now: Instant, out: &mut Vec<Decision>) {
+    /// The executor's report. Only an order Docker received spends budget and counts for
+    /// backoff; one Docker could not be reached with is looked at again a second later.
+    fn finished(&mut self, outcome: &OrderOutcome, now: Instant, out: &mut Vec<Decision>) {
         let Some(sent) = self.order.take() else {
             return;
         };
         match outcome {
-            RestartOutcome::Done => self.count(sent.unwrap_or(now)),
-            RestartOutcome::Failed(_) => {
+            OrderOutcome::Done => self.count(sent.unwrap_or(now)),
+            OrderOutcome::Failed(_) => {
                 self.count(sent.unwrap_or(now));
+                out.push(Decision::OrderFailed);
                 self.look_again(None, out);
             }
-            // Never attempted: spends no budget, counts for no backoff.
-            RestartOutcome::NotAttempted(NotAttempted::Unreachable) => {
+            OrderOutcome::Unreachable => {
                 self.look_again(Some(now + RECHECK_AFTER_UNREACHABLE), out)
             }
-            RestartOutcome::NotAttempted(NotAttempted::Cancelled) => self.look_again(None, out),
-            RestartOutcome::Skipped => unreachable!("not generated"),
+            _ => unreachable!("not generated: {outcome:?}"),
         }
     }
 
@@ -607,15 +668,15 @@ impl Model {
         if self.order.is_some() {
             return;
         }
-        let (trigger, running) = match self.known {
-            Known::Up { paused: false, .. } => match self.failing() {
-                Some(t) => (t, true),
+        let (trigger, of) = match self.known {
+            Known::Up { run, paused: false } => match self.failing() {
+                Some(t) => (t, Some(run)),
                 None => return,
             },
             Known::Down {
                 trigger,
                 docker_restarts: false,
-            } => (trigger, false),
+            } => (trigger, None),
             _ => return,
         };
         if self.hold == Hold::Quarantine {
@@ -645,13 +706,8 @@ impl Model {
         out.push(Decision::Restart {
             trigger: incident.trigger,
             attempt: incident.attempts + 1,
-            require_running: running,
         });
         self.order = Some(None);
-        let of = match self.known {
-            Known::Up { run, .. } => Some(run),
-            _ => None,
-        };
         self.enter(Known::Restarting { sent: None, of });
     }
 
@@ -697,26 +753,14 @@ impl Model {
         }
     }
 
-    /// The state shown; leaving `healthy` after `reset_after` of it without a break forgets
-    /// the backoff.
+    /// The state shown; a healthy stretch begins when it turns `healthy` and ends with any
+    /// other state.
     fn publish(&mut self, now: Instant) {
         let to = self.derive_state();
-        if to == self.state {
-            return;
+        if to != self.state {
+            self.healthy_since = (to == State::Healthy).then_some(now);
+            self.state = to;
         }
-        if to == State::Healthy {
-            self.healthy_since = Some(now);
-        } else if self.state == State::Healthy {
-            if self
-                .healthy_since
-                .is_some_and(|h| now.saturating_duration_since(h) >= self.spec.backoff.reset_after)
-            {
-                self.recent = 0;
-                self.backoff_resets += 1;
-            }
-            self.healthy_since = None;
-        }
-        self.state = to;
     }
 }
 
@@ -734,8 +778,10 @@ pub(super) fn docker_restarts(policy: RestartPolicy, exit: &Exit) -> bool {
     match policy {
         RestartPolicy::No => false,
         RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        // Docker knows the code even when the `die` event did not name it: an unknown code is
+        // taken as a failure until a look says otherwise.
         RestartPolicy::OnFailure { max_retries } => {
-            exit.code != 0 && (max_retries == 0 || exit.restart_count < max_retries)
+            exit.code != Some(0) && (max_retries == 0 || exit.restart_count < max_retries)
         }
     }
 }

@@ -6,8 +6,8 @@
 use super::model::{docker_restarts, Decision, Model, RECHECK_AFTER_UNREACHABLE};
 use super::{Fault, Step};
 use crate::policy::{
-    DockerHealth, Effect, Exit, NotAttempted, Observation, PolicySpec, ProbeFailure, ProbeOutcome,
-    RestartOutcome, RunStatus, Snapshot, Unobservable,
+    DockerHealth, Effect, Exit, Observation, OrderOutcome, PolicySpec, ProbeFailure, ProbeOutcome,
+    RunStatus, Signal, Snapshot, Unobservable, Verb, Verdict,
 };
 use crate::supervisor::Supervisor;
 use proptest::prelude::*;
@@ -29,8 +29,11 @@ enum Process {
 /// The executor's side: the order it holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Order {
-    Queued { require_running: bool },
-    Sent { at: Instant },
+    /// Waiting for its turn.
+    Queued,
+    Sent {
+        at: Instant,
+    },
 }
 
 /// How long Docker may take to carry out a restart in this world: well under the
@@ -73,11 +76,6 @@ impl Sim {
         Ok(sim)
     }
 
-    /// The executor holds an order.
-    pub(super) fn order_in_flight(&self) -> bool {
-        self.order.is_some()
-    }
-
     pub(super) fn incident_open(&self) -> bool {
         self.model.incident_open()
     }
@@ -104,7 +102,7 @@ impl Sim {
 
     fn exit(&self, code: i64, oom: bool) -> Exit {
         Exit {
-            code,
+            code: Some(code),
             oom_killed: oom,
             restart_count: self.restart_count,
         }
@@ -125,10 +123,14 @@ impl Sim {
             "state after {:?}",
             obs
         );
-        if let Some(Effect::Restart(o)) = effects.iter().find(|e| matches!(e, Effect::Restart(_))) {
-            self.order = Some(Order::Queued {
-                require_running: o.require_running,
-            });
+        // The executor holds what the supervisor orders, and follows its verdict at its turn.
+        for e in &effects {
+            match e {
+                Effect::Order(_) => self.order = Some(Order::Queued),
+                Effect::Turn(Verdict::Send) => self.order = Some(Order::Sent { at: self.now }),
+                Effect::Turn(Verdict::Drop) => self.order = None,
+                _ => {}
+            }
         }
         self.check_wakes_in_time(&obs)?;
         if effects.contains(&Effect::Inspect) {
@@ -154,50 +156,31 @@ impl Sim {
         Ok(())
     }
 
-    /// Liveness, in steps: waking the supervisor when it asks, with nothing else happening,
-    /// a container that needs a restart gets the order (or is quarantined when the budget is
-    /// spent) within a few wake-ups.
-    pub(super) fn drain(&mut self) -> Result<(), TestCaseError> {
-        for _ in 0..6 {
-            if self.model.restart_due_by().is_none() {
-                return Ok(());
-            }
-            self.wake_up()?;
-        }
-        prop_assert!(
-            self.model.restart_due_by().is_none(),
-            "still waiting for a restart: {:?}",
-            self.sup.phase()
-        );
-        Ok(())
-    }
-
-    /// See [`super::a_failed_container_is_restarted_in_bounded_time`]. `ordered_before`: an
-    /// order was in flight before the fault (its outcome is the executor's).
-    pub(super) fn restarted_in_bounded_time(
-        &mut self,
-        ordered_before: bool,
-    ) -> Result<(), TestCaseError> {
-        if ordered_before || !self.model.awaits_restart() {
-            return Ok(());
-        }
+    /// Liveness (see [`super::a_failed_container_is_restarted_in_bounded_time`]): waking
+    /// the supervisor when it asks, with nothing else happening, a container awaiting a restart
+    /// gets the order (or is quarantined, or a look finds it recovered) within 6 wake-ups and
+    /// within the longest backoff plus a recheck.
+    pub(super) fn restarted_in_bounded_time(&mut self) -> Result<(), TestCaseError> {
         let bound = self.now + self.spec.backoff.max + RECHECK_AFTER_UNREACHABLE;
         for _ in 0..6 {
-            if self.order.is_some() || self.model.quarantined() {
+            if !self.model.awaits_restart() {
                 break;
             }
             self.wake_up()?;
         }
         prop_assert!(
-            self.order.is_some() || self.model.quarantined(),
+            !self.model.awaits_restart(),
             "no restart after 6 wake-ups: {:?}",
             self.sup.phase()
         );
-        prop_assert!(
-            self.now <= bound,
-            "restart {:?} past the bound",
-            self.now - bound
-        );
+        prop_assert!(self.now <= bound, "{:?} past the bound", self.now - bound);
+        if self.model.needs_restart() && !self.model.quarantined() {
+            prop_assert!(
+                self.order.is_some(),
+                "failed, no order: {:?}",
+                self.sup.phase()
+            );
+        }
         Ok(())
     }
 
@@ -208,7 +191,7 @@ impl Sim {
             return Ok(());
         }
         for step in [
-            Step::Send,
+            Step::Turn { looks: true },
             Step::Finish(3),
             Step::Unpause,
             Step::PolicyStart,
@@ -221,7 +204,11 @@ impl Sim {
 
     pub(super) fn fault(&mut self, fault: Fault) -> Result<(), TestCaseError> {
         match fault {
-            Fault::Die { code } => self.step(Step::Crash { code, oom: false }),
+            Fault::Die { code } => self.step(Step::Crash {
+                code,
+                oom: false,
+                named: true,
+            }),
             Fault::ProbeFails => {
                 let Process::Running { since, .. } = self.process else {
                     return Ok(());
@@ -242,7 +229,7 @@ impl Sim {
                 self.step(Step::ParentStarted { ago: 0 })
             }
             Fault::FailedRestart { left_down } => {
-                self.step(Step::Send)?;
+                self.step(Step::Turn { looks: true })?;
                 self.step(Step::Finish(u8::from(left_down)))
             }
             Fault::BackoffEnds => self.step(Step::WakeUp),
@@ -293,10 +280,16 @@ impl Sim {
     }
 
     /// Docker ends the process: `docker stop` (kill, die, stop) or `docker kill` (kill, die).
-    fn end_run(&mut self, code: i64, stop_event: bool) -> Result<(), TestCaseError> {
+    fn end_run(&mut self, signal: Signal, stop_event: bool) -> Result<(), TestCaseError> {
+        let code = match signal {
+            Signal::Kill => 137,
+            _ => 143,
+        };
         self.process = Process::Exited(self.exit(code, false));
         self.health = None;
-        self.feed(Observation::Killed)?;
+        self.feed(Observation::Killed {
+            signal: Some(signal),
+        })?;
         self.feed(Observation::Died(self.exit(code, false)))?;
         if stop_event {
             self.feed(Observation::Stopped)?;
@@ -338,9 +331,23 @@ impl Sim {
                     self.feed(Observation::Health(h))?;
                 }
             }
-            Step::Crash { code, oom } if self.running() && !in_restart => {
+            Step::Crash { code, oom, named } if self.running() && !in_restart => {
                 let exit = self.die(code, oom);
-                self.feed(Observation::Died(exit))?;
+                // Some engines' `die` events name no exit code.
+                self.feed(Observation::Died(Exit {
+                    code: exit.code.filter(|_| named),
+                    ..exit
+                }))?;
+            }
+            Step::Signal(pick) if self.running() && !in_restart => {
+                let signal = [Signal::Hup, Signal::Usr1, Signal::Stop][usize::from(pick % 3)];
+                if signal == Signal::Stop {
+                    // Frozen: it answers nothing.
+                    self.service_works = false;
+                }
+                self.feed(Observation::Killed {
+                    signal: Some(signal),
+                })?;
             }
             Step::PolicyStart => {
                 if let Process::PolicyRestarting(_) = self.process {
@@ -353,10 +360,10 @@ impl Sim {
                 self.feed(Observation::Snapshot(self.snapshot()))?;
             }
             Step::UserStop if !in_restart && matches!(self.process, Process::Running { .. }) => {
-                self.end_run(143, true)?
+                self.end_run(Signal::Term, true)?
             }
             Step::UserKill if !in_restart && matches!(self.process, Process::Running { .. }) => {
-                self.end_run(137, false)?
+                self.end_run(Signal::Kill, false)?
             }
             Step::UserStart if self.order.is_none() => {
                 if let Process::Exited(_) = self.process {
@@ -391,31 +398,25 @@ impl Sim {
                     .now
                     .checked_sub(Duration::from_millis(ago))
                     .unwrap_or(self.now);
-                self.feed(Observation::ParentStarted { at })?;
+                self.feed(Observation::ParentStarted {
+                    at,
+                    recreated: None,
+                })?;
             }
             Step::Resync if !in_restart => self.feed(Observation::Snapshot(self.snapshot()))?,
-            Step::Send => {
-                if let Some(Order::Queued { require_running }) = self.order {
-                    if require_running && !self.running() {
-                        self.order = None;
-                        self.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
-                            NotAttempted::Cancelled,
-                        )))?;
-                    } else {
-                        // A restart is sent seconds after any start it could be taken for.
-                        self.now += Duration::from_millis(250);
-                        self.order = Some(Order::Sent { at: self.now });
-                        self.feed(Observation::RestartSent)?;
-                    }
+            Step::Turn { looks } => {
+                if let Some(Order::Queued) = self.order {
+                    // A restart is sent seconds after any start it could be taken for.
+                    self.now += Duration::from_millis(250);
+                    let running = matches!(self.process, Process::Running { .. });
+                    self.feed(Observation::Turn {
+                        running: looks.then_some(running),
+                    })?;
                 }
             }
-            Step::Unreachable => {
-                if let Some(Order::Queued { .. }) = self.order {
-                    self.order = None;
-                    self.feed(Observation::RestartFinished(RestartOutcome::NotAttempted(
-                        NotAttempted::Unreachable,
-                    )))?;
-                }
+            Step::Unreachable if self.order.is_some() => {
+                self.order = None;
+                self.feed(Observation::OrderEnded(OrderOutcome::Unreachable))?;
             }
             Step::Finish(pick) => self.finish(pick)?,
             _ => {}
@@ -438,26 +439,26 @@ impl Sim {
             return Ok(());
         };
         self.order = None;
-        let failed = RestartOutcome::Failed("Docker said no".into());
+        let failed = OrderOutcome::Failed("Docker said no".into());
         match pick % 5 {
             // Refused before it touched the container.
-            0 => self.feed(Observation::RestartFinished(failed))?,
+            0 => self.feed(Observation::OrderEnded(failed))?,
             // Stopped it, then failed to start it.
             1 => {
                 self.stop_for_restart()?;
-                self.feed(Observation::RestartFinished(failed))?;
+                self.feed(Observation::OrderEnded(failed))?;
             }
             // Docker's answer may come before the restart's start event.
             2 => {
                 self.stop_for_restart()?;
                 self.new_run();
-                self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
                 self.feed(Observation::Started { at: self.now })?;
             }
             _ => {
                 self.stop_for_restart()?;
                 self.begin_run()?;
-                self.feed(Observation::RestartFinished(RestartOutcome::Done))?;
+                self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
             }
         }
         Ok(())
@@ -467,7 +468,7 @@ impl Sim {
     fn stop_for_restart(&mut self) -> Result<(), TestCaseError> {
         self.restart_count = 0;
         if let Process::Running { .. } = self.process {
-            self.end_run(143, true)?;
+            self.end_run(Signal::Term, true)?;
         }
         Ok(())
     }
@@ -478,11 +479,14 @@ fn decision(e: &Effect) -> Option<Decision> {
     Some(match e {
         Effect::IncidentOpened(i) => Decision::Opened(i.trigger),
         Effect::IncidentClosed { outcome, .. } => Decision::Closed(*outcome),
-        Effect::Restart(o) => Decision::Restart {
+        Effect::BackoffReset => Decision::BackoffReset,
+        Effect::Order(o) if o.verb == Verb::Restart => Decision::Restart {
             trigger: o.trigger,
             attempt: o.attempt,
-            require_running: o.require_running,
         },
+        Effect::Turn(verdict) => Decision::Turn(*verdict),
+        Effect::OrderFailed { .. } => Decision::OrderFailed,
+        Effect::Unwatch => Decision::Unwatch,
         Effect::Quarantined { restarts_in_window } => Decision::Quarantined {
             restarts_in_window: *restarts_in_window,
         },

@@ -13,7 +13,7 @@ use crate::dependents::GateReport;
 use crate::docker::ContainerInfo;
 use crate::evidence::capture::Captured;
 use crate::evidence::{Evidence, ExitRecord, ProbeFailureLog, ProbeFailureRecord};
-use crate::executor::{ContainerRuntime, ExecOutcome};
+use crate::executor::{ContainerRuntime, Turn};
 use crate::journal::Incident;
 use crate::metrics::{probe_labels, Metrics};
 use crate::notify::Notifier;
@@ -23,8 +23,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use record::IncidentRecorder;
 use selfheal_core::dependents::ReleaseGate;
 use selfheal_core::{
-    Backoff, DockerHealth, Effect, Observation, PolicySpec, ProbeKind, ProbeOutcome,
-    RecoveryResult, RestartOrder, State, Supervisor, Trigger, WatchSpec,
+    Backoff, DockerHealth, Effect, Observation, Order, OrderOutcome, ParentRecreated, PolicySpec,
+    ProbeKind, ProbeOutcome, RecoveryResult, State, Supervisor, Trigger, Verb, Verdict, WatchSpec,
 };
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,16 +57,21 @@ pub enum Msg {
     Started(Box<ContainerInfo>),
     /// Fresh inspect data after a gap (watching began, a reconnect, the core asked).
     Snapshot(Box<ContainerInfo>),
-    /// A `die` event.
+    /// A `die` event, with the exit code it names.
     Died {
-        exit_code: i64,
+        exit_code: Option<i64>,
     },
     Oom,
     Rename(String),
     /// The first failing check of Docker's health log, read for the open incident.
     HealthFailingSince(SystemTime),
-    /// The executor's report on a restart order.
-    Restart(ExecOutcome),
+    /// The executor's turn for the order came: what it saw, and where the core's verdict goes.
+    Turn {
+        running: Option<bool>,
+        reply: oneshot::Sender<Verdict>,
+    },
+    /// How the executor's order ended.
+    Ended(OrderOutcome),
     /// Evidence read back from Docker for incident `incident`.
     Evidence {
         incident: u64,
@@ -80,9 +85,8 @@ pub enum Msg {
         parent: String,
         at: SystemTime,
         incident: Option<u64>,
-        /// Its network parent was recreated: `Ok(new parent id)` to recreate it there, or
-        /// why that cannot be done safely.
-        recreate: Option<Result<String, String>>,
+        /// Its network parent was recreated: what that means for it.
+        recreate: Option<ParentRecreated>,
     },
     /// A parent started again at `since` and is not ready yet.
     ParentWaiting {
@@ -163,9 +167,7 @@ struct ContainerTask {
     probe_failures: ProbeFailureLog,
     /// How the process last ended, until an incident takes it as evidence.
     last_exit: Option<selfheal_core::Exit>,
-    /// Fires once the restart ordered by the observation being handled is sent (or dropped):
-    /// evidence is read from Docker only after that.
-    restart_sent: Option<oneshot::Receiver<()>>,
+
     /// As a parent: when its dependents are released after it started again.
     gate: ReleaseGate,
     /// The run last seen, and the incident whose restart began it.
@@ -175,17 +177,9 @@ struct ContainerTask {
     /// to restart, for the incident this opens.
     waiting_on: Option<String>,
     parent_link: Option<(String, Option<u64>)>,
-    /// Its network parent was recreated: restarts of this run are carried out as recreates
-    /// (or refused, with the reason).
-    recreate: Option<Result<String, String>>,
-    /// Why the last restart failed, for the incident.
-    last_failure: Option<String>,
-    /// Destroyed while its recreate was in flight: ended once the executor reports.
-    removed_pending: bool,
+
     /// Set when the container is a Swarm task.
     swarm: Option<crate::swarm::SwarmBinding>,
-    /// Since when the policy state is `healthy` without a break (shown to peers on Swarm).
-    healthy_since: Option<Instant>,
 }
 
 /// The probe task's metric series, kept under the container's current name, which the
@@ -421,16 +415,11 @@ pub fn spawn(
         last_now: now,
         probe_failures,
         last_exit: None,
-        restart_sent: None,
         gate: ReleaseGate::default(),
         run_seen: None,
         run_incident: None,
         waiting_on: None,
         parent_link: None,
-        recreate: None,
-        last_failure: None,
-        removed_pending: false,
-        healthy_since: None,
     };
     if let Some(since) = resumed_since {
         task.incidents.resume_story(since);
@@ -468,24 +457,7 @@ impl ContainerTask {
                     continue;
                 }
             };
-            // A recreate removes the old container as its last step: its `destroy` may come
-            // before the executor's report, which says how the incident ended.
-            if matches!(msg, Msg::Removed)
-                && matches!(self.recreate, Some(Ok(_)))
-                && self.sup.restart_in_flight()
-            {
-                self.removed_pending = true;
-                continue;
-            }
-            let removed = matches!(
-                msg,
-                Msg::Removed | Msg::Restart(ExecOutcome::Gone | ExecOutcome::Replaced { .. })
-            ) || (self.removed_pending && matches!(msg, Msg::Restart(_)));
-            self.on_msg(msg).await;
-            if removed {
-                if self.removed_pending {
-                    self.feed(Observation::Removed, Instant::now());
-                }
+            if self.on_msg(msg).await == Watching::Done {
                 self.ctx.shared.remove_view(&self.info.id);
                 self.ctx.shared.metrics.remove_container(&self.info.name);
                 tracing::info!(container = %self.info.name, "no longer watched");
@@ -495,26 +467,28 @@ impl ContainerTask {
         }
     }
 
-    async fn on_msg(&mut self, msg: Msg) {
+    async fn on_msg(&mut self, msg: Msg) -> Watching {
         let now = Instant::now();
         match msg {
             // Inspected here and now, so what it shows comes in order with the events before
             // and after it (a start's inspect before that run's die).
             Msg::Look { started } => {
                 let Some(info) = self.ctx.runtime.inspect(&self.info.id).await else {
-                    return;
+                    return Watching::On;
                 };
                 let msg = if started {
                     Msg::Started(Box::new(info))
                 } else {
                     Msg::Snapshot(Box::new(info))
                 };
-                Box::pin(self.on_msg(msg)).await;
+                return Box::pin(self.on_msg(msg)).await;
             }
-            Msg::Observe(obs) => self.feed(obs, now),
+            Msg::Observe(obs) => return self.feed(obs, now).watching,
             // Received before it waited in the inbox: the reaction is measured from there.
             Msg::Unhealthy { received } => {
-                self.feed(Observation::Health(DockerHealth::Unhealthy), received)
+                return self
+                    .feed(Observation::Health(DockerHealth::Unhealthy), received)
+                    .watching
             }
             Msg::Oom => {
                 self.oom_pending = true;
@@ -522,8 +496,11 @@ impl ContainerTask {
                 self.incidents.oom_after_death();
             }
             Msg::Died { exit_code } => {
-                let oom = std::mem::take(&mut self.oom_pending);
-                let exit = self.info.exit(exit_code, oom);
+                let exit = selfheal_core::Exit {
+                    code: exit_code,
+                    oom_killed: std::mem::take(&mut self.oom_pending),
+                    restart_count: self.info.restart_count,
+                };
                 self.last_exit = Some(exit);
                 self.feed(Observation::Died(exit), now);
             }
@@ -567,23 +544,22 @@ impl ContainerTask {
                 let at = self.ctx.shared.clock.instant(at);
                 self.feed(Observation::HealthFailingSince(at), now);
             }
-            Msg::Restart(ExecOutcome::Finished(outcome)) => {
-                if let selfheal_core::RestartOutcome::Failed(why) = &outcome {
-                    self.last_failure = Some(why.clone());
+            Msg::Turn { running, reply } => {
+                let fed = self.feed(Observation::Turn { running }, now);
+                let _ = reply.send(fed.verdict.unwrap_or(Verdict::Drop));
+            }
+            Msg::Ended(outcome) => {
+                if let OrderOutcome::Replaced { new_id } = &outcome {
+                    tracing::info!(container = %self.info.name, %new_id, "replaced by a recreate");
                 }
-                self.feed(Observation::RestartFinished(outcome), now)
+                return self.feed(Observation::OrderEnded(outcome), now).watching;
             }
-            Msg::Restart(ExecOutcome::Replaced { new_id }) => {
-                tracing::info!(container = %self.info.name, %new_id, "replaced by a recreate");
-                self.feed(Observation::Replaced, now)
-            }
-            Msg::Restart(ExecOutcome::Gone) | Msg::Removed => self.feed(Observation::Removed, now),
+            Msg::Removed => return self.feed(Observation::Removed, now).watching,
             Msg::Evidence { incident, captured } => self.incidents.attach(incident, *captured),
             Msg::ParentWaiting { parent, since } => {
                 let since = self.ctx.shared.clock.instant(since);
-                if self.sup.run_since().is_some_and(|r| r < since) {
-                    self.waiting_on = Some(parent);
-                }
+                self.waiting_on = Some(parent);
+                self.feed(Observation::ParentWaiting { since }, now);
             }
             Msg::ParentStarted {
                 parent,
@@ -591,16 +567,14 @@ impl ContainerTask {
                 incident,
                 recreate,
             } => {
-                self.waiting_on = None;
-                if recreate.is_some() {
-                    self.recreate = recreate;
-                }
                 let at = self.ctx.shared.clock.instant(at);
                 tracing::info!(container = %self.info.name, %parent, "parent is ready again");
                 self.parent_link = Some((parent, incident));
-                self.feed(Observation::ParentStarted { at }, now);
+                let recreated = recreate;
+                self.feed(Observation::ParentStarted { at, recreated }, now);
             }
         }
+        Watching::On
     }
 
     /// As a parent: note the incident that began a new run, and tell the watch loop when the
@@ -610,10 +584,6 @@ impl ContainerTask {
         if since != self.run_seen {
             self.run_seen = since;
             self.run_incident = open_before.or(self.incidents.open.as_ref().map(|i| i.id));
-            if since.is_some() {
-                self.waiting_on = None;
-                self.recreate = None;
-            }
         }
         let (Some(gate), Some(at)) = (self.gate.observe(since, self.sup.state()), since) else {
             return;
@@ -655,39 +625,51 @@ impl ContainerTask {
 
     /// Feeds one observation to the core and carries out what it returns: a restart first,
     /// before anything is written down.
-    fn feed(&mut self, obs: Observation, at: Instant) {
+    fn feed(&mut self, obs: Observation, at: Instant) -> Fed {
         let now = at.max(self.last_now);
         self.last_now = now;
         let open_before = self.incidents.open.as_ref().map(|i| i.id);
         let effects = self.sup.handle(obs, now);
+        // Fires once the order is sent (or dropped): evidence is read from Docker only after.
+        let mut sent = None;
         for e in &effects {
-            if let Effect::Restart(order) = e {
-                self.dispatch_restart(order.clone());
+            if let Effect::Order(order) = e {
+                sent = Some(self.dispatch(order.clone()));
             }
         }
+        let mut fed = Fed {
+            verdict: None,
+            watching: Watching::On,
+        };
         for e in effects {
-            self.carry_out(e, now);
+            match e {
+                Effect::Turn(v) => fed.verdict = Some(v),
+                Effect::Unwatch => fed.watching = Watching::Done,
+                e => self.carry_out(e, now, &mut sent),
+            }
         }
-        self.restart_sent = None;
         self.probing
             .store(self.sup.wants_probes(), Ordering::Relaxed);
         self.report_gate(open_before);
+        fed
     }
 
-    fn dispatch_restart(&mut self, order: RestartOrder) {
+    /// Hands `order` to the executor off the task's path; returns what fires once it is sent.
+    fn dispatch(&mut self, order: Order) -> oneshot::Receiver<()> {
         let reaction = Instant::now().saturating_duration_since(order.detected);
         self.ctx
             .shared
             .metrics
             .event_to_action
             .observe(reaction.as_secs_f64());
-        let verb = match (self.ctx.shared.dry_run, order.end) {
+        let verb = match (self.ctx.shared.dry_run, &order.verb) {
             (true, _) => "would restart or end (dry run)",
-            (false, None) => "restarting",
-            (false, Some(selfheal_core::EndMode::Stop)) => {
+            (false, Verb::Restart) => "restarting",
+            (false, Verb::Recreate { .. }) => "recreating",
+            (false, Verb::End(selfheal_core::EndMode::Stop)) => {
                 "stopping the Swarm task for Swarm to replace"
             }
-            (false, Some(selfheal_core::EndMode::Kill)) => {
+            (false, Verb::End(selfheal_core::EndMode::Kill)) => {
                 "killing the Swarm task for Swarm to replace"
             }
         };
@@ -697,26 +679,24 @@ impl ContainerTask {
         let id = self.info.id.clone();
         let tx = self.tx.clone();
         let (sent_tx, sent_rx) = oneshot::channel();
-        self.restart_sent = Some(sent_rx);
-        let recreate = self.recreate.clone();
         tokio::spawn(async move {
-            let sent = tx.clone();
-            // Queued ahead of the restart's own events: from here on they are the restart's.
-            let on_sent = Box::pin(async move {
-                let _ = sent.send(Msg::Observe(Observation::RestartSent)).await;
-                let _ = sent_tx.send(());
+            let asks = tx.clone();
+            // Answered by the core in order with the container's events: the ones after the
+            // answer are the order's own.
+            let turn: Turn = Box::new(move |running| {
+                Box::pin(async move {
+                    let (reply, verdict) = oneshot::channel();
+                    let _ = asks.send(Msg::Turn { running, reply }).await;
+                    let verdict = verdict.await.unwrap_or(Verdict::Drop);
+                    let _ = sent_tx.send(());
+                    verdict
+                })
             });
-            let outcome = match &recreate {
-                None => runtime.restart(&id, &order, on_sent).await,
-                Some(Ok(new_parent)) => runtime.recreate(&id, &order, new_parent, on_sent).await,
-                // Refused: Docker is not asked (a plain restart would fail on the gone parent
-                // and leave the container stopped).
-                Some(Err(why)) => ExecOutcome::Finished(selfheal_core::RestartOutcome::Failed(
-                    format!("not recreated: {why}"),
-                )),
-            };
-            let _ = tx.send(Msg::Restart(outcome)).await;
+            if let Some(outcome) = runtime.execute(&id, &order, turn).await {
+                let _ = tx.send(Msg::Ended(outcome)).await;
+            }
         });
+        sent_rx
     }
 
     /// Queues a message to this task without waiting on its own inbox.
@@ -741,7 +721,12 @@ impl ContainerTask {
         });
     }
 
-    fn carry_out(&mut self, effect: Effect, now: Instant) {
+    fn carry_out(
+        &mut self,
+        effect: Effect,
+        now: Instant,
+        sent: &mut Option<oneshot::Receiver<()>>,
+    ) {
         let name = self.info.name.clone();
         let shared = self.ctx.shared.clone();
         match effect {
@@ -756,7 +741,7 @@ impl ContainerTask {
                     .take()
                     .filter(|_| t.trigger == Trigger::Dependency);
                 self.incidents.opened(&t, &self.info, evidence, parent);
-                self.start_capture();
+                self.start_capture(sent.take());
             }
             Effect::IncidentUpdated(t) => self.incidents.updated(&t),
             Effect::IncidentClosed {
@@ -766,13 +751,14 @@ impl ContainerTask {
             } => self
                 .incidents
                 .closed(&incident, outcome, time_to_recover, &name, now),
-            Effect::Restart(_) => {}
+            Effect::Order(_) | Effect::Turn(_) | Effect::Unwatch => {}
+            Effect::OrderFailed { why } => self.incidents.restart_failed(now, Some(why)),
+            Effect::BackoffReset => {
+                tracing::debug!(container = %name, "healthy long enough: backoff forgotten")
+            }
             Effect::Recovery { trigger, result } => {
                 shared.metrics.recovery(&name, trigger, result);
                 match result {
-                    RecoveryResult::Failed => {
-                        self.incidents.restart_failed(now, self.last_failure.take())
-                    }
                     RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
                         container = %name, %trigger,
                         "Swarm task failed; Swarm replaces it, recorded, not acted on"),
@@ -849,18 +835,18 @@ impl ContainerTask {
             probe_failures,
             exit: exit
                 .filter(|_| died)
-                .map(|e| ExitRecord::new(e.code, e.oom_killed)),
+                // A `die` that named no code leaves none to record (never a made-up one).
+                .and_then(|e| e.code.map(|code| ExitRecord::new(code, e.oom_killed))),
             ..Evidence::default()
         })
     }
 
     /// Reads the rest of the evidence from Docker off the task's path, once the restart this
     /// observation ordered (if any) is sent: healing never waits for it.
-    fn start_capture(&mut self) {
+    fn start_capture(&mut self, restart_sent: Option<oneshot::Receiver<()>>) {
         let Some(incident) = self.incidents.open.as_ref().map(|i| i.id) else {
             return;
         };
-        let restart_sent = self.restart_sent.take();
         if !self.ctx.evidence {
             return;
         }
@@ -882,11 +868,6 @@ impl ContainerTask {
     /// are probe successes that change nothing.
     fn publish(&mut self) {
         let now = Instant::now();
-        if self.sup.state() == State::Healthy {
-            self.healthy_since.get_or_insert(now);
-        } else {
-            self.healthy_since = None;
-        }
         let incident = self.incidents.current();
         let key = ViewKey {
             state: self.sup.state(),
@@ -897,8 +878,11 @@ impl ContainerTask {
             unobservable: self.sup.unobservable().map(|u| u.as_str()),
             incident: incident.map(|i| (i.id, i.attempts, i.outcome, i.action_begun.is_some())),
             name: self.info.name.clone(),
-            waiting_on: self.waiting_on.clone(),
-            healthy_since: self.healthy_since,
+            waiting_on: self
+                .waiting_on
+                .clone()
+                .filter(|_| self.sup.parent_waiting()),
+            healthy_since: self.sup.healthy_since(),
             condition: self.swarm.as_ref().map(|b| b.condition),
         };
         if self.published.as_ref() == Some(&key) {
@@ -947,6 +931,21 @@ struct ViewKey {
     waiting_on: Option<String>,
     healthy_since: Option<Instant>,
     condition: Option<selfheal_core::RestartCondition>,
+}
+
+/// Whether the task goes on watching after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watching {
+    On,
+    /// Removed, or replaced by a recreate: the task ends.
+    Done,
+}
+
+/// What feeding one observation returned to the caller.
+struct Fed {
+    /// The core's answer to the executor's turn.
+    verdict: Option<Verdict>,
+    watching: Watching,
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -4,19 +4,23 @@
 
 use super::*;
 use crate::evidence::capture::Captured;
-use crate::executor::BoxFuture;
+use crate::executor::{BoxFuture, Turn};
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
 use selfheal_core::labels::parse_labels;
-use selfheal_core::{RestartOutcome, Trigger, WatchDefaults};
+use selfheal_core::{Trigger, WatchDefaults};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Records every restart order and answers as told; `inspect` returns `shown`.
+/// Records every order Docker would have received and answers as told; `inspect` returns
+/// `shown`. A recreate really replaces the container: `shown` gets a new id, and the report is
+/// `Replaced` with it.
 #[derive(Debug)]
 struct FakeRuntime {
-    restarts: Mutex<Vec<RestartOrder>>,
-    answer: Mutex<RestartOutcome>,
+    restarts: Mutex<Vec<Order>>,
+    answer: Mutex<OrderOutcome>,
+    /// What the executor reports seeing when its turn comes.
+    seen_running: Mutex<Option<bool>>,
     shown: Mutex<Option<ContainerInfo>>,
     /// What `capture` answers.
     captured: Mutex<Captured>,
@@ -28,43 +32,48 @@ impl FakeRuntime {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             restarts: Mutex::new(Vec::new()),
-            answer: Mutex::new(RestartOutcome::Done),
+            answer: Mutex::new(OrderOutcome::Done),
+            seen_running: Mutex::new(None),
             shown: Mutex::new(None),
             captured: Mutex::new(Captured::default()),
             captures: Mutex::new(Vec::new()),
         })
     }
-    fn restarts(&self) -> Vec<RestartOrder> {
+    fn restarts(&self) -> Vec<Order> {
         self.restarts.lock().expect("lock").clone()
     }
 }
 
 impl ContainerRuntime for FakeRuntime {
-    fn recreate<'a>(
-        &'a self,
-        id: &'a str,
-        order: &'a RestartOrder,
-        _new_parent: &'a str,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome> {
-        self.restart(id, order, on_sent)
-    }
     fn inspect<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Option<ContainerInfo>> {
         Box::pin(async move { self.shown.lock().expect("lock").clone() })
     }
-    fn restart<'a>(
+    fn execute<'a>(
         &'a self,
-        _id: &'a str,
-        order: &'a RestartOrder,
-        on_sent: BoxFuture<'a, ()>,
-    ) -> BoxFuture<'a, ExecOutcome> {
+        id: &'a str,
+        order: &'a Order,
+        turn: Turn<'a>,
+    ) -> BoxFuture<'a, Option<OrderOutcome>> {
         Box::pin(async move {
             let answer = self.answer.lock().expect("lock").clone();
-            if !matches!(answer, RestartOutcome::NotAttempted(_)) {
-                on_sent.await;
-                self.restarts.lock().expect("lock").push(order.clone());
+            if matches!(answer, OrderOutcome::Unreachable | OrderOutcome::Refused(_)) {
+                return Some(answer);
             }
-            ExecOutcome::Finished(answer)
+            let seen = *self.seen_running.lock().expect("lock");
+            if turn(seen).await == Verdict::Drop {
+                return None;
+            }
+            self.restarts.lock().expect("lock").push(order.clone());
+            match (&order.verb, answer) {
+                (Verb::Recreate { .. }, OrderOutcome::Done) => {
+                    let new_id = format!("{id}-recreated");
+                    if let Some(shown) = self.shown.lock().expect("lock").as_mut() {
+                        shown.id = new_id.clone();
+                    }
+                    Some(OrderOutcome::Replaced { new_id })
+                }
+                (_, answer) => Some(answer),
+            }
         })
     }
     fn capture<'a>(&'a self, _id: &'a str, _detected: SystemTime) -> BoxFuture<'a, Captured> {
@@ -191,11 +200,19 @@ async fn unhealthy_becomes_one_restart_and_the_start_then_healthy_closes_the_inc
     let order = &w.runtime.restarts()[0];
     assert_eq!(order.trigger, Trigger::Unhealthy);
     assert_eq!((order.attempt, order.stop_timeout), (1, 10));
-    assert!(order.require_running);
+    assert_eq!(order.verb, Verb::Restart);
     // The restart's own kill, die and stop change nothing; its start and Docker's healthy
     // close the incident.
-    w.handle.send(Msg::Observe(Observation::Killed)).await;
-    w.handle.send(Msg::Died { exit_code: 143 }).await;
+    w.handle
+        .send(Msg::Observe(Observation::Killed {
+            signal: Some(selfheal_core::Signal::Term),
+        }))
+        .await;
+    w.handle
+        .send(Msg::Died {
+            exit_code: Some(143),
+        })
+        .await;
     w.handle.send(Msg::Observe(Observation::Stopped)).await;
     w.started_again().await;
     w.handle
@@ -245,8 +262,7 @@ async fn a_paused_container_is_never_restarted() {
 async fn a_restart_docker_never_got_is_retried_after_looking_again() {
     let w = world();
     w.until("healthy", |w| w.state() == "healthy").await;
-    *w.runtime.answer.lock().expect("lock") =
-        RestartOutcome::NotAttempted(selfheal_core::NotAttempted::Unreachable);
+    *w.runtime.answer.lock().expect("lock") = OrderOutcome::Unreachable;
     *w.runtime.shown.lock().expect("lock") = Some(ContainerInfo {
         health: Some(DockerHealth::Unhealthy),
         ..w.info.clone()
@@ -263,7 +279,7 @@ async fn a_restart_docker_never_got_is_retried_after_looking_again() {
     assert!(w.runtime.restarts().is_empty());
     let views = w.shared.views();
     assert_eq!(views[0].restarts_in_window, 0, "no budget spent");
-    *w.runtime.answer.lock().expect("lock") = RestartOutcome::Done;
+    *w.runtime.answer.lock().expect("lock") = OrderOutcome::Done;
     w.until("restarted once Docker answers", |w| {
         w.runtime.restarts().len() == 1
     })
@@ -375,7 +391,9 @@ async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
             parent: "vpn".into(),
             at: SystemTime::now(),
             incident: None,
-            recreate: Some(Err("the name vpn of the removed parent is ambiguous".into())),
+            recreate: Some(ParentRecreated::CannotFollow {
+                why: "the name vpn of the removed parent is ambiguous".into(),
+            }),
         })
         .await;
     w.until("the failure recorded", |w| {
@@ -444,7 +462,11 @@ async fn a_death_records_its_exit_as_evidence() {
     let w = world();
     w.until("healthy", |w| w.state() == "healthy").await;
     w.handle.send(Msg::Oom).await;
-    w.handle.send(Msg::Died { exit_code: 137 }).await;
+    w.handle
+        .send(Msg::Died {
+            exit_code: Some(137),
+        })
+        .await;
     w.until("an incident with its exit", |w| {
         w.newest_evidence().is_some_and(|e| e.exit.is_some())
     })
@@ -466,7 +488,11 @@ async fn a_death_records_its_exit_as_evidence() {
 async fn an_oom_event_after_the_death_marks_its_evidence() {
     let w = world();
     w.until("healthy", |w| w.state() == "healthy").await;
-    w.handle.send(Msg::Died { exit_code: 137 }).await;
+    w.handle
+        .send(Msg::Died {
+            exit_code: Some(137),
+        })
+        .await;
     w.until("an incident with its exit", |w| {
         w.newest_evidence().is_some_and(|e| e.exit.is_some())
     })
@@ -545,8 +571,14 @@ async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_rest
         "an incident open"
     );
     // Swarm kills it; 5 s later its replacement runs in the same slot and turns healthy.
-    old.send(Msg::Observe(Observation::Killed)).await;
-    old.send(Msg::Died { exit_code: 137 }).await;
+    old.send(Msg::Observe(Observation::Killed {
+        signal: Some(selfheal_core::Signal::Term),
+    }))
+    .await;
+    old.send(Msg::Died {
+        exit_code: Some(137),
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let second = task("t2c", "web.1.t2", DockerHealth::Starting);
     let new = spawn(ctx.clone(), second, spec, None, Some(binding), &cancel);

@@ -38,11 +38,11 @@
 
 use crate::budget::RestartBudget;
 use crate::policy::{
-    DockerHealth, Effect, Exit, IncidentTimes, NotAttempted, Observation, Outcome, PolicySpec,
-    ProbeOutcome, RecoveryResult, RestartOrder, RestartOutcome, RunStatus, Snapshot, State,
-    Trigger, Unobservable,
+    DockerHealth, Effect, Exit, IncidentTimes, Observation, Order, OrderOutcome, Outcome,
+    ParentRecreated, PolicySpec, ProbeOutcome, RecoveryResult, RunStatus, Signal, Snapshot, State,
+    Trigger, Unobservable, Verb, Verdict,
 };
-use crate::swarm::{RestartCondition, SlotCarry};
+use crate::restart_policy::RestartPolicy;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -62,6 +62,34 @@ const UNREACHABLE_RECHECK: Duration = Duration::from_secs(1);
 /// Exit codes of a process ended by a stop or kill: a clean exit, or death by SIGINT, SIGKILL
 /// or SIGTERM (128 + signal). Anything else, or the OOM flag, is a crash.
 const STOP_EXIT_CODES: [i64; 4] = [0, 130, 137, 143];
+
+mod swarm;
+
+/// Does a `kill` event with this signal announce a stop? Only signals that end a process do
+/// (INT, QUIT, KILL, TERM; a `kill` naming none is taken as one). HUP, USR1 and the like are
+/// reloads, and SIGSTOP freezes the process without ending it: a frozen container is the
+/// watchdog's to heal, not a user's stop (a Podman user's `kill --signal STOP` was once read as
+/// one).
+pub fn stops_process(signal: Option<Signal>) -> bool {
+    matches!(
+        signal,
+        None | Some(Signal::Int | Signal::Quit | Signal::Kill | Signal::Term)
+    )
+}
+
+/// A death by OOM, or by an exit code other than a stop's. An exit whose code is not known is
+/// not taken as a crash: "cannot tell" is not "failed".
+fn is_crash(exit: &Exit) -> bool {
+    exit.oom_killed || exit.code.is_some_and(|c| !STOP_EXIT_CODES.contains(&c))
+}
+
+fn death_trigger(exit: &Exit) -> Trigger {
+    if exit.oom_killed {
+        Trigger::Oom
+    } else {
+        Trigger::Died
+    }
+}
 
 /// The start period of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +171,17 @@ pub enum Phase {
         docker_restarts: bool,
         hold: Hold,
     },
-    /// A restart is ordered; once sent (`sent_at`), the container's kill, die and stop events
-    /// are the restart's own until its `start`. Past `deadline`, look again. `of`: the run
-    /// being restarted, if it was running (a report of its start is stale).
+    /// An order is decided and waits for the executor's turn (the global bound of actions in
+    /// flight); the container's events are still its own. `of`: the run it acts on, if it was
+    /// running.
+    Ordered {
+        of: Option<Run>,
+    },
+    /// An order was sent at `sent_at`: the container's kill, die and stop events are the
+    /// order's own until its `start`. Past `deadline`, look again. `of`: the run being
+    /// restarted, if it was running (a report of its start is stale).
     Restarting {
-        sent_at: Option<Instant>,
+        sent_at: Instant,
         deadline: Option<Instant>,
         of: Option<Run>,
     },
@@ -170,11 +204,16 @@ enum Streak {
     Failing { count: u32, first: Instant },
 }
 
-/// A restart order the executor holds.
-#[derive(Debug, Clone, Copy)]
-struct Call {
-    /// When the request went to Docker; its `start` event may come before the answer.
+/// The order the executor holds: at most one at a time. It spends budget (at `sent_at`) once
+/// Docker answered it, whatever the phase is by then (the order's `start` may come first).
+#[derive(Debug, Clone)]
+struct InFlight {
+    verb: Verb,
+    /// Set when the core answered the executor's turn with [`Verdict::Send`].
     sent_at: Option<Instant>,
+    /// Destroyed while a recreate was under way (its last step removes the old container):
+    /// the executor's report says how it ended.
+    removed: bool,
 }
 
 /// Restarts since backoff was last forgotten.
@@ -182,7 +221,17 @@ struct Call {
 struct BackoffCount {
     recent: u32,
     last: Option<Instant>,
+    /// Since when the state is `healthy` without a break.
     healthy_since: Option<Instant>,
+}
+
+/// The current run was left behind by a parent's start (see [`crate::dependents`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stale {
+    /// The parent's start.
+    since: Instant,
+    /// The parent is a new container: what that means for this one.
+    recreated: Option<ParentRecreated>,
 }
 
 /// The policy state of one container.
@@ -195,12 +244,13 @@ pub struct Supervisor {
     unobservable: Option<Unobservable>,
     /// A parent's start that left the current run behind (a signal about this run, cleared
     /// with the others when it starts again).
-    stale: Option<Instant>,
+    stale: Option<Stale>,
+    /// As a dependent: a parent started again after this run began and is not ready yet.
+    parent_waiting: bool,
     incident: Option<IncidentTimes>,
     budget: RestartBudget,
     backoff: BackoffCount,
-    /// The executor's restart call that has not answered yet: at most one at a time.
-    call: Option<Call>,
+    order: Option<InFlight>,
     /// The state last reported through [`Effect::StateChanged`].
     state: State,
     /// A Swarm slot's quarantine or backoff, carried from the task this one replaces: applies
@@ -216,7 +266,7 @@ impl Supervisor {
             // Its restart may still be under way: its events are not a user's.
             Some(sent) => Phase::Restarting {
                 of: None,
-                sent_at: Some(sent),
+                sent_at: sent,
                 deadline: Some(
                     (sent
                         + Duration::from_secs(u64::from(spec.effective_stop_timeout()))
@@ -241,57 +291,14 @@ impl Supervisor {
             probe: Streak::NoSuccessYet,
             unobservable: None,
             stale: None,
+            parent_waiting: false,
             incident: resumed,
             budget,
             backoff,
-            call: None,
+            order: None,
             state: State::Starting,
             carried_hold: Hold::Free,
         }
-    }
-
-    /// The supervisor of a Swarm task that replaces another in the same slot: it takes over
-    /// the slot's open incident, budget, backoff and quarantine.
-    pub fn replacement(spec: PolicySpec, carry: SlotCarry, now: Instant) -> Self {
-        let mut sup = Self::new(spec, None, now);
-        sup.incident = carry.incident;
-        sup.budget = carry.budget;
-        sup.backoff.recent = carry.recent;
-        sup.backoff.last = carry.last;
-        if carry.quarantined {
-            sup.carried_hold = Hold::Quarantine;
-        }
-        sup
-    }
-
-    /// What a Swarm slot spent on another node, told by that node's watchdog after this task,
-    /// its replacement here, was found: the slot's budget counts those ends too (so a slot
-    /// whose tasks keep moving between nodes is still quarantined past the budget) and its
-    /// backoff goes on from where it was. The open incident stays with the other node, which
-    /// closes it when this task is healthy.
-    pub fn adopt_slot(
-        &mut self,
-        sent: impl IntoIterator<Item = Instant>,
-        recent: u32,
-        last: Option<Instant>,
-        now: Instant,
-    ) {
-        self.budget.merge(sent, now);
-        self.backoff.recent = self.backoff.recent.max(recent);
-        self.backoff.last = self.backoff.last.max(last);
-    }
-
-    /// A Swarm task's restart condition learnt while it is watched (a worker's watchdog asks
-    /// a manager's, which may answer only after the task was found): it replaces `Unknown`
-    /// only, and counts from the next decision to end the task.
-    pub fn learn_restart_condition(&mut self, condition: RestartCondition) {
-        if self.spec.swarm == Some(RestartCondition::Unknown) {
-            self.spec.swarm = Some(condition);
-        }
-    }
-
-    fn swarm(&self) -> Option<RestartCondition> {
-        self.spec.swarm
     }
 
     /// Closes an incident a previous run left open for a container that no longer exists.
@@ -338,10 +345,22 @@ impl Supervisor {
     }
     /// The parent's start the current run is behind, until the run is restarted.
     pub fn stale_since(&self) -> Option<Instant> {
-        self.stale
+        self.stale.as_ref().map(|s| s.since)
+    }
+    /// As a dependent: a parent started again after this run began and is not ready yet.
+    pub fn parent_waiting(&self) -> bool {
+        self.parent_waiting
     }
     pub fn restart_in_flight(&self) -> bool {
-        self.call.is_some()
+        self.order.is_some()
+    }
+    /// Since when the state is `healthy` without a break.
+    pub fn healthy_since(&self) -> Option<Instant> {
+        self.backoff.healthy_since
+    }
+    /// Restarts that lengthen the next backoff (forgotten after `backoff.reset_after` healthy).
+    pub fn recent_restarts(&self) -> u32 {
+        self.backoff.recent
     }
     /// Probe results count only while the process runs and is not paused: the daemon may skip
     /// probing otherwise.
@@ -351,6 +370,10 @@ impl Supervisor {
 
     /// When the daemon should feed [`Observation::Tick`] next, if at all.
     pub fn wake_at(&self) -> Option<Instant> {
+        earliest(self.phase_wake_at(), self.backoff_reset_at())
+    }
+
+    fn phase_wake_at(&self) -> Option<Instant> {
         let backoff = |hold: &Hold| match hold {
             Hold::Backoff { until } => Some(*until),
             _ => None,
@@ -367,12 +390,21 @@ impl Supervisor {
             Phase::Restarting { deadline, .. } => *deadline,
             Phase::Stopping { until, .. } => Some(*until),
             Phase::Unknown { recheck_at, .. } => *recheck_at,
-            Phase::Stopped | Phase::Gone => None,
+            Phase::Ordered { .. } | Phase::Stopped | Phase::Gone => None,
         }
+    }
+
+    /// When the restarts counted for backoff are forgotten, if that is pending.
+    fn backoff_reset_at(&self) -> Option<Instant> {
+        let since = self.backoff.healthy_since?;
+        (self.backoff.recent > 0).then(|| since + self.spec.backoff.reset_after)
     }
 
     pub fn handle(&mut self, obs: Observation, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
+        // Time passed before this observation: a healthy stretch that is long enough counts
+        // whatever the observation says.
+        self.forget_backoff(now, &mut out);
         self.apply(obs, now, &mut out);
         self.settle(now, &mut out);
         out
@@ -392,17 +424,15 @@ impl Supervisor {
             }
             Observation::HealthFailingSince(at) => self.on_health_failing_since(at, out),
             // A Swarm task's end is the task's end, whoever caused it: seen at its `die`.
-            Observation::Killed | Observation::Stopped if self.swarm().is_some() => {}
-            Observation::Killed => match self.phase {
-                Phase::Restarting {
-                    sent_at: Some(_), ..
-                }
-                | Phase::Stopped
-                | Phase::Gone => {}
+            Observation::Killed { .. } | Observation::Stopped if self.swarm().is_some() => {}
+            // A reload or a freeze: the process goes on.
+            Observation::Killed { signal } if !stops_process(signal) => {}
+            Observation::Killed { .. } => match self.phase {
+                Phase::Restarting { .. } | Phase::Stopped | Phase::Gone => {}
                 _ => {
                     let of = match &self.phase {
                         Phase::Running { run, .. } | Phase::Paused { run, .. } => Some(*run),
-                        Phase::Restarting { of, .. }
+                        Phase::Ordered { of }
                         | Phase::Stopping { of, .. }
                         | Phase::Unknown { last: of, .. } => *of,
                         _ => None,
@@ -415,11 +445,7 @@ impl Supervisor {
             },
             Observation::Died(exit) => self.on_died(exit, now, out),
             Observation::Stopped => match self.phase {
-                Phase::Restarting {
-                    sent_at: Some(_), ..
-                }
-                | Phase::Stopped
-                | Phase::Gone => {}
+                Phase::Restarting { .. } | Phase::Stopped | Phase::Gone => {}
                 _ => self.stopped_by_user(now, out),
             },
             Observation::Paused => match self.phase {
@@ -429,11 +455,7 @@ impl Supervisor {
                 Phase::Unknown {
                     last: Some(run), ..
                 }
-                | Phase::Restarting {
-                    sent_at: None,
-                    of: Some(run),
-                    ..
-                } => {
+                | Phase::Ordered { of: Some(run) } => {
                     self.phase = Phase::Paused {
                         run,
                         hold: Hold::Free,
@@ -449,73 +471,99 @@ impl Supervisor {
                 }
             }
             Observation::Snapshot(s) => self.on_snapshot(s, now, out),
-            Observation::Removed => {
-                self.close_incident(Outcome::Abandoned, now, out);
-                self.phase = Phase::Gone;
-            }
-            Observation::RestartSent => {
-                if let Some(call) = &mut self.call {
-                    call.sent_at = Some(now);
-                    let of = match self.phase {
-                        Phase::Restarting { of, .. } => of,
-                        _ => None,
-                    };
-                    self.phase = Phase::Restarting {
-                        of,
-                        sent_at: Some(now),
-                        deadline: Some(
-                            now + Duration::from_secs(u64::from(
-                                self.spec.effective_stop_timeout(),
-                            )) + RESTART_EVENTS_WITHIN,
-                        ),
-                    };
-                    if let Some(i) = &mut self.incident {
-                        i.action_begun.get_or_insert(now);
-                        i.last_restart = Some(now);
-                        out.push(Effect::IncidentUpdated(i.clone()));
-                    }
-                }
-            }
-            Observation::RestartFinished(result) => self.on_restart_finished(result, now, out),
+            Observation::Removed => self.on_removed(now, out),
+            Observation::Turn { running } => self.on_turn(running, now, out),
+            Observation::OrderEnded(outcome) => self.on_order_ended(outcome, now, out),
             Observation::Tick => self.on_tick(now, out),
-            Observation::Replaced => {
-                // The restart order was carried out as a recreate: this container is gone and
-                // its replacement runs.
-                if let Some(call) = self.call.take() {
-                    self.count_attempt(call.sent_at.unwrap_or(now), out);
-                }
-                if let Some(i) = &self.incident {
-                    out.push(Effect::Recovery {
-                        trigger: i.trigger,
-                        result: RecoveryResult::Success,
-                    });
-                }
-                self.close_incident(Outcome::Recovered, now, out);
-                self.reset_signals();
-                self.phase = Phase::Gone;
+            Observation::ParentWaiting { since } => {
+                self.parent_waiting = self.run_before(since);
             }
-            Observation::ParentStarted { at } => {
-                // The run going on (or, while looking again, the run known before).
-                let run = match &self.phase {
-                    Phase::Running { run, .. }
-                    | Phase::Unknown {
-                        last: Some(run), ..
-                    } => Some(*run),
-                    _ => None,
-                };
-                if run.is_some_and(|r| r.since < at) && self.call.is_none() {
-                    self.stale = Some(self.stale.map_or(at, |s| s.min(at)));
+            Observation::ParentStarted { at, recreated } => {
+                self.parent_waiting = false;
+                if self.run_before(at) && self.order.is_none() {
+                    let stale = self.stale.get_or_insert(Stale {
+                        since: at,
+                        recreated: None,
+                    });
+                    stale.since = stale.since.min(at);
+                }
+                if let (Some(stale), Some(r)) = (&mut self.stale, recreated) {
+                    stale.recreated = Some(r);
                 }
             }
         }
     }
 
+    /// Did the run going on (or, while looking again, the run known before) begin before `at`?
+    fn run_before(&self, at: Instant) -> bool {
+        match &self.phase {
+            Phase::Running { run, .. }
+            | Phase::Unknown {
+                last: Some(run), ..
+            } => run.since < at,
+            _ => false,
+        }
+    }
+
+    fn on_removed(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if let Some(InFlight {
+            verb: Verb::Recreate { .. },
+            sent_at: Some(_),
+            removed,
+        }) = &mut self.order
+        {
+            // A recreate removes the old container as its last step: its `destroy` may come
+            // before the executor's report, which says how the incident ended.
+            *removed = true;
+            return;
+        }
+        self.close_incident(Outcome::Abandoned, now, out);
+        self.reset_signals();
+        self.phase = Phase::Gone;
+        out.push(Effect::Unwatch);
+    }
+
+    /// The executor's turn came: send the order, unless the container is no longer what it
+    /// was decided for (a user stopped, paused or killed it meanwhile, or it is found not
+    /// running any more): a user's action wins, for every verb.
+    fn on_turn(&mut self, running: Option<bool>, now: Instant, out: &mut Vec<Effect>) {
+        let Some(order) = self.order.as_mut().filter(|o| o.sent_at.is_none()) else {
+            return;
+        };
+        let send = match self.phase {
+            Phase::Ordered { of } => of.is_none() || running != Some(false),
+            _ => false,
+        };
+        if !send {
+            self.order = None;
+            out.push(Effect::Turn(Verdict::Drop));
+            self.look_again(None, out);
+            return;
+        }
+        order.sent_at = Some(now);
+        let of = match self.phase {
+            Phase::Ordered { of } => of,
+            _ => None,
+        };
+        self.phase = Phase::Restarting {
+            of,
+            sent_at: now,
+            deadline: Some(
+                now + Duration::from_secs(u64::from(self.spec.effective_stop_timeout()))
+                    + RESTART_EVENTS_WITHIN,
+            ),
+        };
+        if let Some(i) = &mut self.incident {
+            i.action_begun.get_or_insert(now);
+            i.last_restart = Some(now);
+            out.push(Effect::IncidentUpdated(i.clone()));
+        }
+        out.push(Effect::Turn(Verdict::Send));
+    }
+
     fn on_started(&mut self, at: Instant, now: Instant, out: &mut Vec<Effect>) {
         match &self.phase {
-            Phase::Restarting {
-                sent_at: Some(sent),
-                ..
-            } => {
+            Phase::Restarting { sent_at: sent, .. } => {
                 if at + START_CLOCK_SLACK < *sent {
                     // A start from before the restart was sent: a stale report.
                     return;
@@ -547,12 +595,7 @@ impl Supervisor {
                 // The run already known.
                 return;
             }
-            Phase::Restarting {
-                sent_at: None,
-                of: Some(run),
-                ..
-            }
-            | Phase::Stopping { of: Some(run), .. }
+            Phase::Ordered { of: Some(run) } | Phase::Stopping { of: Some(run), .. }
                 if at <= run.since + START_CLOCK_SLACK =>
             {
                 return
@@ -573,6 +616,7 @@ impl Supervisor {
             .hold()
             .max_with(std::mem::replace(&mut self.carried_hold, Hold::Free));
         self.reset_signals();
+        self.parent_waiting = false;
         self.phase = Phase::Running {
             run: Run::new(at, self.spec.start_period, now),
             hold,
@@ -626,12 +670,9 @@ impl Supervisor {
             return;
         }
         match self.phase {
-            Phase::Restarting {
-                sent_at: Some(_), ..
+            Phase::Restarting { .. } | Phase::Stopped | Phase::Gone | Phase::Exited { .. } => {
+                return
             }
-            | Phase::Stopped
-            | Phase::Gone
-            | Phase::Exited { .. } => return,
             // A paused process cannot die by itself: someone killed it.
             Phase::Stopping { .. } | Phase::Paused { .. } => {
                 self.stopped_by_user(now, out);
@@ -639,13 +680,15 @@ impl Supervisor {
             }
             _ => {}
         }
-        let trigger = if exit.oom_killed {
-            Trigger::Oom
-        } else {
-            Trigger::Died
-        };
+        // A death without a user's stop is a crash, whatever its code. Whether Docker's
+        // `on-failure` brings it back depends on the code: not named, look.
         let docker_restarts = self.spec.restart_policy.restarts_after(&exit);
-        self.crashed(trigger, docker_restarts, now, out);
+        self.crashed(death_trigger(&exit), docker_restarts, now, out);
+        if exit.code.is_none()
+            && matches!(self.spec.restart_policy, RestartPolicy::OnFailure { .. })
+        {
+            out.push(Effect::Inspect);
+        }
     }
 
     /// The process ended without a user's stop.
@@ -681,7 +724,7 @@ impl Supervisor {
                 let started_at = started_at.min(now);
                 match self.phase {
                     Phase::Restarting {
-                        sent_at: Some(sent),
+                        sent_at: sent,
                         deadline,
                         ..
                     } if started_at + START_CLOCK_SLACK < sent => {
@@ -719,21 +762,9 @@ impl Supervisor {
                 }
             }
             RunStatus::Restarting { exit } => match self.phase {
-                Phase::Exited { .. }
-                | Phase::Stopped
-                | Phase::Gone
-                | Phase::Restarting {
-                    sent_at: Some(_), ..
-                } => {}
+                Phase::Exited { .. } | Phase::Stopped | Phase::Gone | Phase::Restarting { .. } => {}
                 Phase::Stopping { .. } => self.stopped_by_user(now, out),
-                _ => {
-                    let trigger = if exit.oom_killed {
-                        Trigger::Oom
-                    } else {
-                        Trigger::Died
-                    };
-                    self.crashed(trigger, true, now, out);
-                }
+                _ => self.crashed(death_trigger(&exit), true, now, out),
             },
             RunStatus::Exited { exit } => self.on_found_exited(exit, now, out),
         }
@@ -750,14 +781,17 @@ impl Supervisor {
                 i.last_restart.is_some() || matches!(i.trigger, Trigger::Died | Trigger::Oom)
             })
         };
-        match self.phase {
+        match &mut self.phase {
+            Phase::Exited {
+                docker_restarts, ..
+            } if *docker_restarts && !self.spec.restart_policy.restarts_after(&exit) => {
+                // Docker is not bringing it back after all (a death whose code was not named
+                // looked like one it would): the watchdog's to heal.
+                *docker_restarts = false;
+            }
             Phase::Stopped | Phase::Gone | Phase::Exited { .. } => {}
             Phase::Stopping { .. } => self.stopped_by_user(now, out),
-            Phase::Restarting {
-                sent_at: Some(_),
-                deadline,
-                ..
-            } => {
+            Phase::Restarting { deadline, .. } => {
                 if deadline.is_some_and(|d| now < d) {
                     return;
                 }
@@ -773,14 +807,8 @@ impl Supervisor {
                 self.crashed(trigger, false, now, out);
             }
             _ => {
-                let crash = exit.oom_killed || !STOP_EXIT_CODES.contains(&exit.code);
-                if crash && !self.spec.restart_policy.restarts_after(&exit) {
-                    let trigger = if exit.oom_killed {
-                        Trigger::Oom
-                    } else {
-                        Trigger::Died
-                    };
-                    self.crashed(trigger, false, now, out);
+                if is_crash(&exit) && !self.spec.restart_policy.restarts_after(&exit) {
+                    self.crashed(death_trigger(&exit), false, now, out);
                 } else {
                     self.stopped_by_user(now, out);
                 }
@@ -788,93 +816,47 @@ impl Supervisor {
         }
     }
 
-    /// A Swarm task's container ended: Swarm, not the watchdog, decides what comes next. An end
-    /// the watchdog ordered counts against the slot's budget; a crash nobody ordered opens an
-    /// incident (`observed`: Swarm replaces it by its restart condition). Everything the slot
-    /// carries goes to the replacement's supervisor.
-    fn task_ended(&mut self, exit: Exit, now: Instant, out: &mut Vec<Effect>) {
-        if self.phase == Phase::Gone {
-            return;
-        }
-        if let Some(Call {
-            sent_at: Some(sent),
-        }) = self.call.take()
-        {
-            self.count_attempt(sent, out);
-            if let Some(i) = &self.incident {
-                out.push(Effect::Recovery {
-                    trigger: i.trigger,
-                    result: RecoveryResult::Success,
-                });
-            }
-        }
-        let hold = self.hold().max_with(self.carried_hold);
-        let crash = exit.oom_killed || !STOP_EXIT_CODES.contains(&exit.code);
-        if self.incident.is_none() && crash && hold != Hold::Quarantine {
-            let trigger = if exit.oom_killed {
-                Trigger::Oom
-            } else {
-                Trigger::Died
-            };
-            self.open_incident(trigger, now, now, out);
-            out.push(Effect::Recovery {
-                trigger,
-                result: RecoveryResult::Observed,
-            });
-        }
-        self.reset_signals();
-        self.phase = Phase::Gone;
-        out.push(Effect::HandOver(Box::new(SlotCarry {
-            incident: self.incident.take(),
-            budget: self.budget.clone(),
-            recent: self.backoff.recent,
-            last: self.backoff.last,
-            quarantined: hold == Hold::Quarantine,
-        })));
-    }
-
-    fn on_restart_finished(&mut self, result: RestartOutcome, now: Instant, out: &mut Vec<Effect>) {
-        let Some(call) = self.call.take() else {
+    /// The executor's report on its order. Only an order Docker received spends budget.
+    fn on_order_ended(&mut self, outcome: OrderOutcome, now: Instant, out: &mut Vec<Effect>) {
+        let Some(order) = self.order.take() else {
             return;
         };
         let trigger = self
             .incident
             .as_ref()
             .map_or(Trigger::Unhealthy, |i| i.trigger);
-        let sent_at = call.sent_at.unwrap_or(now);
-        match result {
-            RestartOutcome::Done if self.swarm().is_some() => {
-                // The task is ending; its `die` hands the slot over. Look if it does not come.
+        let sent_at = order.sent_at.unwrap_or(now);
+        let gone = outcome == OrderOutcome::Gone;
+        match outcome {
+            OrderOutcome::Done => {
                 self.count_attempt(sent_at, out);
-                out.push(Effect::Recovery {
-                    trigger,
-                    result: RecoveryResult::Success,
-                });
+                if self.swarm().is_some() {
+                    // The task is ending; its `die` hands the slot over.
+                    out.push(Effect::Recovery {
+                        trigger,
+                        result: RecoveryResult::Success,
+                    });
+                }
                 if let Phase::Restarting { deadline, .. } = &mut self.phase {
+                    // Its `start` (or, for a Swarm task, its `die`) may lag the answer; look
+                    // if it does not come.
                     *deadline = Some(now + START_AFTER_ANSWER);
                 }
             }
-            RestartOutcome::Done => {
+            OrderOutcome::Failed(why) => {
                 self.count_attempt(sent_at, out);
-                if let Phase::Restarting {
-                    sent_at: Some(_),
-                    deadline,
-                    ..
-                } = &mut self.phase
-                {
-                    // Its `start` event may lag the answer; look if it does not come.
-                    *deadline = Some(now + START_AFTER_ANSWER);
-                }
-            }
-            RestartOutcome::Failed(_) => {
-                self.count_attempt(sent_at, out);
-                out.push(Effect::Recovery {
-                    trigger,
-                    result: RecoveryResult::Failed,
-                });
+                self.order_failed(trigger, why, out);
                 self.look_again(None, out);
             }
-            RestartOutcome::Skipped => {
+            OrderOutcome::Refused(why) => {
+                // Never sent: nothing spent. A refused recreate stays refused for this run.
+                if let (Verb::Recreate { .. }, Some(stale)) = (&order.verb, &mut self.stale) {
+                    stale.recreated = Some(ParentRecreated::CannotFollow { why: why.clone() });
+                }
+                self.order_failed(trigger, why, out);
+                self.look_again(None, out);
+            }
+            OrderOutcome::Skipped => {
                 // A dry run paces itself like real restarts, so its log reads like one.
                 self.count_attempt(now, out);
                 out.push(Effect::Recovery {
@@ -883,17 +865,39 @@ impl Supervisor {
                 });
                 self.look_again(None, out);
             }
-            RestartOutcome::NotAttempted(NotAttempted::Unreachable) => {
-                self.look_again(Some(now + UNREACHABLE_RECHECK), out);
+            OrderOutcome::Unreachable => self.look_again(Some(now + UNREACHABLE_RECHECK), out),
+            OrderOutcome::Gone => {}
+            OrderOutcome::Replaced { .. } => {
+                // This container is gone and its replacement runs, watched on its own.
+                self.count_attempt(sent_at, out);
+                out.push(Effect::Recovery {
+                    trigger,
+                    result: RecoveryResult::Success,
+                });
+                self.close_incident(Outcome::Recovered, now, out);
+                self.reset_signals();
+                self.phase = Phase::Gone;
+                out.push(Effect::Unwatch);
+                return;
             }
-            RestartOutcome::NotAttempted(NotAttempted::Cancelled) => self.look_again(None, out),
         }
+        if order.removed || gone {
+            self.on_removed(now, out);
+        }
+    }
+
+    fn order_failed(&mut self, trigger: Trigger, why: String, out: &mut Vec<Effect>) {
+        out.push(Effect::Recovery {
+            trigger,
+            result: RecoveryResult::Failed,
+        });
+        out.push(Effect::OrderFailed { why });
     }
 
     /// The order ended without the container's own events telling what it is doing: look
     /// (now, or at `at`). A user's stop or pause seen meanwhile stands.
     fn look_again(&mut self, at: Option<Instant>, out: &mut Vec<Effect>) {
-        let Phase::Restarting { of, .. } = self.phase else {
+        let (Phase::Restarting { of, .. } | Phase::Ordered { of }) = self.phase else {
             return;
         };
         self.phase = Phase::Unknown {
@@ -937,7 +941,7 @@ impl Supervisor {
                     out.push(Effect::Inspect);
                 }
             }
-            Phase::Stopped | Phase::Gone => {}
+            Phase::Ordered { .. } | Phase::Stopped | Phase::Gone => {}
         }
     }
 
@@ -947,6 +951,15 @@ impl Supervisor {
         self.publish_state(now, out);
         self.decide(now, out);
         self.publish_state(now, out);
+    }
+
+    /// Healthy for `backoff.reset_after` without a break: the restarts before no longer count
+    /// for backoff (kube-runtime's reset timer).
+    fn forget_backoff(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if self.backoff_reset_at().is_some_and(|at| now >= at) {
+            self.backoff.recent = 0;
+            out.push(Effect::BackoffReset);
+        }
     }
 
     fn healthy(&self) -> bool {
@@ -994,6 +1007,8 @@ impl Supervisor {
     fn first_evidence(&self, now: Instant) -> Instant {
         if let Some(at) = self
             .stale
+            .as_ref()
+            .map(|s| s.since)
             .filter(|_| self.docker != Some(DockerHealth::Unhealthy))
         {
             // Left behind when the parent started.
@@ -1007,19 +1022,19 @@ impl Supervisor {
 
     /// Restart now, wait, or give up.
     fn decide(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        if self.call.is_some() {
+        if self.order.is_some() {
             return;
         }
-        let (trigger, hold, running) = match &self.phase {
-            Phase::Running { hold, .. } => match self.failing_trigger() {
-                Some(t) => (t, *hold, true),
+        let (trigger, hold, of) = match &self.phase {
+            Phase::Running { hold, run } => match self.failing_trigger() {
+                Some(t) => (t, *hold, Some(*run)),
                 None => return,
             },
             Phase::Exited {
                 trigger,
                 docker_restarts: false,
                 hold,
-            } => (*trigger, *hold, false),
+            } => (*trigger, *hold, None),
             _ => return,
         };
         if hold == Hold::Quarantine {
@@ -1028,8 +1043,22 @@ impl Supervisor {
         let opened = self.incident.is_none();
         let first = self.first_evidence(now);
         self.open_incident(trigger, first, now, out);
-        let end = match self.swarm() {
-            None => None,
+        let verb = match self.swarm() {
+            None => match self.stale.as_ref().and_then(|s| s.recreated.as_ref()) {
+                None => Verb::Restart,
+                Some(ParentRecreated::Follow { new_parent }) => Verb::Recreate {
+                    network_parent: Some(new_parent.clone()),
+                },
+                // Its namespace is gone and it cannot follow its parent: a restart would fail
+                // on the missing parent. Reported once, left alone until it starts again.
+                Some(ParentRecreated::CannotFollow { why }) => {
+                    if opened {
+                        let why = format!("not recreated: {why}");
+                        self.order_failed(trigger, why, out);
+                    }
+                    return;
+                }
+            },
             Some(_) if trigger == Trigger::Unhealthy => {
                 // Swarm fails and replaces an unhealthy task itself: recorded, not acted on.
                 if opened {
@@ -1042,7 +1071,7 @@ impl Supervisor {
                 return;
             }
             Some(condition) => match condition.end_mode() {
-                Some(mode) => Some(mode),
+                Some(mode) => Verb::End(mode),
                 // Swarm would not replace it: reported (the incident), left alone.
                 None => return,
             },
@@ -1069,28 +1098,23 @@ impl Supervisor {
             return;
         };
         let attempt = incident.attempts + 1;
-        out.push(Effect::Restart(RestartOrder {
+        out.push(Effect::Order(Order {
+            verb: verb.clone(),
             trigger: incident.trigger,
             attempt,
             stop_timeout: self.spec.effective_stop_timeout(),
-            require_running: running,
             detected: incident.detected,
-            end,
         }));
         if opened && incident.trigger == Trigger::Unhealthy {
             // Dates the first failing check; after the order, so it never delays it.
             out.push(Effect::ReadHealthLog);
         }
-        self.call = Some(Call { sent_at: None });
-        let of = match &self.phase {
-            Phase::Running { run, .. } => Some(*run),
-            _ => None,
-        };
-        self.phase = Phase::Restarting {
+        self.order = Some(InFlight {
+            verb,
             sent_at: None,
-            deadline: None,
-            of,
-        };
+            removed: false,
+        });
+        self.phase = Phase::Ordered { of };
     }
 
     fn count_attempt(&mut self, at: Instant, out: &mut Vec<Effect>) {
@@ -1185,7 +1209,7 @@ impl Supervisor {
             Phase::Running { hold, .. } => held(hold, self.running_state()),
             Phase::Paused { .. } => State::Paused,
             Phase::Exited { hold, .. } => held(hold, State::Exited),
-            Phase::Restarting { .. } => State::Restarting,
+            Phase::Ordered { .. } | Phase::Restarting { .. } => State::Restarting,
             Phase::Stopping { .. } | Phase::Stopped | Phase::Gone => State::Stopped,
         }
     }
@@ -1207,20 +1231,7 @@ impl Supervisor {
         if to == self.state {
             return;
         }
-        if to == State::Healthy {
-            self.backoff.healthy_since = Some(now);
-        } else if self.state == State::Healthy {
-            // Healthy long enough without a break: the restarts before no longer count.
-            let reset = self.spec.backoff.reset_after;
-            if self
-                .backoff
-                .healthy_since
-                .is_some_and(|h| now.saturating_duration_since(h) >= reset)
-            {
-                self.backoff.recent = 0;
-            }
-            self.backoff.healthy_since = None;
-        }
+        self.backoff.healthy_since = (to == State::Healthy).then_some(now);
         out.push(Effect::StateChanged {
             from: self.state,
             to,
@@ -1237,13 +1248,17 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 #[cfg(test)]
-#[path = "supervisor_tests.rs"]
+#[path = "../supervisor_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "supervisor_props.rs"]
+#[path = "../supervisor_props.rs"]
 mod props;
 
 #[cfg(test)]
-#[path = "supervisor_swarm_tests.rs"]
+#[path = "../supervisor_swarm_tests.rs"]
 mod swarm_tests;
+
+#[cfg(test)]
+#[path = "../supervisor_order_tests.rs"]
+mod order_tests;

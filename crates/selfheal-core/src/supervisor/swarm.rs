@@ -1,0 +1,96 @@
+//! A Swarm task's supervisor: what differs from a plain container's (see the module docs of
+//! [`super`] and [`crate::swarm`]). Its container is never restarted in place; its end is the
+//! task's end, and its slot's incident, budget, backoff and quarantine go to the task that
+//! replaces it.
+
+use super::{death_trigger, is_crash, Hold, InFlight, Phase, Supervisor};
+use crate::policy::{Effect, Exit, PolicySpec, RecoveryResult};
+use crate::swarm::{RestartCondition, SlotCarry};
+use tokio::time::Instant;
+
+impl Supervisor {
+    /// The supervisor of a Swarm task that replaces another in the same slot: it takes over
+    /// the slot's open incident, budget, backoff and quarantine.
+    pub fn replacement(spec: PolicySpec, carry: SlotCarry, now: Instant) -> Self {
+        let mut sup = Self::new(spec, None, now);
+        sup.incident = carry.incident;
+        sup.budget = carry.budget;
+        sup.backoff.recent = carry.recent;
+        sup.backoff.last = carry.last;
+        if carry.quarantined {
+            sup.carried_hold = Hold::Quarantine;
+        }
+        sup
+    }
+
+    /// What a Swarm slot spent on another node, told by that node's watchdog after this task,
+    /// its replacement here, was found: the slot's budget counts those ends too (so a slot
+    /// whose tasks keep moving between nodes is still quarantined past the budget) and its
+    /// backoff goes on from where it was. The open incident stays with the other node, which
+    /// closes it when this task is healthy.
+    pub fn adopt_slot(
+        &mut self,
+        sent: impl IntoIterator<Item = Instant>,
+        recent: u32,
+        last: Option<Instant>,
+        now: Instant,
+    ) {
+        self.budget.merge(sent, now);
+        self.backoff.recent = self.backoff.recent.max(recent);
+        self.backoff.last = self.backoff.last.max(last);
+    }
+
+    /// A Swarm task's restart condition learnt while it is watched (a worker's watchdog asks
+    /// a manager's, which may answer only after the task was found): it replaces `Unknown`
+    /// only, and counts from the next decision to end the task.
+    pub fn learn_restart_condition(&mut self, condition: RestartCondition) {
+        if self.spec.swarm == Some(RestartCondition::Unknown) {
+            self.spec.swarm = Some(condition);
+        }
+    }
+
+    pub(super) fn swarm(&self) -> Option<RestartCondition> {
+        self.spec.swarm
+    }
+
+    /// A Swarm task's container ended: Swarm, not the watchdog, decides what comes next. An end
+    /// the watchdog ordered counts against the slot's budget; a crash nobody ordered opens an
+    /// incident (`observed`: Swarm replaces it by its restart condition). Everything the slot
+    /// carries goes to the replacement's supervisor.
+    pub(super) fn task_ended(&mut self, exit: Exit, now: Instant, out: &mut Vec<Effect>) {
+        if self.phase == Phase::Gone {
+            return;
+        }
+        if let Some(InFlight {
+            sent_at: Some(sent),
+            ..
+        }) = self.order.take()
+        {
+            self.count_attempt(sent, out);
+            if let Some(i) = &self.incident {
+                out.push(Effect::Recovery {
+                    trigger: i.trigger,
+                    result: RecoveryResult::Success,
+                });
+            }
+        }
+        let hold = self.hold().max_with(self.carried_hold);
+        if self.incident.is_none() && is_crash(&exit) && hold != Hold::Quarantine {
+            let trigger = death_trigger(&exit);
+            self.open_incident(trigger, now, now, out);
+            out.push(Effect::Recovery {
+                trigger,
+                result: RecoveryResult::Observed,
+            });
+        }
+        self.reset_signals();
+        self.phase = Phase::Gone;
+        out.push(Effect::HandOver(Box::new(SlotCarry {
+            incident: self.incident.take(),
+            budget: self.budget.clone(),
+            recent: self.backoff.recent,
+            last: self.backoff.last,
+            quarantined: hold == Hold::Quarantine,
+        })));
+    }
+}

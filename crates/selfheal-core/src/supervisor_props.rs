@@ -50,9 +50,11 @@ enum Step {
     Signal(u8),
     /// Docker's restart policy starts it again.
     PolicyStart,
-    /// The process died and the event was lost: a resync finds it.
+    /// The process died and the event was lost: a resync finds it at once (`resync`), or
+    /// later (a resync, an inspect, the executor's look at its turn).
     LostDeath {
         code: i64,
+        resync: bool,
     },
     /// `docker stop`: kill, die, stop.
     UserStop,
@@ -129,7 +131,8 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(code, oom, named)| Step::Crash { code, oom, named }),
         1 => any::<u8>().prop_map(Step::Signal),
         6 => Just(Step::PolicyStart),
-        1 => prop_oneof![Just(1i64), Just(0), Just(143)].prop_map(|code| Step::LostDeath { code }),
+        2 => (prop_oneof![Just(1i64), Just(0), Just(143)], any::<bool>())
+            .prop_map(|(code, resync)| Step::LostDeath { code, resync }),
         1 => Just(Step::UserStop),
         1 => Just(Step::UserKill),
         8 => Just(Step::UserStart),

@@ -355,9 +355,11 @@ impl Sim {
                     self.begin_run()?;
                 }
             }
-            Step::LostDeath { code } if self.running() && self.order.is_none() => {
+            Step::LostDeath { code, resync } if self.running() && !in_restart => {
                 self.die(code, false);
-                self.feed(Observation::Snapshot(self.snapshot()))?;
+                if resync {
+                    self.feed(Observation::Snapshot(self.snapshot()))?;
+                }
             }
             Step::UserStop if !in_restart && matches!(self.process, Process::Running { .. }) => {
                 self.end_run(Signal::Term, true)?

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod drill;
 pub mod evidence;
 pub mod executor;
+pub mod incident;
 pub mod incident_text;
 pub mod journal;
 pub mod limits;

@@ -1,10 +1,10 @@
 //! Incident recording: the core's incident times become journal records, metrics and
 //! notifications. Nothing here decides anything.
 
-use super::notice;
 use crate::docker::ContainerInfo;
 use crate::evidence::capture::Captured;
 use crate::evidence::Evidence;
+use crate::incident::{notice, Closing};
 use crate::journal::{Incident, IncidentOutcome};
 use crate::notify::Notifier;
 use crate::shared::Shared;
@@ -164,6 +164,7 @@ impl IncidentRecorder {
         }
     }
 
+    /// The core closed the open incident (see [`crate::incident::close`]).
     pub fn closed(
         &mut self,
         t: &IncidentTimes,
@@ -172,30 +173,12 @@ impl IncidentRecorder {
         container: &str,
         now: Instant,
     ) {
-        if let Some(ttr) = time_to_recover {
-            self.shared
-                .metrics
-                .recovery_duration
-                .get_or_create(&crate::metrics::TriggerLabels {
-                    container: container.into(),
-                    trigger: crate::metrics::Label(t.trigger),
-                })
-                .observe(ttr.as_secs_f64());
-        }
         let Some(mut i) = self.open.take() else {
             return;
         };
         self.fill(&mut i, t);
-        i.outcome = outcome.into();
-        if outcome == Outcome::Recovered {
-            i.healthy_again = Some(self.shared.clock.rfc3339(now));
-            i.time_to_recover_seconds = time_to_recover.map(|d| d.as_secs_f64());
-        }
-        tracing::info!(
-            container, incident = i.id, %outcome,
-            time_to_recover = ?time_to_recover, attempts = i.attempts, "incident closed"
-        );
-        self.shared.journal.record(i.clone());
+        let closing = Closing::of(outcome, time_to_recover, now);
+        crate::incident::close(&self.shared, &mut i, &closing, container);
         let out = match outcome {
             Outcome::Recovered => self.gate.healthy(now),
             Outcome::Quarantined => self.gate.quarantined(now),
@@ -274,10 +257,14 @@ pub fn close_orphan(shared: &Shared, mut i: Incident) {
     let Some(times) = IncidentRecorder::times_of(shared, &i) else {
         return;
     };
-    if let selfheal_core::Effect::IncidentClosed { outcome, .. } =
-        selfheal_core::Supervisor::close_orphan(times)
+    if let selfheal_core::Effect::IncidentClosed {
+        outcome,
+        time_to_recover,
+        ..
+    } = selfheal_core::Supervisor::close_orphan(times)
     {
-        i.outcome = outcome.into();
-        shared.journal.record(i);
+        let container = i.container.clone();
+        let closing = Closing::of(outcome, time_to_recover, Instant::now());
+        crate::incident::close(shared, &mut i, &closing, &container);
     }
 }

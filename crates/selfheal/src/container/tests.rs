@@ -2,30 +2,34 @@
 //! journal and the view for a sequence of messages. The bollard runtime is covered by the
 //! tests against the real engine.
 
+use super::probe::{move_series, ProbeSeries};
 use super::*;
 use crate::evidence::capture::Captured;
 use crate::executor::{BoxFuture, Turn};
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
+use crate::shared::ContainerView;
 use selfheal_core::labels::parse_labels;
-use selfheal_core::{Trigger, WatchDefaults};
+use selfheal_core::Trigger;
+use selfheal_core::{Backoff, DockerHealth, Order, ProbeKind, ProbeOutcome, Verb, WatchDefaults};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Records every order Docker would have received and answers as told; `inspect` returns
 /// `shown`. A recreate really replaces the container: `shown` gets a new id, and the report is
 /// `Replaced` with it.
 #[derive(Debug)]
-struct FakeRuntime {
-    restarts: Mutex<Vec<Order>>,
-    answer: Mutex<OrderOutcome>,
+pub(super) struct FakeRuntime {
+    pub(super) restarts: Mutex<Vec<Order>>,
+    pub(super) answer: Mutex<OrderOutcome>,
     /// What the executor reports seeing when its turn comes.
-    seen_running: Mutex<Option<bool>>,
-    shown: Mutex<Option<ContainerInfo>>,
+    pub(super) seen_running: Mutex<Option<bool>>,
+    pub(super) shown: Mutex<Option<ContainerInfo>>,
     /// What `capture` answers.
-    captured: Mutex<Captured>,
+    pub(super) captured: Mutex<Captured>,
     /// For each capture: how many restarts had been sent by then.
-    captures: Mutex<Vec<usize>>,
+    pub(super) captures: Mutex<Vec<usize>>,
 }
 
 impl FakeRuntime {
@@ -39,7 +43,7 @@ impl FakeRuntime {
             captures: Mutex::new(Vec::new()),
         })
     }
-    fn restarts(&self) -> Vec<Order> {
+    pub(super) fn restarts(&self) -> Vec<Order> {
         self.restarts.lock().expect("lock").clone()
     }
 }
@@ -85,11 +89,11 @@ impl ContainerRuntime for FakeRuntime {
     }
 }
 
-struct World {
-    shared: Arc<Shared>,
-    runtime: Arc<FakeRuntime>,
-    handle: ContainerHandle,
-    info: ContainerInfo,
+pub(super) struct World {
+    pub(super) shared: Arc<Shared>,
+    pub(super) runtime: Arc<FakeRuntime>,
+    pub(super) handle: ContainerHandle,
+    pub(super) info: ContainerInfo,
     _dir: tempfile::TempDir,
     _cancel: CancellationToken,
 }
@@ -118,7 +122,7 @@ fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context)
 }
 
 /// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
-fn world() -> World {
+pub(super) fn world() -> World {
     let (dir, shared, runtime, ctx) = fake_context();
     let info = ContainerInfo {
         id: "c0ffee".into(),
@@ -146,7 +150,7 @@ fn world() -> World {
 }
 
 impl World {
-    fn state(&self) -> String {
+    pub(super) fn state(&self) -> String {
         self.shared
             .views()
             .first()
@@ -155,7 +159,7 @@ impl World {
     }
 
     /// Polls `f` on paused time (each wait lets every task run) until it holds.
-    async fn until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
+    pub(super) async fn until(&self, what: &str, mut f: impl FnMut(&Self) -> bool) {
         for _ in 0..600 {
             if f(self) {
                 return;
@@ -335,89 +339,8 @@ fn probe_series_follow_renames_and_leave_nothing_under_an_old_name() {
     assert_eq!(value(&now, &failures("a")), Some(0.0), "{now}");
 }
 
-fn view(w: &World) -> ContainerView {
+pub(super) fn view(w: &World) -> ContainerView {
     w.shared.views().first().cloned().expect("a view")
-}
-
-/// As a dependent: a parent that started after this run makes it wait (shown), and its
-/// release restarts it once with trigger `dependency`, the incident naming the parent and
-/// the parent's incident.
-#[tokio::test(start_paused = true)]
-async fn a_dependent_waits_on_its_parent_then_restarts_once_linked_to_it() {
-    let w = world();
-    w.until("healthy", |w| w.state() == "healthy").await;
-    let since = SystemTime::now();
-    w.handle
-        .send(Msg::ParentWaiting {
-            parent: "vpn".into(),
-            since,
-        })
-        .await;
-    w.until("waiting on vpn", |w| {
-        view(w).waiting_on.as_deref() == Some("vpn")
-    })
-    .await;
-    assert!(
-        w.runtime.restarts().is_empty(),
-        "restarted before the parent was ready"
-    );
-    w.handle
-        .send(Msg::ParentStarted {
-            parent: "vpn".into(),
-            at: since,
-            incident: Some(41),
-            recreate: None,
-        })
-        .await;
-    w.until("one restart", |w| w.runtime.restarts().len() == 1)
-        .await;
-    assert_eq!(w.runtime.restarts()[0].trigger, Trigger::Dependency);
-    assert_eq!(view(&w).waiting_on, None);
-    let incidents = w.shared.journal.list(None, None);
-    assert_eq!(incidents.len(), 1);
-    assert_eq!(incidents[0].trigger, Trigger::Dependency);
-    assert_eq!(incidents[0].parent.as_deref(), Some("vpn"));
-    assert_eq!(incidents[0].parent_incident, Some(41));
-}
-
-/// A recreate that would be a guess is refused without asking Docker: the incident says why
-/// and counts a failed recovery; the container is left as it is.
-#[tokio::test(start_paused = true)]
-async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
-    let w = world();
-    w.until("healthy", |w| w.state() == "healthy").await;
-    w.handle
-        .send(Msg::ParentStarted {
-            parent: "vpn".into(),
-            at: SystemTime::now(),
-            incident: None,
-            recreate: Some(ParentRecreated::CannotFollow {
-                why: "the name vpn of the removed parent is ambiguous".into(),
-            }),
-        })
-        .await;
-    w.until("the failure recorded", |w| {
-        w.shared
-            .journal
-            .list(None, None)
-            .first()
-            .is_some_and(|i| i.failure.is_some())
-    })
-    .await;
-    let incident = w.shared.journal.list(None, None)[0].clone();
-    assert!(incident.failure.unwrap_or_default().contains("ambiguous"));
-    assert!(w.runtime.restarts().is_empty(), "Docker was asked");
-    let failed = w
-        .shared
-        .metrics
-        .recovery_events
-        .get_or_create(&crate::metrics::RecoveryLabels {
-            container: w.info.name.clone(),
-            trigger: crate::metrics::Label(Trigger::Dependency),
-            result: crate::metrics::Label(RecoveryResult::Failed),
-        })
-        .get();
-    assert_eq!(failed, 1);
 }
 
 /// Evidence: the restart is sent before Docker is asked for logs (healing never waits for the

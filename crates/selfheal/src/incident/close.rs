@@ -1,0 +1,85 @@
+//! Closing an incident: the journal record's end, the recovery-time metric, the log line.
+
+use crate::journal::Incident;
+use crate::shared::Shared;
+use selfheal_core::Outcome;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How an incident ends, as decided by the core (a supervisor, a hand-over's follow-up, or an
+/// orphan's close).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Closing {
+    /// Healthy again at `at`, `time_to_recover` after its first failure.
+    Recovered {
+        time_to_recover: Duration,
+        at: Instant,
+    },
+    /// The restart budget is spent.
+    Quarantined,
+    /// Stopped by a user, removed, or given up; `why`, when there is more to say.
+    Abandoned { why: Option<String> },
+}
+
+impl Closing {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Recovered { .. } => Outcome::Recovered,
+            Self::Quarantined => Outcome::Quarantined,
+            Self::Abandoned { .. } => Outcome::Abandoned,
+        }
+    }
+
+    /// The core's closing effect in the journal's terms.
+    pub fn of(outcome: Outcome, time_to_recover: Option<Duration>, now: Instant) -> Self {
+        match (outcome, time_to_recover) {
+            (Outcome::Recovered, Some(time_to_recover)) => Self::Recovered {
+                time_to_recover,
+                at: now,
+            },
+            (Outcome::Quarantined, _) => Self::Quarantined,
+            // A recovery the core measured no time for is still a recovery.
+            (Outcome::Recovered, None) => Self::Recovered {
+                time_to_recover: Duration::ZERO,
+                at: now,
+            },
+            (Outcome::Abandoned, _) => Self::Abandoned { why: None },
+        }
+    }
+}
+
+/// Closes `incident`: its outcome (and for a recovery, when and how fast), the recovery-time
+/// histogram under `container` (the metrics' name of the container it belonged to), a log
+/// line, and the journal's copy. The one closer for every path that ends an incident.
+pub fn close(shared: &Shared, incident: &mut Incident, closing: &Closing, container: &str) {
+    incident.outcome = closing.outcome().into();
+    match closing {
+        Closing::Recovered {
+            time_to_recover,
+            at,
+        } => {
+            shared
+                .metrics
+                .recovery_duration
+                .get_or_create(&crate::metrics::TriggerLabels {
+                    container: container.into(),
+                    trigger: crate::metrics::Label(incident.trigger),
+                })
+                .observe(time_to_recover.as_secs_f64());
+            incident.healthy_again = Some(shared.clock.rfc3339(*at));
+            incident.time_to_recover_seconds = Some(time_to_recover.as_secs_f64());
+        }
+        Closing::Quarantined => {}
+        Closing::Abandoned { why } => {
+            if why.is_some() {
+                incident.failure.clone_from(why);
+            }
+        }
+    }
+    tracing::info!(
+        container, incident = incident.id, outcome = %closing.outcome(),
+        time_to_recover = ?incident.time_to_recover_seconds, attempts = incident.attempts,
+        "incident closed"
+    );
+    shared.journal.record(incident.clone());
+}

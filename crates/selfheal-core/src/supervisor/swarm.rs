@@ -4,7 +4,7 @@
 //! replaces it.
 
 use super::{death_trigger, is_crash, Hold, InFlight, Phase, Supervisor};
-use crate::policy::{Effect, Exit, PolicySpec, RecoveryResult};
+use crate::policy::{Effect, Exit, PolicySpec, RecoveryResult, Trigger, Verb};
 use crate::swarm::{RestartCondition, SlotCarry};
 use tokio::time::Instant;
 
@@ -47,6 +47,28 @@ impl Supervisor {
         if self.spec.swarm == Some(RestartCondition::Unknown) {
             self.spec.swarm = Some(condition);
         }
+    }
+
+    /// How a failed Swarm task is acted on. `None`: not by the watchdog (an unhealthy task is
+    /// Swarm's to replace, recorded `observed`; a task Swarm would not replace is reported).
+    pub(super) fn swarm_verb(
+        &mut self,
+        condition: RestartCondition,
+        trigger: Trigger,
+        opened: bool,
+        out: &mut Vec<Effect>,
+    ) -> Option<Verb> {
+        if trigger == Trigger::Unhealthy {
+            if opened {
+                out.push(Effect::Recovery {
+                    trigger,
+                    result: RecoveryResult::Observed,
+                });
+                out.push(Effect::ReadHealthLog);
+            }
+            return None;
+        }
+        condition.end_mode().map(Verb::End)
     }
 
     pub(super) fn swarm(&self) -> Option<RestartCondition> {

@@ -285,3 +285,48 @@ async fn a_worker_learns_a_services_restart_condition_from_a_managers_watchdog()
     assert!(Peers::new("tasks.watchdog", None).is_err());
     cancel.cancel();
 }
+
+/// One closer for every path that ends an incident: an orphan a previous run left, a slot
+/// displaced from the ledger (given up), and a recovery all end their record through
+/// `incident::close`, with the same outcome, times, reason and histogram rules.
+#[tokio::test]
+async fn every_path_closes_an_incident_through_the_one_closer() {
+    let (_d, shared) = journal();
+    let notifier = crate::notify::Notifier::disabled();
+    let (orphan, _) = handed(&shared, Duration::from_secs(5));
+    crate::container::close_orphan(&shared, shared.journal.get(orphan).unwrap());
+    let i = shared.journal.get(orphan).unwrap();
+    assert_eq!(i.outcome, IncidentOutcome::Abandoned);
+    assert!(i.healthy_again.is_none() && i.time_to_recover_seconds.is_none());
+
+    // The same slot handed over twice before a replacement took it: the first is given up.
+    let ledger = SlotLedger::default();
+    let (first, h1) = handed(&shared, Duration::from_secs(5));
+    let (second, h2) = handed(&shared, Duration::from_secs(1));
+    keep_for_replacement(&ledger, &shared, &notifier, h1, Instant::now());
+    keep_for_replacement(&ledger, &shared, &notifier, h2, Instant::now());
+    let i = shared.journal.get(first).unwrap();
+    assert_eq!(i.outcome, IncidentOutcome::Abandoned);
+    assert!(i.failure.unwrap().contains("not seen healthy"));
+    assert!(shared.journal.get(second).unwrap().is_open());
+    assert_eq!(ledger.len(), 1);
+
+    let mut i = shared.journal.get(second).unwrap();
+    let closing = crate::incident::Closing::Recovered {
+        time_to_recover: Duration::from_secs(3),
+        at: Instant::now(),
+    };
+    crate::incident::close(&shared, &mut i, &closing, "web");
+    let i = shared.journal.get(second).unwrap();
+    assert_eq!(i.outcome, IncidentOutcome::Recovered);
+    assert_eq!(i.time_to_recover_seconds, Some(3.0));
+    assert!(i.healthy_again.is_some());
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, &shared.registry).unwrap();
+    assert!(
+        body.contains(
+            "selfheal_recovery_duration_seconds_count{container=\"web\",trigger=\"probe_failed\"} 1"
+        ),
+        "{body}"
+    );
+}

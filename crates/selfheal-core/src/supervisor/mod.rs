@@ -27,8 +27,16 @@
 //!   failed with trigger `dependency` and is restarted under this container's own backoff and
 //!   budget. Not while it is paused, stopped, exited or already being restarted.
 //! - **Budget and backoff**: only a restart Docker was asked to carry out spends budget and
-//!   counts for backoff. Backoff is forgotten once the container has been healthy for
-//!   `backoff.reset_after` without a break.
+//!   counts for backoff: an order the executor refused, or could not send, spends nothing.
+//!   Backoff is forgotten once the container has been healthy for `backoff.reset_after`
+//!   without a break ([`Effect::BackoffReset`], at that moment).
+//! - **Orders** carry a verb the core chose ([`crate::Verb`]). When the executor's turn comes
+//!   it says what it sees; an order a user's stop, kill or pause overtook is dropped, whatever
+//!   its verb ([`crate::Verdict::Drop`]).
+//! - **A user's stop** is told by its events: a `kill` whose signal ends a process
+//!   ([`stops_process`]; SIGSTOP only freezes it, and a frozen container is healed), then its
+//!   `die`. A `die` that names no exit code is still a crash; only Docker's `on-failure`
+//!   policy depends on the code, so the container is looked at before the watchdog acts.
 //! - **A Swarm task** (`spec.swarm`, see [`crate::swarm`] for Swarm's own semantics) is never
 //!   restarted in place. Docker's `unhealthy` is Swarm's to act on: the incident is recorded
 //!   (`observed`) and nothing is done. A failed probe of the watchdog's own ends the task's

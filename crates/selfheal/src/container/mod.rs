@@ -21,7 +21,7 @@ mod slot;
 mod task;
 mod view;
 
-pub use record::close_orphan;
+pub use crate::incident::close_orphan;
 pub use task::spawn;
 
 use crate::dependents::GateReport;

@@ -84,28 +84,6 @@ impl IncidentRecorder {
         }
     }
 
-    /// The core's view of a journal record a previous run left open.
-    pub fn times_of(shared: &Shared, i: &Incident) -> Option<IncidentTimes> {
-        let at = |s: &str| {
-            humantime::parse_rfc3339_weak(s)
-                .ok()
-                .map(|t| shared.clock.instant(t))
-        };
-        Some(IncidentTimes {
-            trigger: i.trigger,
-            first_failure: at(&i.first_failure)?,
-            detected: at(&i.detected)?,
-            action_begun: i.action_begun.as_deref().and_then(at),
-            last_restart: i
-                .last_restart
-                .as_deref()
-                .or(i.action_begun.as_deref())
-                .and_then(at),
-            attempts: i.attempts,
-            run_began: None,
-        })
-    }
-
     pub fn current(&self) -> Option<&Incident> {
         self.open.as_ref().or(self.last.as_ref())
     }
@@ -248,23 +226,5 @@ impl IncidentRecorder {
                 .as_secs_f64(),
         );
         i.attempts = t.attempts;
-    }
-}
-
-/// Closes an incident a previous run left open for a container that no longer exists, as the
-/// core decides.
-pub fn close_orphan(shared: &Shared, mut i: Incident) {
-    let Some(times) = IncidentRecorder::times_of(shared, &i) else {
-        return;
-    };
-    if let selfheal_core::Effect::IncidentClosed {
-        outcome,
-        time_to_recover,
-        ..
-    } = selfheal_core::Supervisor::close_orphan(times)
-    {
-        let container = i.container.clone();
-        let closing = Closing::of(outcome, time_to_recover, Instant::now());
-        crate::incident::close(shared, &mut i, &closing, &container);
     }
 }

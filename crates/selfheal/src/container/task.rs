@@ -115,7 +115,7 @@ pub fn spawn(
     };
     let times = resumed
         .as_ref()
-        .and_then(|i| IncidentRecorder::times_of(&ctx.shared, i));
+        .and_then(|i| crate::incident::times_of(&ctx.shared, i));
     if let Some(i) = &resumed {
         tracing::info!(container = %info.name, incident = i.id, "resuming open incident");
     }

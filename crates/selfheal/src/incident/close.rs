@@ -2,7 +2,7 @@
 
 use crate::journal::Incident;
 use crate::shared::Shared;
-use selfheal_core::Outcome;
+use selfheal_core::{IncidentTimes, Outcome};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -82,4 +82,44 @@ pub fn close(shared: &Shared, incident: &mut Incident, closing: &Closing, contai
         "incident closed"
     );
     shared.journal.record(incident.clone());
+}
+
+/// The core's view of a journal record a previous run left open.
+pub fn times_of(shared: &Shared, i: &Incident) -> Option<IncidentTimes> {
+    let at = |s: &str| {
+        humantime::parse_rfc3339_weak(s)
+            .ok()
+            .map(|t| shared.clock.instant(t))
+    };
+    Some(IncidentTimes {
+        trigger: i.trigger,
+        first_failure: at(&i.first_failure)?,
+        detected: at(&i.detected)?,
+        action_begun: i.action_begun.as_deref().and_then(at),
+        last_restart: i
+            .last_restart
+            .as_deref()
+            .or(i.action_begun.as_deref())
+            .and_then(at),
+        attempts: i.attempts,
+        run_began: None,
+    })
+}
+
+/// Closes an incident a previous run left open for a container that no longer exists, as the
+/// core decides.
+pub fn close_orphan(shared: &Shared, mut i: Incident) {
+    let Some(times) = times_of(shared, &i) else {
+        return;
+    };
+    if let selfheal_core::Effect::IncidentClosed {
+        outcome,
+        time_to_recover,
+        ..
+    } = selfheal_core::Supervisor::close_orphan(times)
+    {
+        let container = i.container.clone();
+        let closing = Closing::of(outcome, time_to_recover, Instant::now());
+        close(shared, &mut i, &closing, &container);
+    }
 }

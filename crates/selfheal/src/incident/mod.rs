@@ -6,4 +6,4 @@
 mod close;
 pub mod notice;
 
-pub use close::{close, Closing};
+pub use close::{close, close_orphan, times_of, Closing};

@@ -294,7 +294,7 @@ async fn every_path_closes_an_incident_through_the_one_closer() {
     let (_d, shared) = journal();
     let notifier = crate::notify::Notifier::disabled();
     let (orphan, _) = handed(&shared, Duration::from_secs(5));
-    crate::container::close_orphan(&shared, shared.journal.get(orphan).unwrap());
+    crate::incident::close_orphan(&shared, shared.journal.get(orphan).unwrap());
     let i = shared.journal.get(orphan).unwrap();
     assert_eq!(i.outcome, IncidentOutcome::Abandoned);
     assert!(i.healthy_again.is_none() && i.time_to_recover_seconds.is_none());

@@ -16,12 +16,21 @@ const MAX_BODY: usize = 64 * 1024;
 /// `Connection: close`), so it sees the service as a new client would; no pool, no redirects,
 /// no DNS unless the target names a host. Built on hyper's connection API directly: a probe
 /// costs one connect, one request and one read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Prober {
-    _private: (),
+    /// When probing began: schedules begun within one interval of it are spread ([`schedule`]).
+    started: Instant,
 }
 
 const USER_AGENT: &str = concat!("selfheal/", env!("CARGO_PKG_VERSION"));
+
+impl Default for Prober {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+        }
+    }
+}
 
 impl Prober {
     pub fn new() -> Result<Self, std::io::Error> {
@@ -222,6 +231,12 @@ impl Drop for AbortOnDrop {
 /// target runs on its own task, so a slow or hanging target never delays another; a probe
 /// that outlasts the interval delays only its own next tick. `report` gets the outcome, the
 /// probe's duration, the schedule lag (how late the probe started) and what the answer showed.
+///
+/// As kubelet's prober worker does after a kubelet restart: a schedule begun within one
+/// interval of the [`Prober`] (a container the watchdog found running when it started) first
+/// waits a random part of its interval, so that a hundred containers found at once are not
+/// probed in step: a burst of connections in flight at once, whose buffers the allocator then
+/// keeps. A container that starts later is probed at once.
 pub async fn schedule(
     prober: Prober,
     target: ProbeTarget,
@@ -231,6 +246,12 @@ pub async fn schedule(
     cancel: tokio_util::sync::CancellationToken,
     mut report: impl FnMut(ProbeOutcome, Duration, Duration, ProbeDetail) -> bool,
 ) {
+    if prober.started.elapsed() < interval {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval.mul_f64(random_fraction())) => {}
+        }
+    }
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -245,6 +266,14 @@ pub async fn schedule(
             return;
         }
     }
+}
+
+/// A number in [0, 1) that differs from call to call: std's randomly keyed SipHash of
+/// nothing (each `RandomState` gets new keys), so spreading probes needs no extra crate.
+fn random_fraction() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -378,6 +407,61 @@ mod tests {
             "{excerpt}"
         );
         assert!(!excerpt.contains('\u{fffd}'), "{excerpt}");
+    }
+
+    /// When each of `n` schedules begun now probes first, after `base`: a target without an
+    /// address, so the probe is immediate and needs no network.
+    async fn first_probes(prober: &Prober, n: usize, interval: Duration) -> Vec<Duration> {
+        let base = Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..n {
+            let (prober, tx) = (prober.clone(), tx.clone());
+            let (_addr, addr_rx) = tokio::sync::watch::channel(None);
+            tokio::spawn(async move {
+                let target = target(ProbeKind::Tcp, 80, None);
+                let cancel = tokio_util::sync::CancellationToken::new();
+                schedule(
+                    prober,
+                    target,
+                    interval,
+                    interval,
+                    addr_rx,
+                    cancel,
+                    |_, _, _, _| {
+                        let _ = tx.send(base.elapsed());
+                        false
+                    },
+                )
+                .await;
+            });
+        }
+        drop(tx);
+        let mut firsts = Vec::new();
+        while let Some(first) = rx.recv().await {
+            firsts.push(first);
+        }
+        firsts
+    }
+
+    /// Schedules begun with the prober (containers found at start) spread their first probe
+    /// over one interval; one begun an interval later (a container started since) probes at
+    /// once.
+    #[tokio::test(start_paused = true)]
+    async fn schedules_begun_at_start_spread_over_an_interval_later_ones_probe_at_once() {
+        let interval = Duration::from_secs(1);
+        let prober = Prober::new().unwrap();
+        let firsts = first_probes(&prober, 50, interval).await;
+        assert_eq!(firsts.len(), 50);
+        assert!(firsts.iter().all(|f| *f < interval), "{firsts:?}");
+        // 50 uniform draws fill at least 5 of the 10 tenths of the interval (all but certain).
+        let tenths: std::collections::BTreeSet<u128> =
+            firsts.iter().map(|f| f.as_millis() / 100).collect();
+        assert!(tenths.len() >= 5, "not spread: {firsts:?}");
+        tokio::time::advance(interval).await;
+        assert_eq!(
+            first_probes(&prober, 3, interval).await,
+            vec![Duration::ZERO; 3]
+        );
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use crate::container::{self, ContainerHandle, Context, Msg};
 use crate::dependents::{node_of, Dependents, GateReport};
 use crate::discovery::{self, Discovered};
 use crate::docker::{self, bounded, ContainerInfo};
+use crate::engine_events::{self, ContainerEvent, EventKind, HealthReport};
 use crate::executor::Executor;
 use crate::notify::Notifier;
 use crate::probe::Prober;
@@ -24,21 +25,9 @@ use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The container events the policy needs; exec and attach chatter is filtered out by Docker.
-const WATCHED_EVENTS: [&str; 10] = [
-    "start",
-    "die",
-    "kill",
-    "oom",
-    "stop",
-    "pause",
-    "unpause",
-    "health_status",
-    "destroy",
-    "rename",
-];
-/// SIGINT, SIGQUIT, SIGKILL, SIGTERM (as numbers, the way `kill` events carry them).
-const STOP_SIGNALS: [&str; 4] = ["2", "3", "9", "15"];
+/// How long after a `kill` that names no signal (Podman) the death of its process is taken as
+/// that kill's doing: the healing core's window for a user's stop to end the process.
+const UNSTATED_KILL_ENDS_WITHIN: Duration = Duration::from_secs(120);
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Events read from Docker and not yet routed.
 const EVENT_QUEUE: usize = 1024;
@@ -96,6 +85,12 @@ pub struct Watcher {
     gates: mpsc::Receiver<GateReport>,
     /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
     peers: Option<crate::swarm::Peers>,
+    /// The health last routed to each container's task since its last lifecycle event: Podman
+    /// reports every check, and only a change is a change.
+    last_health: HashMap<String, DockerHealth>,
+    /// When a `kill` that named no signal (Podman) was seen, per container, until its run
+    /// ends or starts again.
+    unstated_kills: HashMap<String, Instant>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -146,6 +141,8 @@ impl Watcher {
             dependents: Dependents::default(),
             gates,
             peers,
+            last_health: HashMap::new(),
+            unstated_kills: HashMap::new(),
         })
     }
 
@@ -191,7 +188,7 @@ impl Watcher {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
-        filters.insert("event", WATCHED_EVENTS.to_vec());
+        filters.insert("event", engine_events::SUBSCRIBED.to_vec());
         if let Some(f) = &self.cfg.filter_label {
             filters.insert("label", vec![f.as_str()]);
         }
@@ -214,6 +211,10 @@ impl Watcher {
         });
         let _guard = AbortOnDrop(forward);
         bounded(docker.ping()).await?;
+        let engine = docker::identify(&docker).await.map_or_else(
+            |e| format!("an engine that did not say what it is ({e})"),
+            |e| e.to_string(),
+        );
         if let Ok(info) = bounded(docker.info()).await {
             // Notifications name the engine's host, never the watchdog's own container.
             self.ctx
@@ -235,6 +236,7 @@ impl Watcher {
         tracing::info!(
             watched = self.tasks.len(),
             ignored = self.ignored.len(),
+            %engine,
             "connected to Docker; following events"
         );
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -462,9 +464,9 @@ impl Watcher {
     async fn replay(&mut self, docker: &Docker, from: i64, until: i64) {
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
-        let lifecycle: Vec<&str> = WATCHED_EVENTS
+        let lifecycle: Vec<&str> = engine_events::SUBSCRIBED
             .into_iter()
-            .filter(|e| *e != "health_status")
+            .filter(|e| !engine_events::is_health_event(e))
             .collect();
         filters.insert("event", lifecycle);
         if let Some(f) = &self.cfg.filter_label {
@@ -502,31 +504,32 @@ impl Watcher {
         if let Some(t) = ev.time_nano {
             self.seen_until = Some(self.seen_until.unwrap_or(0).max(t));
         }
-        let Some(actor) = ev.actor else { return };
-        let Some(id) = actor.id else { return };
-        let attrs = actor.attributes.unwrap_or_default();
-        let action = ev.action.unwrap_or_default();
-        let action = action.as_str();
-        tracing::debug!(container = %id, action, "event");
-        match action {
-            "start" => {
+        let Some(ContainerEvent { id, kind, .. }) = ContainerEvent::from_message(ev) else {
+            return;
+        };
+        tracing::debug!(container = %id, event = ?kind, "event");
+        if !matches!(kind, EventKind::Health(_)) {
+            // A new run, or the end of one: the next health result is news again.
+            self.last_health.remove(&id);
+        }
+        match kind {
+            EventKind::Start => {
+                self.unstated_kills.remove(&id);
                 // New containers are picked up here; known ones learn their new start time and
                 // address through the sync.
                 self.refresh(docker, &id, true).await;
                 return;
             }
-            "destroy" => {
+            EventKind::Destroy => {
+                self.unstated_kills.remove(&id);
                 self.forget(&id).await;
                 return;
             }
-            "rename" => {
-                if let Some(name) = attrs.get("name") {
-                    let name = name.trim_start_matches('/');
-                    // Parked aside by a recreate for a moment: its incident and series keep
-                    // the name the user knows.
-                    if !crate::recreate::is_parked_name(name) {
-                        self.send(&id, Msg::Rename(name.to_string())).await;
-                    }
+            EventKind::Rename { name } => {
+                // Parked aside by a recreate for a moment: its incident and series keep the
+                // name the user knows.
+                if !crate::recreate::is_parked_name(&name) {
+                    self.send(&id, Msg::Rename(name)).await;
                 }
                 return;
             }
@@ -535,30 +538,66 @@ impl Watcher {
         if !self.tasks.contains_key(&id) {
             return;
         }
-        let msg = match action {
-            // Only signals that stop a process announce a stop; HUP, USR1 and the like are
-            // reloads and must not make the next crash look like a user's stop.
-            "kill"
-                if attrs
-                    .get("signal")
-                    .is_none_or(|s| STOP_SIGNALS.contains(&s.as_str())) =>
-            {
-                Msg::Observe(Observation::Killed)
-            }
-            "oom" => Msg::Oom,
-            "die" => Msg::Died {
-                exit_code: attrs
-                    .get("exitCode")
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(-1),
+        let msg = match kind {
+            // Only signals that stop a process announce a stop; HUP, USR1, STOP and the like
+            // must not make the next crash look like a user's stop.
+            EventKind::Kill { signal } => match signal.stops() {
+                Some(true) => Msg::Observe(Observation::Killed),
+                Some(false) => return,
+                // Podman names no signal: a stop only if the process then dies (below).
+                None => {
+                    self.unstated_kills.insert(id, received);
+                    return;
+                }
             },
-            "stop" => Msg::Observe(Observation::Stopped),
-            "pause" => Msg::Observe(Observation::Paused),
-            "unpause" => Msg::Observe(Observation::Unpaused),
-            "health_status: unhealthy" => Msg::Unhealthy { received },
-            "health_status: healthy" => Msg::Observe(Observation::Health(DockerHealth::Healthy)),
-            "health_status: starting" => Msg::Observe(Observation::Health(DockerHealth::Starting)),
-            _ => return,
+            EventKind::Oom => Msg::Oom,
+            EventKind::Died { exit_code } => {
+                if self
+                    .unstated_kills
+                    .remove(&id)
+                    .is_some_and(|at| received.duration_since(at) < UNSTATED_KILL_ENDS_WITHIN)
+                {
+                    self.send(&id, Msg::Observe(Observation::Killed)).await;
+                }
+                Msg::Died { exit_code }
+            }
+            EventKind::Stopped => Msg::Observe(Observation::Stopped),
+            EventKind::Paused => Msg::Observe(Observation::Paused),
+            EventKind::Unpaused => Msg::Observe(Observation::Unpaused),
+            EventKind::Health(report) => {
+                let health = match report {
+                    HealthReport::Status(h) => h,
+                    // Podman's event carries no value we can read: the health is inspected.
+                    HealthReport::Unstated => {
+                        match bounded(
+                            docker.inspect_container(&id, None::<InspectContainerOptions>),
+                        )
+                        .await
+                        {
+                            Ok(c) => match ContainerInfo::from_inspect(c) {
+                                ContainerInfo {
+                                    running: true,
+                                    health: Some(h),
+                                    ..
+                                } => h,
+                                _ => return,
+                            },
+                            Err(e) => {
+                                tracing::debug!(container = %id, error = %e, "health not read");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if self.last_health.insert(id.clone(), health) == Some(health) {
+                    return;
+                }
+                match health {
+                    DockerHealth::Unhealthy => Msg::Unhealthy { received },
+                    h => Msg::Observe(Observation::Health(h)),
+                }
+            }
+            EventKind::Start | EventKind::Destroy | EventKind::Rename { .. } => return,
         };
         self.send(&id, msg).await;
     }

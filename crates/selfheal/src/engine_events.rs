@@ -1,0 +1,334 @@
+//! The engine's container events, typed at the edge. Docker and Podman's Docker-compatible API
+//! speak two dialects of the same events; [`ContainerEvent::from_message`] turns either into
+//! one [`EventKind`], so nothing further in matches an event's strings.
+//!
+//! The dialects, as seen on Docker 20.10 and Podman 4.3.1 (and in Podman's compat handler):
+//! - health: Docker's action is `health_status: unhealthy`, sent on a change only. Podman's
+//!   is a bare `health_status` on every check (containers/podman#24003), its value in a
+//!   top-level `HealthStatus` field that Docker's event type has no place for, so it arrives
+//!   here as [`HealthReport::Unstated`] (the watch loop reads the health by inspect).
+//! - death: Docker's `die`; Podman's own name is `died` (its compat stream renames it, but an
+//!   `event=die` filter finds none of them, containers/podman#16857). Both are
+//!   [`EventKind::Died`].
+//! - removal: Docker's `destroy`, Podman's `remove`.
+//! - kill: Docker names the signal by number in `signal`; Podman 4.3.1 sends no signal at all
+//!   ([`KillSignal::Unstated`]).
+
+use bollard::models::EventMessage;
+use selfheal_core::DockerHealth;
+
+/// The event names the watch loop subscribes to: every dialect's name for each
+/// [`EventKind`]. Exec and attach chatter is left out by the engine.
+pub const SUBSCRIBED: [&str; 12] = [
+    "start",
+    "die",
+    "died",
+    "kill",
+    "oom",
+    "stop",
+    "pause",
+    "unpause",
+    "health_status",
+    "destroy",
+    // Podman's name for a container's removal.
+    "remove",
+    "rename",
+];
+
+/// The names of the health events, left out when an outage is replayed.
+pub fn is_health_event(name: &str) -> bool {
+    name == "health_status"
+}
+
+/// One container event, in either dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub id: String,
+    /// The engine's time of the event, ns since the epoch.
+    pub time_nano: Option<i64>,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Start,
+    Destroy,
+    /// Renamed to `name` (without Docker's leading `/`).
+    Rename {
+        name: String,
+    },
+    Kill {
+        signal: KillSignal,
+    },
+    Oom,
+    /// The process ended; `exit_code` is -1 when the event gives none.
+    Died {
+        exit_code: i64,
+    },
+    Stopped,
+    Paused,
+    Unpaused,
+    /// A health check result (Docker: a change; Podman: every check).
+    Health(HealthReport),
+}
+
+/// The signal of a `kill` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillSignal {
+    /// The signal's number (Docker sends `15`; a name such as `SIGTERM` or `TERM` is read too).
+    Number(i32),
+    /// The event names none (Podman 4.3.1) or one this table does not know.
+    Unstated,
+}
+
+/// Linux signal names and numbers (x86 and arm share these).
+const SIGNALS: [(&str, i32); 20] = [
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("WINCH", 28),
+];
+
+/// INT, QUIT, KILL and TERM: the signals that end a process unless it handles them.
+const STOPPING: [i32; 4] = [2, 3, 9, 15];
+
+impl KillSignal {
+    /// Reads a signal given as a number or a name, with or without `SIG`, in any case.
+    pub fn parse(s: Option<&str>) -> Self {
+        let Some(s) = s.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Self::Unstated;
+        };
+        if let Ok(n) = s.parse::<i32>() {
+            return Self::Number(n);
+        }
+        let upper = s.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        SIGNALS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(Self::Unstated, |(_, number)| Self::Number(*number))
+    }
+
+    /// Whether the signal ends a process that does not handle it (INT, QUIT, KILL, TERM);
+    /// `None` when the event does not say which signal it was.
+    pub fn stops(self) -> Option<bool> {
+        match self {
+            Self::Number(n) => Some(STOPPING.contains(&n)),
+            Self::Unstated => None,
+        }
+    }
+}
+
+/// What a health event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthReport {
+    Status(DockerHealth),
+    /// A check ran, and the event does not carry its result (Podman's compat stream).
+    Unstated,
+}
+
+impl ContainerEvent {
+    /// The typed event, or `None` for one the watchdog has no use for (or without an id).
+    pub fn from_message(ev: EventMessage) -> Option<Self> {
+        let time_nano = ev.time_nano;
+        let actor = ev.actor?;
+        let id = actor.id.filter(|id| !id.is_empty())?;
+        let attrs = actor.attributes.unwrap_or_default();
+        let action = ev.action.unwrap_or_default();
+        let kind = match action.as_str() {
+            "start" => EventKind::Start,
+            "destroy" | "remove" => EventKind::Destroy,
+            "rename" => EventKind::Rename {
+                name: attrs.get("name")?.trim_start_matches('/').to_string(),
+            },
+            "kill" => EventKind::Kill {
+                signal: KillSignal::parse(attrs.get("signal").map(String::as_str)),
+            },
+            "oom" => EventKind::Oom,
+            "die" | "died" => EventKind::Died {
+                exit_code: attrs
+                    .get("exitCode")
+                    .or_else(|| attrs.get("containerExitCode"))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(-1),
+            },
+            "stop" => EventKind::Stopped,
+            "pause" => EventKind::Paused,
+            "unpause" => EventKind::Unpaused,
+            other => {
+                let (name, value) = match other.split_once(':') {
+                    Some((name, value)) => (name, Some(value.trim())),
+                    None => (other, attrs.get("health_status").map(String::as_str)),
+                };
+                if !is_health_event(name) {
+                    return None;
+                }
+                EventKind::Health(match value.and_then(parse_health) {
+                    Some(h) => HealthReport::Status(h),
+                    None => HealthReport::Unstated,
+                })
+            }
+        };
+        Some(Self {
+            id,
+            time_nano,
+            kind,
+        })
+    }
+}
+
+fn parse_health(s: &str) -> Option<DockerHealth> {
+    match s {
+        "healthy" => Some(DockerHealth::Healthy),
+        "unhealthy" => Some(DockerHealth::Unhealthy),
+        "starting" => Some(DockerHealth::Starting),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events as the engines wrote them (Docker 20.10, Podman 4.3.1 on its compat socket),
+    /// trimmed of image labels.
+    const DOCKER_UNHEALTHY: &str = r#"{"status":"health_status: unhealthy","id":"abc","from":"selfheal/busybox","Type":"container","Action":"health_status: unhealthy","Actor":{"ID":"abc","Attributes":{"image":"selfheal/busybox","name":"web"}},"scope":"local","time":1796441312,"timeNano":1796441312216743909}"#;
+    const PODMAN_HEALTH: &str = r#"{"status":"health_status","id":"d5df","from":"localhost/selfheal/busybox:latest","Type":"container","Action":"health_status","Actor":{"ID":"d5df","Attributes":{"containerExitCode":"0","image":"localhost/selfheal/busybox:latest","name":"h2","podId":""}},"scope":"local","time":1796441313,"timeNano":1796441313287115568,"HealthStatus":"unhealthy"}"#;
+    const PODMAN_KILL: &str = r#"{"status":"kill","id":"4206","from":"localhost/selfheal/busybox:latest","Type":"container","Action":"kill","Actor":{"ID":"4206","Attributes":{"containerExitCode":"0","image":"localhost/selfheal/busybox:latest","name":"h1","podId":""}},"scope":"local","time":1796440606,"timeNano":1796440606214539358}"#;
+    const PODMAN_DIE: &str = r#"{"status":"die","id":"k1","from":"localhost/selfheal/busybox:latest","Type":"container","Action":"die","Actor":{"ID":"k1","Attributes":{"containerExitCode":"137","exitCode":"137","image":"localhost/selfheal/busybox:latest","name":"k1","podId":""}},"scope":"local","time":1796441416,"timeNano":1796441416971000000}"#;
+
+    fn parse(json: &str) -> EventKind {
+        let ev: EventMessage = serde_json::from_str(json).unwrap();
+        ContainerEvent::from_message(ev).unwrap().kind
+    }
+
+    fn with(action: &str, attrs: &[(&str, &str)]) -> Option<EventKind> {
+        let ev = EventMessage {
+            action: Some(action.into()),
+            actor: Some(bollard::models::EventActor {
+                id: Some("c1".into()),
+                attributes: Some(
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        };
+        ContainerEvent::from_message(ev).map(|e| e.kind)
+    }
+
+    #[test]
+    fn docker_health_carries_its_value_in_the_action_and_podman_health_carries_none_we_can_read() {
+        assert_eq!(
+            parse(DOCKER_UNHEALTHY),
+            EventKind::Health(HealthReport::Status(DockerHealth::Unhealthy))
+        );
+        assert_eq!(
+            parse(PODMAN_HEALTH),
+            EventKind::Health(HealthReport::Unstated)
+        );
+        // A Podman that puts the value in the attributes is read from there.
+        assert_eq!(
+            with("health_status", &[("health_status", "healthy")]),
+            Some(EventKind::Health(HealthReport::Status(
+                DockerHealth::Healthy
+            )))
+        );
+        assert_eq!(
+            with("health_status: starting", &[]),
+            Some(EventKind::Health(HealthReport::Status(
+                DockerHealth::Starting
+            )))
+        );
+    }
+
+    #[test]
+    fn die_and_died_are_one_death_with_the_exit_code_of_either_attribute() {
+        assert_eq!(parse(PODMAN_DIE), EventKind::Died { exit_code: 137 });
+        assert_eq!(
+            with("died", &[("containerExitCode", "3")]),
+            Some(EventKind::Died { exit_code: 3 })
+        );
+        assert_eq!(
+            with("die", &[("exitCode", "0")]),
+            Some(EventKind::Died { exit_code: 0 })
+        );
+        assert_eq!(with("die", &[]), Some(EventKind::Died { exit_code: -1 }));
+        assert!(SUBSCRIBED.contains(&"die") && SUBSCRIBED.contains(&"died"));
+    }
+
+    #[test]
+    fn a_kill_names_its_signal_by_number_or_name_and_podman_names_none() {
+        assert_eq!(
+            parse(PODMAN_KILL),
+            EventKind::Kill {
+                signal: KillSignal::Unstated
+            }
+        );
+        for (given, number) in [
+            ("15", 15),
+            ("SIGTERM", 15),
+            ("term", 15),
+            ("SIGSTOP", 19),
+            ("STOP", 19),
+            ("9", 9),
+            ("sigkill", 9),
+            ("SIGHUP", 1),
+        ] {
+            assert_eq!(
+                KillSignal::parse(Some(given)),
+                KillSignal::Number(number),
+                "{given}"
+            );
+        }
+        assert_eq!(KillSignal::parse(Some("SIGBOGUS")), KillSignal::Unstated);
+        assert_eq!(KillSignal::parse(Some("")), KillSignal::Unstated);
+        assert_eq!(KillSignal::parse(None), KillSignal::Unstated);
+    }
+
+    #[test]
+    fn only_int_quit_kill_and_term_stop_a_process_and_an_unstated_signal_is_not_known_to() {
+        let stops = |s: &str| KillSignal::parse(Some(s)).stops();
+        for s in ["INT", "QUIT", "KILL", "TERM", "2", "3", "9", "15"] {
+            assert_eq!(stops(s), Some(true), "{s}");
+        }
+        for s in ["STOP", "19", "HUP", "USR1", "CONT", "TSTP", "WINCH"] {
+            assert_eq!(stops(s), Some(false), "{s}");
+        }
+        assert_eq!(KillSignal::Unstated.stops(), None);
+    }
+
+    #[test]
+    fn other_actions_and_events_without_an_id_are_dropped() {
+        assert_eq!(with("exec_died", &[]), None);
+        assert_eq!(with("cleanup", &[]), None);
+        assert_eq!(with("rename", &[]), None, "a rename without a name");
+        assert_eq!(
+            with("rename", &[("name", "/new")]),
+            Some(EventKind::Rename { name: "new".into() })
+        );
+        let no_id = EventMessage {
+            action: Some("start".into()),
+            ..Default::default()
+        };
+        assert_eq!(ContainerEvent::from_message(no_id), None);
+    }
+}

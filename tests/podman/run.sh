@@ -263,5 +263,6 @@ eventually 60 healthy_again || fail "the watchdog did not reconnect"
 for c in web crash vpn app hc; do
     eventually 30 is_state "$c" healthy || fail "$c is $(state "$c") after the reconnect"
 done
-say "ok: service killed: /healthz degraded, no incident, reconnected"
+say "ok: service killed: /healthz degraded, no incident, reconnected; the watchdog said:"
+grep -m1 "connection lost" "$tmp/watchdog.log" | cut -d' ' -f2- >&2
 say "PASS"

@@ -5,6 +5,8 @@
 //! POST /containers/{id}/restart; to recreate a network dependent (`crate::recreate`) also
 //! POST /containers/{id}/stop, POST /containers/{id}/rename, POST /containers/create,
 //! POST /containers/{id}/start, DELETE /containers/{id}.
+//! The same calls serve Podman's Docker-compatible API ([`identify`] tells them apart;
+//! `docs/podman.md`).
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
 use bollard::Docker;

@@ -7,7 +7,7 @@ use crate::container::{self, ContainerHandle, Context, Msg};
 use crate::dependents::{node_of, Dependents, GateReport};
 use crate::discovery::{self, Discovered};
 use crate::docker::{self, bounded, ContainerInfo};
-use crate::engine_events::{self, ContainerEvent, EventKind, HealthReport};
+use crate::engine_events::{self, ContainerEvent, DialectMemory, EventKind, HealthReport};
 use crate::executor::Executor;
 use crate::notify::Notifier;
 use crate::probe::Prober;
@@ -25,9 +25,6 @@ use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// How long after a `kill` that names no signal (Podman) the death of its process is taken as
-/// that kill's doing: the healing core's window for a user's stop to end the process.
-const UNSTATED_KILL_ENDS_WITHIN: Duration = Duration::from_secs(120);
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Events read from Docker and not yet routed.
 const EVENT_QUEUE: usize = 1024;
@@ -85,12 +82,8 @@ pub struct Watcher {
     gates: mpsc::Receiver<GateReport>,
     /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
     peers: Option<crate::swarm::Peers>,
-    /// The health last routed to each container's task since its last lifecycle event: Podman
-    /// reports every check, and only a change is a change.
-    last_health: HashMap<String, DockerHealth>,
-    /// When a `kill` that named no signal (Podman) was seen, per container, until its run
-    /// ends or starts again.
-    unstated_kills: HashMap<String, Instant>,
+    /// What reading Podman's event dialect needs to remember per container.
+    dialect: DialectMemory,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -141,8 +134,7 @@ impl Watcher {
             dependents: Dependents::default(),
             gates,
             peers,
-            last_health: HashMap::new(),
-            unstated_kills: HashMap::new(),
+            dialect: DialectMemory::default(),
         })
     }
 
@@ -508,20 +500,16 @@ impl Watcher {
             return;
         };
         tracing::debug!(container = %id, event = ?kind, "event");
-        if !matches!(kind, EventKind::Health(_)) {
-            // A new run, or the end of one: the next health result is news again.
-            self.last_health.remove(&id);
-        }
+        let killed_unstated =
+            !matches!(kind, EventKind::Health(_)) && self.dialect.lifecycle(&id, &kind, received);
         match kind {
             EventKind::Start => {
-                self.unstated_kills.remove(&id);
                 // New containers are picked up here; known ones learn their new start time and
                 // address through the sync.
                 self.refresh(docker, &id, true).await;
                 return;
             }
             EventKind::Destroy => {
-                self.unstated_kills.remove(&id);
                 self.forget(&id).await;
                 return;
             }
@@ -541,22 +529,14 @@ impl Watcher {
         let msg = match kind {
             // Only signals that stop a process announce a stop; HUP, USR1, STOP and the like
             // must not make the next crash look like a user's stop.
-            EventKind::Kill { signal } => match signal.stops() {
-                Some(true) => Msg::Observe(Observation::Killed),
-                Some(false) => return,
-                // Podman names no signal: a stop only if the process then dies (below).
-                None => {
-                    self.unstated_kills.insert(id, received);
-                    return;
-                }
-            },
+            EventKind::Kill { signal } if signal.stops() == Some(true) => {
+                Msg::Observe(Observation::Killed)
+            }
+            // Podman names no signal: a stop only if the process then dies (below).
+            EventKind::Kill { .. } => return,
             EventKind::Oom => Msg::Oom,
             EventKind::Died { exit_code } => {
-                if self
-                    .unstated_kills
-                    .remove(&id)
-                    .is_some_and(|at| received.duration_since(at) < UNSTATED_KILL_ENDS_WITHIN)
-                {
+                if killed_unstated {
                     self.send(&id, Msg::Observe(Observation::Killed)).await;
                 }
                 Msg::Died { exit_code }
@@ -568,28 +548,12 @@ impl Watcher {
                 let health = match report {
                     HealthReport::Status(h) => h,
                     // Podman's event carries no value we can read: the health is inspected.
-                    HealthReport::Unstated => {
-                        match bounded(
-                            docker.inspect_container(&id, None::<InspectContainerOptions>),
-                        )
-                        .await
-                        {
-                            Ok(c) => match ContainerInfo::from_inspect(c) {
-                                ContainerInfo {
-                                    running: true,
-                                    health: Some(h),
-                                    ..
-                                } => h,
-                                _ => return,
-                            },
-                            Err(e) => {
-                                tracing::debug!(container = %id, error = %e, "health not read");
-                                return;
-                            }
-                        }
-                    }
+                    HealthReport::Unstated => match running_health(docker, &id).await {
+                        Some(h) => h,
+                        None => return,
+                    },
                 };
-                if self.last_health.insert(id.clone(), health) == Some(health) {
+                if !self.dialect.health_changed(&id, health) {
                     return;
                 }
                 match health {
@@ -661,6 +625,20 @@ impl Watcher {
     async fn send(&self, id: &str, msg: Msg) {
         if let Some(t) = self.tasks.get(id) {
             t.send(msg).await;
+        }
+    }
+}
+
+/// The health of a running container, read by inspect; `None` when it is not running, has no
+/// health, or cannot be read now.
+async fn running_health(docker: &Docker, id: &str) -> Option<DockerHealth> {
+    match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
+        Ok(c) => Some(ContainerInfo::from_inspect(c))
+            .filter(|info| info.running)
+            .and_then(|info| info.health),
+        Err(e) => {
+            tracing::debug!(container = %id, error = %e, "health not read");
+            None
         }
     }
 }

@@ -7,7 +7,7 @@
 #                                 # `make up` needs when no registry answers
 #   .ci/prerequisites.sh test     # all of that, plus what the tests run: shellcheck, promtool
 #                                 # and amtool, python3-yaml, vagrant, chromium, cargo-nextest,
-#                                 # Compose v2, aiosmtpd (PyPI)
+#                                 # Compose v2, aiosmtpd (PyPI), podman and runc
 #
 # It installs only what is missing and says what before it does. When it cannot install (not
 # root and no password-less sudo), it prints the one command that would and exits 1, before
@@ -31,7 +31,9 @@ mode=${1:-}
 #   tests/vagrant/check.sh: vagrant, vagrant-libvirt, ruby; lint: shellcheck;
 #   crates/selfheal/tests/status_page.rs: chromium (headless), fonts-dejavu-core (its text);
 #   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip;
-#   tests/swarm/run.sh (extra engines in network namespaces): iproute2, iptables, util-linux.
+#   tests/swarm/run.sh (extra engines in network namespaces): iproute2, iptables, util-linux;
+#   tests/podman/run.sh (selfheal on a rootful Podman): podman (with conmon), runc (the test's
+#     runtime: crun fails on cgroup v1 hybrid hosts), netavark and aardvark-dns (its network).
 up_packages=(ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3 docker-compose)
 offline_packages=(prometheus prometheus-alertmanager prometheus-node-exporter busybox-static)
 case $mode in
@@ -39,7 +41,7 @@ case $mode in
     offline) packages=("${offline_packages[@]}") ;;
     test)
         packages=("${up_packages[@]}" "${offline_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby
-            chromium fonts-dejavu-core iproute2 iptables util-linux)
+            chromium fonts-dejavu-core iproute2 iptables util-linux podman runc netavark aardvark-dns)
         ;;
     *) printf 'usage: %s up|offline|test\n' "$0" >&2; exit 2 ;;
 esac

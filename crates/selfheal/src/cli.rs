@@ -296,6 +296,10 @@ async fn check(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let docker = docker::connect(cfg.docker_host.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Docker: {e}"))?;
+    match docker::identify(&docker).await {
+        Ok(engine) => println!("engine {engine}"),
+        Err(e) => println!("engine unknown: GET /version failed: {e}"),
+    }
     let mut bad = 0;
     let mut watched = 0;
     let mut uninspectable = 0;

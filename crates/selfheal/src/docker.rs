@@ -5,6 +5,8 @@
 //! POST /containers/{id}/restart; to recreate a network dependent (`crate::recreate`) also
 //! POST /containers/{id}/stop, POST /containers/{id}/rename, POST /containers/create,
 //! POST /containers/{id}/start, DELETE /containers/{id}.
+//! The same calls serve Podman's Docker-compatible API ([`identify`] tells them apart;
+//! `docs/podman.md`).
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
 use bollard::Docker;
@@ -57,6 +59,60 @@ pub async fn connect(host: Option<&str>) -> Result<Docker, DockerError> {
         Ok(r) => Ok(r?),
         Err(_) => Err(DockerError::Timeout(API_TIMEOUT)),
     }
+}
+
+/// Which engine answers on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+/// The engine behind the socket, from `GET /version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    pub kind: EngineKind,
+    pub version: String,
+    pub api_version: String,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            EngineKind::Docker => "Docker",
+            EngineKind::Podman => "Podman",
+        };
+        write!(f, "{kind} {} (API {})", self.version, self.api_version)
+    }
+}
+
+impl Engine {
+    /// Podman's compatible API names itself in a component (`Podman Engine`) or, in some
+    /// builds, in `Platform.Name`; Docker's components are `Engine`, `containerd`, `runc`.
+    pub fn from_version(v: &bollard::models::SystemVersion) -> Self {
+        let is_podman = |name: &str| name.to_ascii_lowercase().contains("podman");
+        let podman = v.components.iter().flatten().find(|c| is_podman(&c.name));
+        let named_podman = v.platform.as_ref().is_some_and(|p| is_podman(&p.name));
+        let kind = if podman.is_some() || named_podman {
+            EngineKind::Podman
+        } else {
+            EngineKind::Docker
+        };
+        let version = podman
+            .map(|c| c.version.clone())
+            .or_else(|| v.version.clone())
+            .unwrap_or_else(|| "(version unknown)".into());
+        Self {
+            kind,
+            version,
+            api_version: v.api_version.clone().unwrap_or_else(|| "?".into()),
+        }
+    }
+}
+
+/// Asks the engine what it is.
+pub async fn identify(docker: &Docker) -> Result<Engine, DockerError> {
+    Ok(Engine::from_version(&bounded(docker.version()).await?))
 }
 
 /// Runs one bounded API call.
@@ -254,6 +310,32 @@ fn first_failing_check(log: &[bollard::models::HealthcheckResult]) -> Option<Sys
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_answer_tells_podman_from_docker() {
+        // `GET /version` as Podman 4.3.1 and Docker 20.10 answered it (trimmed).
+        let podman: bollard::models::SystemVersion = serde_json::from_str(
+            r#"{"Platform":{"Name":"linux/amd64/debian-12"},"Components":[{"Name":"Podman Engine","Version":"4.3.1","Details":{"APIVersion":"4.3.1"}},{"Name":"Conmon","Version":"conmon version 2.1.6"}],"Version":"4.3.1","ApiVersion":"1.41"}"#,
+        )
+        .unwrap();
+        let docker: bollard::models::SystemVersion = serde_json::from_str(
+            r#"{"Platform":{"Name":""},"Components":[{"Name":"Engine","Version":"20.10.24+dfsg1"},{"Name":"containerd","Version":"1.6.20"},{"Name":"runc","Version":"1.1.5"}],"Version":"20.10.24+dfsg1","ApiVersion":"1.41"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Engine::from_version(&podman).to_string(),
+            "Podman 4.3.1 (API 1.41)"
+        );
+        assert_eq!(
+            Engine::from_version(&docker).to_string(),
+            "Docker 20.10.24+dfsg1 (API 1.41)"
+        );
+        let named: bollard::models::SystemVersion = serde_json::from_str(
+            r#"{"Platform":{"Name":"Podman Engine"},"Version":"5.0.0","ApiVersion":"1.41"}"#,
+        )
+        .unwrap();
+        assert_eq!(Engine::from_version(&named).kind, EngineKind::Podman);
+    }
 
     #[test]
     fn probe_address_prefers_shared_networks() {

@@ -11,6 +11,7 @@ pub mod dependents;
 pub mod discovery;
 pub mod docker;
 pub mod drill;
+pub mod engine_events;
 pub mod evidence;
 pub mod executor;
 pub mod http;

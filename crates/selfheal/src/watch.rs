@@ -7,6 +7,7 @@ use crate::container::{self, ContainerHandle, Context, Msg};
 use crate::dependents::{node_of, Dependents, GateReport};
 use crate::discovery::{self, Discovered};
 use crate::docker::{self, bounded, ContainerInfo};
+use crate::engine_events::{self, ContainerEvent, DialectMemory, EventKind, HealthReport};
 use crate::executor::Executor;
 use crate::notify::Notifier;
 use crate::probe::Prober;
@@ -16,7 +17,7 @@ use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use selfheal_core::dependents::Gate;
-use selfheal_core::{DockerHealth, LabelError, Observation, Signal};
+use selfheal_core::{DockerHealth, LabelError, Observation};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,19 +25,6 @@ use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The container events the policy needs; exec and attach chatter is filtered out by Docker.
-const WATCHED_EVENTS: [&str; 10] = [
-    "start",
-    "die",
-    "kill",
-    "oom",
-    "stop",
-    "pause",
-    "unpause",
-    "health_status",
-    "destroy",
-    "rename",
-];
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Events read from Docker and not yet routed.
 const EVENT_QUEUE: usize = 1024;
@@ -94,6 +82,8 @@ pub struct Watcher {
     gates: mpsc::Receiver<GateReport>,
     /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
     peers: Option<crate::swarm::Peers>,
+    /// What reading Podman's event dialect needs to remember per container.
+    dialect: DialectMemory,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -144,6 +134,7 @@ impl Watcher {
             dependents: Dependents::default(),
             gates,
             peers,
+            dialect: DialectMemory::default(),
         })
     }
 
@@ -189,7 +180,7 @@ impl Watcher {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
-        filters.insert("event", WATCHED_EVENTS.to_vec());
+        filters.insert("event", engine_events::SUBSCRIBED.to_vec());
         if let Some(f) = &self.cfg.filter_label {
             filters.insert("label", vec![f.as_str()]);
         }
@@ -212,6 +203,10 @@ impl Watcher {
         });
         let _guard = AbortOnDrop(forward);
         bounded(docker.ping()).await?;
+        let engine = docker::identify(&docker).await.map_or_else(
+            |e| format!("an engine that did not say what it is ({e})"),
+            |e| e.to_string(),
+        );
         if let Ok(info) = bounded(docker.info()).await {
             // Notifications name the engine's host, never the watchdog's own container.
             self.ctx
@@ -233,6 +228,7 @@ impl Watcher {
         tracing::info!(
             watched = self.tasks.len(),
             ignored = self.ignored.len(),
+            %engine,
             "connected to Docker; following events"
         );
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -461,9 +457,9 @@ impl Watcher {
     async fn replay(&mut self, docker: &Docker, from: i64, until: i64) {
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
-        let lifecycle: Vec<&str> = WATCHED_EVENTS
+        let lifecycle: Vec<&str> = engine_events::SUBSCRIBED
             .into_iter()
-            .filter(|e| *e != "health_status")
+            .filter(|e| !engine_events::is_health_event(e))
             .collect();
         filters.insert("event", lifecycle);
         if let Some(f) = &self.cfg.filter_label {
@@ -501,31 +497,28 @@ impl Watcher {
         if let Some(t) = ev.time_nano {
             self.seen_until = Some(self.seen_until.unwrap_or(0).max(t));
         }
-        let Some(actor) = ev.actor else { return };
-        let Some(id) = actor.id else { return };
-        let attrs = actor.attributes.unwrap_or_default();
-        let action = ev.action.unwrap_or_default();
-        let action = action.as_str();
-        tracing::debug!(container = %id, action, "event");
-        match action {
-            "start" => {
+        let Some(ContainerEvent { id, kind, .. }) = ContainerEvent::from_message(ev) else {
+            return;
+        };
+        tracing::debug!(container = %id, event = ?kind, "event");
+        let killed_unstated =
+            !matches!(kind, EventKind::Health(_)) && self.dialect.lifecycle(&id, &kind, received);
+        match kind {
+            EventKind::Start => {
                 // New containers are picked up here; known ones learn their new start time and
                 // address through the sync.
                 self.refresh(docker, &id, true).await;
                 return;
             }
-            "destroy" => {
+            EventKind::Destroy => {
                 self.forget(&id).await;
                 return;
             }
-            "rename" => {
-                if let Some(name) = attrs.get("name") {
-                    let name = name.trim_start_matches('/');
-                    // Parked aside by a recreate for a moment: its incident and series keep
-                    // the name the user knows.
-                    if !crate::recreate::is_parked_name(name) {
-                        self.send(&id, Msg::Rename(name.to_string())).await;
-                    }
+            EventKind::Rename { name } => {
+                // Parked aside by a recreate for a moment: its incident and series keep the
+                // name the user knows.
+                if !crate::recreate::is_parked_name(&name) {
+                    self.send(&id, Msg::Rename(name)).await;
                 }
                 return;
             }
@@ -534,22 +527,45 @@ impl Watcher {
         if !self.tasks.contains_key(&id) {
             return;
         }
-        let msg = match action {
+        let msg = match kind {
             // Which signals stop a process is the core's call.
-            "kill" => Msg::Observe(Observation::Killed {
-                signal: attrs.get("signal").map(|s| Signal::parse(s)),
+            EventKind::Kill {
+                signal: Some(signal),
+            } => Msg::Observe(Observation::Killed {
+                signal: Some(signal),
             }),
-            "oom" => Msg::Oom,
-            "die" => Msg::Died {
-                exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
-            },
-            "stop" => Msg::Observe(Observation::Stopped),
-            "pause" => Msg::Observe(Observation::Paused),
-            "unpause" => Msg::Observe(Observation::Unpaused),
-            "health_status: unhealthy" => Msg::Unhealthy { received },
-            "health_status: healthy" => Msg::Observe(Observation::Health(DockerHealth::Healthy)),
-            "health_status: starting" => Msg::Observe(Observation::Health(DockerHealth::Starting)),
-            _ => return,
+            // Podman names no signal: told to the core only when the process then dies (below),
+            // so that a SIGSTOP freeze is not taken for a user's stop.
+            EventKind::Kill { signal: None } => return,
+            EventKind::Oom => Msg::Oom,
+            EventKind::Died { exit_code } => {
+                if killed_unstated {
+                    let killed = Observation::Killed { signal: None };
+                    self.send(&id, Msg::Observe(killed)).await;
+                }
+                Msg::Died { exit_code }
+            }
+            EventKind::Stopped => Msg::Observe(Observation::Stopped),
+            EventKind::Paused => Msg::Observe(Observation::Paused),
+            EventKind::Unpaused => Msg::Observe(Observation::Unpaused),
+            EventKind::Health(report) => {
+                let health = match report {
+                    HealthReport::Status(h) => h,
+                    // Podman's event carries no value we can read: the health is inspected.
+                    HealthReport::Unstated => match running_health(docker, &id).await {
+                        Some(h) => h,
+                        None => return,
+                    },
+                };
+                if !self.dialect.health_changed(&id, health) {
+                    return;
+                }
+                match health {
+                    DockerHealth::Unhealthy => Msg::Unhealthy { received },
+                    h => Msg::Observe(Observation::Health(h)),
+                }
+            }
+            EventKind::Start | EventKind::Destroy | EventKind::Rename { .. } => return,
         };
         self.send(&id, msg).await;
     }
@@ -613,6 +629,20 @@ impl Watcher {
     async fn send(&self, id: &str, msg: Msg) {
         if let Some(t) = self.tasks.get(id) {
             t.send(msg).await;
+        }
+    }
+}
+
+/// The health of a running container, read by inspect; `None` when it is not running, has no
+/// health, or cannot be read now.
+async fn running_health(docker: &Docker, id: &str) -> Option<DockerHealth> {
+    match bounded(docker.inspect_container(id, None::<InspectContainerOptions>)).await {
+        Ok(c) => Some(ContainerInfo::from_inspect(c))
+            .filter(|info| info.running)
+            .and_then(|info| info.health),
+        Err(e) => {
+            tracing::debug!(container = %id, error = %e, "health not read");
+            None
         }
     }
 }

@@ -451,7 +451,7 @@ pub fn close_handed(
                 .first_failure
                 .map_or(now, |f| f + time_to_recover);
             incident.outcome = crate::journal::IncidentOutcome::Recovered;
-            incident.healthy_again = Some(shared.clock.rfc3339(healthy_at));
+            incident.healthy_again = Some(shared.clock.wall(healthy_at).into());
             incident.time_to_recover_seconds = Some(time_to_recover.as_secs_f64());
             tracing::info!(container = %handed.container, incident = incident.id,
                 time_to_recover = ?time_to_recover,
@@ -722,8 +722,8 @@ mod tests {
             compose_project: None,
             compose_service: None,
             trigger: Trigger::ProbeFailed,
-            first_failure: shared.clock.rfc3339(first_failure),
-            detected: shared.clock.rfc3339(first_failure),
+            first_failure: shared.clock.wall(first_failure).into(),
+            detected: shared.clock.wall(first_failure).into(),
             action_begun: None,
             last_restart: None,
             healthy_again: None,

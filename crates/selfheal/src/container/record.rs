@@ -5,7 +5,7 @@ use super::notice;
 use crate::docker::ContainerInfo;
 use crate::evidence::capture::Captured;
 use crate::evidence::Evidence;
-use crate::journal::{Incident, IncidentOutcome};
+use crate::journal::{Incident, IncidentOutcome, Timestamp};
 use crate::notify::Notifier;
 use crate::shared::Shared;
 use selfheal_core::{IncidentTimes, Notice, NoticeGate, Outcome};
@@ -86,21 +86,13 @@ impl IncidentRecorder {
 
     /// The core's view of a journal record a previous run left open.
     pub fn times_of(shared: &Shared, i: &Incident) -> Option<IncidentTimes> {
-        let at = |s: &str| {
-            humantime::parse_rfc3339_weak(s)
-                .ok()
-                .map(|t| shared.clock.instant(t))
-        };
+        let at = |t: Timestamp| shared.clock.instant(t.system_time());
         Some(IncidentTimes {
             trigger: i.trigger,
-            first_failure: at(&i.first_failure)?,
-            detected: at(&i.detected)?,
-            action_begun: i.action_begun.as_deref().and_then(at),
-            last_restart: i
-                .last_restart
-                .as_deref()
-                .or(i.action_begun.as_deref())
-                .and_then(at),
+            first_failure: at(i.first_failure),
+            detected: at(i.detected),
+            action_begun: i.action_begun.map(at),
+            last_restart: i.last_restart.or(i.action_begun).map(at),
             attempts: i.attempts,
             run_began: None,
         })
@@ -127,8 +119,8 @@ impl IncidentRecorder {
             compose_project: info.compose_project(),
             compose_service: info.compose_service(),
             trigger: t.trigger,
-            first_failure: String::new(),
-            detected: String::new(),
+            first_failure: shared.clock.wall(t.first_failure).into(),
+            detected: shared.clock.wall(t.detected).into(),
             action_begun: None,
             last_restart: None,
             healthy_again: None,
@@ -188,7 +180,7 @@ impl IncidentRecorder {
         self.fill(&mut i, t);
         i.outcome = outcome.into();
         if outcome == Outcome::Recovered {
-            i.healthy_again = Some(self.shared.clock.rfc3339(now));
+            i.healthy_again = Some(self.shared.clock.wall(now).into());
             i.time_to_recover_seconds = time_to_recover.map(|d| d.as_secs_f64());
         }
         tracing::info!(
@@ -255,10 +247,10 @@ impl IncidentRecorder {
     fn fill(&self, i: &mut Incident, t: &IncidentTimes) {
         let clock = &self.shared.clock;
         i.trigger = t.trigger;
-        i.first_failure = clock.rfc3339(t.first_failure);
-        i.detected = clock.rfc3339(t.detected);
-        i.action_begun = t.action_begun.map(|a| clock.rfc3339(a));
-        i.last_restart = t.last_restart.map(|a| clock.rfc3339(a));
+        i.first_failure = clock.wall(t.first_failure).into();
+        i.detected = clock.wall(t.detected).into();
+        i.action_begun = t.action_begun.map(|a| clock.wall(a).into());
+        i.last_restart = t.last_restart.map(|a| clock.wall(a).into());
         i.time_to_detect_seconds = Some(
             t.detected
                 .saturating_duration_since(t.first_failure)

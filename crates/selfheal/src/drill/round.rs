@@ -146,10 +146,6 @@ pub struct RoundRun<'a> {
     pub chaos: Option<&'a Chaos>,
 }
 
-fn wall(t: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(t).ok()
-}
-
 impl RoundRun<'_> {
     fn label(&self) -> String {
         format!("{} round {}", self.scenario, self.number)
@@ -202,9 +198,7 @@ impl RoundRun<'_> {
                             api_error = None;
                             incident = list
                                 .into_iter()
-                                .filter(|i| {
-                                    wall(&i.detected).is_some_and(|d| d + CLOCK_SLACK >= fault_at)
-                                })
+                                .filter(|i| i.detected.system_time() + CLOCK_SLACK >= fault_at)
                                 .min_by_key(|i| i.id);
                         }
                         Err(e) => api_error = Some(e),

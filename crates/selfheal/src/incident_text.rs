@@ -1,7 +1,7 @@
 //! One incident as readable text, with its evidence (`selfheal incidents show ID`).
 
 use crate::evidence::{Evidence, Logs};
-use crate::journal::Incident;
+use crate::journal::{Incident, Timestamp};
 use std::fmt::Write;
 
 /// The incident's facts, then each part of its evidence under its own heading.
@@ -20,9 +20,9 @@ pub fn render(i: &Incident) -> String {
         outcome.push_str(" (dry run)");
     }
     field(w, "outcome", &outcome);
-    field(w, "first failure", &i.first_failure);
-    field(w, "detected", &i.detected);
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    field(w, "first failure", &i.first_failure.to_string());
+    field(w, "detected", &i.detected.to_string());
+    let opt = |v: &Option<Timestamp>| v.map_or_else(|| "-".into(), |t| t.to_string());
     field(w, "restart begun", &opt(&i.action_begun));
     field(w, "healthy again", &opt(&i.healthy_again));
     let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.3} s"));

@@ -10,8 +10,9 @@
 
 use crate::docker_benches::{freeze, push, restart, s, Series, EVENT_WAIT};
 use crate::harness::{
-    dist, env_num, now_ns, p50, rfc3339_ns, secs, Recorder, Run, Watchdog, BUSYBOX_IMAGE, IMAGE,
+    dist, env_num, now_ns, p50, secs, wall_ns, Recorder, Run, Watchdog, BUSYBOX_IMAGE, IMAGE,
 };
+use selfheal::journal::Timestamp;
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -116,9 +117,7 @@ async fn closed_incident(
     let deadline = Instant::now() + within;
     loop {
         let found = wd.incidents(&run.http).await.into_iter().find(|i| {
-            i.container_id == id
-                && !i.is_open()
-                && rfc3339_ns(&i.detected).is_some_and(|d| d >= after)
+            i.container_id == id && !i.is_open() && wall_ns(i.detected).is_some_and(|d| d >= after)
         });
         if found.is_some() || Instant::now() >= deadline {
             return found;
@@ -128,8 +127,8 @@ async fn closed_incident(
 }
 
 /// Seconds between two of an incident's RFC 3339 times.
-fn span(from: &str, to: Option<&str>) -> Option<f64> {
-    Some(secs(rfc3339_ns(to?)? - rfc3339_ns(from)?))
+fn span(from: Timestamp, to: Option<Timestamp>) -> Option<f64> {
+    Some(secs(wall_ns(to?)? - wall_ns(from)?))
 }
 
 /// Starts a fresh container `name` of `image`, runs `body` with its id and removes it
@@ -254,10 +253,10 @@ pub async fn reaction_soon() -> Result<serde_json::Value, String> {
                     "unhealthy_to_healthy_s": secs(healthy - unhealthy),
                     "recover_s": secs(healthy - fault),
                     "incident_detected_to_action_begun_s": incident.as_ref().and_then(|i|
-                        span(&i.detected, i.action_begun.as_deref())),
+                        span(i.detected, i.action_begun)),
                     // Where the watchdog's record starts, against Docker's unhealthy event.
                     "unhealthy_to_incident_detected_s": incident.as_ref()
-                        .and_then(|i| rfc3339_ns(&i.detected))
+                        .and_then(|i| wall_ns(i.detected))
                         .map(|d| secs(d - unhealthy)),
                 }))
             })
@@ -407,12 +406,12 @@ pub async fn hang_soon() -> Result<serde_json::Value, String> {
                     "start_to_answering_s": secs(serving - start),
                     "recover_s": secs(serving - fault),
                     "fault_to_detected_s": incident.as_ref()
-                        .and_then(|i| rfc3339_ns(&i.detected))
+                        .and_then(|i| wall_ns(i.detected))
                         .map(|d| secs(d - fault)),
                     "incident_first_failure_to_detected_s":
-                        inc(|i| span(&i.first_failure, Some(&i.detected))),
+                        inc(|i| span(i.first_failure, Some(i.detected))),
                     "incident_detected_to_action_begun_s":
-                        inc(|i| span(&i.detected, i.action_begun.as_deref())),
+                        inc(|i| span(i.detected, i.action_begun)),
                 }))
             })
             .await?;
@@ -549,11 +548,10 @@ pub async fn refault() -> Result<serde_json::Value, String> {
                 let inc = closed_incident(wd, r, &id, fault, Duration::from_secs(10))
                     .await
                     .ok_or("no closed incident for the cycle")?;
-                let detected = rfc3339_ns(&inc.detected).ok_or("incident without detected")?;
+                let detected = wall_ns(inc.detected).ok_or("incident without detected")?;
                 let action = inc
                     .action_begun
-                    .as_deref()
-                    .and_then(rfc3339_ns)
+                    .and_then(wall_ns)
                     .ok_or("incident without action_begun")?;
                 // The gap the policy asks for before this restart (c restarts before it).
                 let gap = backoff.gap(c as u32).as_secs_f64();

@@ -293,8 +293,8 @@ pub async fn hang() -> Result<serde_json::Value, String> {
     let detect: Vec<f64> = incidents
         .iter()
         .filter_map(|i| {
-            let d = humantime::parse_rfc3339_weak(&i.detected).ok()?;
-            let f = humantime::parse_rfc3339_weak(&i.first_failure).ok()?;
+            let d = i.detected.system_time();
+            let f = i.first_failure.system_time();
             d.duration_since(f).ok().map(|x| x.as_secs_f64())
         })
         .collect();

@@ -37,10 +37,9 @@ pub fn env_num(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// An RFC 3339 time (as the watchdog's journal writes them) in ns since the epoch.
-pub fn rfc3339_ns(s: &str) -> Option<i64> {
-    let t = humantime::parse_rfc3339_weak(s).ok()?;
-    let d = t.duration_since(UNIX_EPOCH).ok()?;
+/// A time of the watchdog's journal in ns since the epoch.
+pub fn wall_ns(t: selfheal::journal::Timestamp) -> Option<i64> {
+    let d = t.system_time().duration_since(UNIX_EPOCH).ok()?;
     i64::try_from(d.as_nanos()).ok()
 }
 

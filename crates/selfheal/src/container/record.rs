@@ -105,8 +105,8 @@ impl IncidentRecorder {
             compose_project: info.compose_project(),
             compose_service: info.compose_service(),
             trigger: t.trigger,
-            first_failure: String::new(),
-            detected: String::new(),
+            first_failure: shared.clock.wall(t.first_failure).into(),
+            detected: shared.clock.wall(t.detected).into(),
             action_begun: None,
             last_restart: None,
             healthy_again: None,
@@ -216,10 +216,10 @@ impl IncidentRecorder {
     fn fill(&self, i: &mut Incident, t: &IncidentTimes) {
         let clock = &self.shared.clock;
         i.trigger = t.trigger;
-        i.first_failure = clock.rfc3339(t.first_failure);
-        i.detected = clock.rfc3339(t.detected);
-        i.action_begun = t.action_begun.map(|a| clock.rfc3339(a));
-        i.last_restart = t.last_restart.map(|a| clock.rfc3339(a));
+        i.first_failure = clock.wall(t.first_failure).into();
+        i.detected = clock.wall(t.detected).into();
+        i.action_begun = t.action_begun.map(|a| clock.wall(a).into());
+        i.last_restart = t.last_restart.map(|a| clock.wall(a).into());
         i.time_to_detect_seconds = Some(
             t.detected
                 .saturating_duration_since(t.first_failure)

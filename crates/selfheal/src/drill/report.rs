@@ -119,13 +119,9 @@ impl RoundRecord {
             at.duration_since(fault_at)
                 .map_or_else(|e| -e.duration().as_secs_f64(), |d| d.as_secs_f64())
         };
-        let wall = |s: &Option<String>| {
-            s.as_deref()
-                .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
-        };
         self.fault_wall = Some(fault_at);
         self.fault_at = Some(humantime::format_rfc3339_millis(fault_at).to_string());
-        let detected = match incident.and_then(|i| wall(&Some(i.detected.clone()))) {
+        let detected = match incident.map(|i| i.detected.system_time()) {
             Some(d) => Some((d, "incident")),
             None => t
                 .die
@@ -136,7 +132,7 @@ impl RoundRecord {
             self.detected_s = Some(off(d).max(0.0));
             self.detected_by = Some(by.into());
         }
-        let action = incident.and_then(|i| wall(&i.action_begun));
+        let action = incident.and_then(|i| i.action_begun.map(|a| a.system_time()));
         let (begun, by) = match (t.kill, action) {
             (Some(k), _) => (Some(k), Some("watchdog")),
             (None, Some(a)) => (Some(a), Some("watchdog")),

@@ -175,7 +175,10 @@ impl WatchView {
         match &self.backoff {
             Some(b) => BackoffSeen {
                 restarts_in_window: self.restarts_in_window,
-                healthy_since: b.healthy_since.as_deref().and_then(wall),
+                healthy_since: b
+                    .healthy_since
+                    .as_deref()
+                    .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
                 reset_after: selfheal_core::parse_duration(&b.reset_after).unwrap_or(default_reset),
             },
             None => BackoffSeen {
@@ -200,10 +203,6 @@ pub struct RoundRun<'a> {
     pub watchdog: Option<&'a WatchdogApi>,
     pub chaos: Option<&'a Chaos>,
     pub pacing: Pacing,
-}
-
-fn wall(t: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(t).ok()
 }
 
 impl RoundRun<'_> {
@@ -262,9 +261,7 @@ impl RoundRun<'_> {
                             api_error = None;
                             incident = list
                                 .into_iter()
-                                .filter(|i| {
-                                    wall(&i.detected).is_some_and(|d| d + CLOCK_SLACK >= fault_at)
-                                })
+                                .filter(|i| i.detected.system_time() + CLOCK_SLACK >= fault_at)
                                 .min_by_key(|i| i.id);
                         }
                         Err(e) => api_error = Some(e),

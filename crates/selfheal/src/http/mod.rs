@@ -73,8 +73,13 @@ pub(crate) mod test_support {
     /// A recovered probe failure of one of 20 compose services, detected `ago` back, with
     /// every time of a recovery filled in.
     pub fn recovered(id: u64, ago: Duration) -> Incident {
-        let at =
-            |back: Duration| humantime::format_rfc3339_millis(SystemTime::now() - back).to_string();
+        // Whole milliseconds, as the watchdog writes its times.
+        let at = |back: Duration| -> crate::journal::Timestamp {
+            let text = humantime::format_rfc3339_millis(SystemTime::now() - back).to_string();
+            humantime::parse_rfc3339_weak(&text)
+                .expect("RFC 3339")
+                .into()
+        };
         Incident {
             id,
             container: format!("shop-web-{}", id % 20),

@@ -1,6 +1,6 @@
 //! Closing an incident: the journal record's end, the recovery-time metric, the log line.
 
-use crate::journal::Incident;
+use crate::journal::{Incident, Timestamp};
 use crate::shared::Shared;
 use selfheal_core::{IncidentTimes, Outcome};
 use std::time::Duration;
@@ -66,7 +66,7 @@ pub fn close(shared: &Shared, incident: &mut Incident, closing: &Closing, contai
                     trigger: crate::metrics::Label(incident.trigger),
                 })
                 .observe(time_to_recover.as_secs_f64());
-            incident.healthy_again = Some(shared.clock.rfc3339(*at));
+            incident.healthy_again = Some(shared.clock.wall(*at).into());
             incident.time_to_recover_seconds = Some(time_to_recover.as_secs_f64());
         }
         Closing::Quarantined => {}
@@ -86,21 +86,13 @@ pub fn close(shared: &Shared, incident: &mut Incident, closing: &Closing, contai
 
 /// The core's view of a journal record a previous run left open.
 pub fn times_of(shared: &Shared, i: &Incident) -> Option<IncidentTimes> {
-    let at = |s: &str| {
-        humantime::parse_rfc3339_weak(s)
-            .ok()
-            .map(|t| shared.clock.instant(t))
-    };
+    let at = |t: Timestamp| shared.clock.instant(t.system_time());
     Some(IncidentTimes {
         trigger: i.trigger,
-        first_failure: at(&i.first_failure)?,
-        detected: at(&i.detected)?,
-        action_begun: i.action_begun.as_deref().and_then(at),
-        last_restart: i
-            .last_restart
-            .as_deref()
-            .or(i.action_begun.as_deref())
-            .and_then(at),
+        first_failure: at(i.first_failure),
+        detected: at(i.detected),
+        action_begun: i.action_begun.map(at),
+        last_restart: i.last_restart.or(i.action_begun).map(at),
         attempts: i.attempts,
         run_began: None,
     })

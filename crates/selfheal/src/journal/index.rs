@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 #[derive(Debug)]
 struct Kept {
-    detected: Option<SystemTime>,
+    detected: SystemTime,
     container: Box<str>,
     container_id: Box<str>,
     open: bool,
@@ -27,7 +27,7 @@ struct Kept {
 impl Kept {
     fn of(i: &Incident, at: Option<Span>) -> Self {
         Self {
-            detected: i.detected_at(),
+            detected: i.detected.system_time(),
             container: i.container.as_str().into(),
             container_id: i.container_id.as_str().into(),
             open: i.is_open(),
@@ -160,7 +160,7 @@ impl Index {
     /// A copy read from the file: only its keys and place are kept (see [`Self::load_hot`]).
     pub(super) fn insert_on_file(&mut self, keys: &parse::Keys<'_>, span: Span) {
         let kept = Kept {
-            detected: humantime::parse_rfc3339_weak(&keys.detected).ok(),
+            detected: keys.detected.system_time(),
             container: keys.container.as_ref().into(),
             container_id: keys.container_id.as_ref().into(),
             open: keys.outcome == IncidentOutcome::Open,

@@ -3,7 +3,7 @@
 //! line that is not a readable record (not UTF-8, not JSON, an unknown trigger or outcome, an
 //! id out of range, longer than [`MAX_LINE`], or a torn last line) with a short excerpt.
 
-use super::record::{Incident, IncidentOutcome};
+use super::record::{Incident, IncidentOutcome, Timestamp};
 use selfheal_core::Trigger;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -222,13 +222,12 @@ pub(super) struct Keys<'a> {
     pub container: Cow<'a, str>,
     #[serde(borrow)]
     pub container_id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub detected: Cow<'a, str>,
+    pub detected: Timestamp,
     pub outcome: IncidentOutcome,
     #[serde(rename = "trigger")]
     _trigger: Trigger,
-    #[serde(rename = "first_failure", borrow)]
-    _first_failure: Cow<'a, str>,
+    #[serde(rename = "first_failure")]
+    _first_failure: Timestamp,
     #[serde(rename = "attempts")]
     _attempts: u32,
     #[serde(default, rename = "dry_run")]
@@ -245,12 +244,12 @@ pub(super) struct Keys<'a> {
     _compose_project: Option<Cow<'a, str>>,
     #[serde(default, rename = "compose_service", borrow)]
     _compose_service: Option<Cow<'a, str>>,
-    #[serde(default, rename = "action_begun", borrow)]
-    _action_begun: Option<Cow<'a, str>>,
-    #[serde(default, rename = "last_restart", borrow)]
-    _last_restart: Option<Cow<'a, str>>,
-    #[serde(default, rename = "healthy_again", borrow)]
-    _healthy_again: Option<Cow<'a, str>>,
+    #[serde(default, rename = "action_begun")]
+    _action_begun: Option<Timestamp>,
+    #[serde(default, rename = "last_restart")]
+    _last_restart: Option<Timestamp>,
+    #[serde(default, rename = "healthy_again")]
+    _healthy_again: Option<Timestamp>,
     #[serde(default, rename = "parent", borrow)]
     _parent: Option<Cow<'a, str>>,
     #[serde(default, rename = "failure", borrow)]

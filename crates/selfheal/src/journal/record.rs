@@ -46,6 +46,58 @@ impl From<Outcome> for IncidentOutcome {
     }
 }
 
+/// A wall-clock time in a record: compared and sorted as time, RFC 3339 only in JSON. Written
+/// with milliseconds, as the journal always has, or with nanoseconds when the time has a finer
+/// part, so whatever time is read is written back the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    pub const fn new(at: SystemTime) -> Self {
+        Self(at)
+    }
+
+    pub const fn system_time(self) -> SystemTime {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(at: SystemTime) -> Self {
+        Self(at)
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nanos = self
+            .0
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // `pad`: the CLI's table aligns this column with a width.
+        if nanos.is_multiple_of(1_000_000) {
+            f.pad(&humantime::format_rfc3339_millis(self.0).to_string())
+        } else {
+            f.pad(&humantime::format_rfc3339_nanos(self.0).to_string())
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// One incident as stored and served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -57,17 +109,16 @@ pub struct Incident {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_service: Option<String>,
     pub trigger: Trigger,
-    /// RFC 3339 wall-clock times.
-    pub first_failure: String,
-    pub detected: String,
+    pub first_failure: Timestamp,
+    pub detected: Timestamp,
     #[serde(default)]
-    pub action_begun: Option<String>,
+    pub action_begun: Option<Timestamp>,
     /// When the latest restart was sent (a restart a crash of the watchdog interrupted is
     /// finished from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_restart: Option<String>,
+    pub last_restart: Option<Timestamp>,
     #[serde(default)]
-    pub healthy_again: Option<String>,
+    pub healthy_again: Option<Timestamp>,
     #[serde(default)]
     pub time_to_detect_seconds: Option<f64>,
     #[serde(default)]
@@ -114,11 +165,6 @@ impl Incident {
         self.outcome == IncidentOutcome::Open
     }
 
-    /// When it was detected (`None` if the record's time is unreadable).
-    pub fn detected_at(&self) -> Option<SystemTime> {
-        humantime::parse_rfc3339_weak(&self.detected).ok()
-    }
-
     /// Detected at or after `since` (compared as time) and of `container` (its name, or a
     /// prefix of its id): the filter of the API and the CLI.
     pub fn matches(&self, since: Option<SystemTime>, container: Option<&str>) -> bool {
@@ -127,7 +173,12 @@ impl Incident {
             container,
             ..Default::default()
         };
-        matches_keys(&self.container, &self.container_id, self.detected_at(), &q)
+        matches_keys(
+            &self.container,
+            &self.container_id,
+            self.detected.system_time(),
+            &q,
+        )
     }
 }
 
@@ -136,12 +187,12 @@ impl Incident {
 pub(super) fn matches_keys(
     container: &str,
     container_id: &str,
-    detected: Option<SystemTime>,
+    detected: SystemTime,
     q: &IncidentQuery<'_>,
 ) -> bool {
     q.container
         .is_none_or(|c| container == c || container_id.starts_with(c))
-        && q.since.is_none_or(|s| detected.is_some_and(|d| d >= s))
+        && q.since.is_none_or(|s| detected >= s)
 }
 
 /// One record: the incident as JSON (never with the `unpersisted` flag) and a newline.

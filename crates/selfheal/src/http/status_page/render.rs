@@ -4,7 +4,7 @@
 
 use super::{Snapshot, Window, PAGE_SIZE};
 use crate::evidence::{Evidence, LogStream};
-use crate::journal::{Incident, IncidentOutcome};
+use crate::journal::{Incident, IncidentOutcome, Timestamp};
 use crate::shared::{ContainerView, ViewState};
 use crate::timeline::{
     Phase, Theme, TimelineChart, TimelineRow, DETECTED_TO_RESTART_BEGUN, FAULT_TO_DETECTED,
@@ -255,8 +255,8 @@ fn incident_row(i: &Incident) -> Markup {
     }
 }
 
-fn wall(time: Option<&str>) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(time?).ok()
+fn wall(time: Option<Timestamp>) -> Option<SystemTime> {
+    time.map(Timestamp::system_time)
 }
 
 /// The incidents as a timeline (SVG): grouped by container, oldest first within one, each bar
@@ -267,17 +267,17 @@ pub(super) fn timeline(incidents: &[Incident], what: &str) -> String {
     let rows = shown
         .into_iter()
         .map(|i| {
-            let fault = wall(Some(&i.first_failure)).or_else(|| wall(Some(&i.detected)));
-            let after = |time: Option<&str>| {
+            let fault = wall(Some(i.first_failure)).or_else(|| wall(Some(i.detected)));
+            let after = |time: Option<Timestamp>| {
                 let at = wall(time)?;
                 Some(at.duration_since(fault?).map_or(0.0, |d| d.as_secs_f64()))
             };
             TimelineRow {
                 label: format!("{} #{}", i.container, i.id),
                 ends: vec![
-                    after(Some(&i.detected)),
-                    after(i.action_begun.as_deref()),
-                    after(i.healthy_again.as_deref()),
+                    after(Some(i.detected)),
+                    after(i.action_begun),
+                    after(i.healthy_again),
                 ],
                 limit: None,
                 href: Some(format!("/incidents/{}", i.id)),
@@ -298,7 +298,7 @@ pub(super) fn timeline(incidents: &[Incident], what: &str) -> String {
 /// One incident's page, with its evidence when the journal has it.
 pub(super) fn incident(i: &Incident) -> Markup {
     let title = format!("incident #{}", i.id);
-    let optional = |s: &Option<String>| s.clone().unwrap_or_default();
+    let optional = |t: &Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
     let items: [(&str, Markup); 11] = [
         ("container id", html! { (i.container_id) }),
         ("trigger", html! { (i.trigger.as_str()) }),

@@ -159,10 +159,13 @@ fn optional_fields_render_when_present() {
 #[test]
 fn timeline_bars_run_from_the_first_failure() {
     let mut i = recovered(4, Duration::from_secs(60));
-    i.first_failure = "2026-01-01T00:00:00Z".into();
-    i.detected = "2026-01-01T00:00:02Z".into();
-    i.action_begun = Some("2026-01-01T00:00:03Z".into());
-    i.healthy_again = Some("2026-01-01T00:00:07Z".into());
+    let at = |t: &str| -> crate::journal::Timestamp {
+        humantime::parse_rfc3339_weak(t).expect("RFC 3339").into()
+    };
+    i.first_failure = at("2026-01-01T00:00:00Z");
+    i.detected = at("2026-01-01T00:00:02Z");
+    i.action_begun = Some(at("2026-01-01T00:00:03Z"));
+    i.healthy_again = Some(at("2026-01-01T00:00:07Z"));
     let svg = render::timeline(&[i], "incidents since 1h");
     assert!(
         svg.contains("fault -&gt; detected: 0.00s to 2.00s"),

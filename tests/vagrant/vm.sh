@@ -164,9 +164,10 @@ box_dir=$(find "$cache/boxes/$box" -name metadata.json -printf '%h\n' | head -n 
 # nested KVM on some hosts hangs instead, which the deadline catches.
 kvm_works=0
 if [[ ${SELFHEAL_VM_ACCEL:-auto} != emulation && -w /dev/kvm ]]; then
-    if timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -display none -no-reboot \
+    # (In a subshell, whose stderr also takes bash's note when QEMU aborts.)
+    if (timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -display none -no-reboot \
         -nodefaults -serial stdio -kernel "$box_dir/vmlinuz" \
-        -append "console=ttyS0 root=/dev/nonexistent panic=-1" >"$work/kvm-probe.log" 2>&1 </dev/null &&
+        -append "console=ttyS0 root=/dev/nonexistent panic=-1" >"$work/kvm-probe.log" 2>&1 </dev/null) 2>/dev/null &&
         grep -q 'Kernel panic' "$work/kvm-probe.log"; then
         kvm_works=1
     fi
@@ -177,7 +178,7 @@ if [[ $accel == kvm ]]; then
 else
     why="SELFHEAL_VM_ACCEL=emulation"
     [[ ${SELFHEAL_VM_ACCEL:-auto} == emulation ]] ||
-        why="a KVM guest did not boot within 20s ($(tail -n 1 "$work/kvm-probe.log" 2>/dev/null | cut -c1-100 || echo no /dev/kvm))"
+        why="a KVM guest did not boot its kernel within 20s ($(tail -n 1 "$work/kvm-probe.log" 2>/dev/null | cut -c1-120 || echo no /dev/kvm))"
     log "accelerator: emulation (QEMU TCG, libvirt driver qemu): $why"
 fi
 export SELFHEAL_VM_ACCEL=$accel SELFHEAL_VM_MEMORY=$memory SELFHEAL_VM_CPUS=$cpus
@@ -233,7 +234,9 @@ stamp() { local t0=$1 line; while IFS= read -r line; do printf '%6.1f %s\n' "$(a
 cd "$repo"
 log "vagrant up --provider=libvirt (box $box, $accel, $cpus CPUs, $memory MiB; ports: $(for s in "${!port[@]}"; do printf '%s=%s ' "$s" "${port[$s]}"; done))"
 t_up=$(date +%s.%N)
-if ! timeout "$up_timeout" vagrant up --provider=libvirt 2>&1 | stamp "$t_up" | tee "$work/up.log"; then
+# (Vagrant's upload progress bar, one carriage return per step, is left out.)
+if ! timeout "$up_timeout" vagrant up --provider=libvirt 2>&1 | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v 'Progress: ' |
+    stamp "$t_up" | tee "$work/up.log"; then
     die "vagrant up failed (output above)"
 fi
 up_seconds=$(awk -v a="$t_up" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}')

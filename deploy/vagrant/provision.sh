@@ -23,6 +23,8 @@ HEALTH_TIMEOUT="${SELFHEAL_HEALTH_TIMEOUT:-300}"
 POLL_INTERVAL="${SELFHEAL_POLL_INTERVAL:-2}"
 VM_USER="${SELFHEAL_VM_USER:-vagrant}"
 IMAGES_DIR="${SELFHEAL_IMAGES_DIR:-/opt/selfheal-images}"
+# Extra CA certificates from the host (the Vagrantfile's SELFHEAL_VM_CA_CERTS), if any.
+CA_DIR="${SELFHEAL_CA_DIR:-}"
 # Seconds a "does it answer" question may take: short, so the offline path is fast.
 PROBE_TIMEOUT="${SELFHEAL_PROBE_TIMEOUT:-5}"
 REGISTRY_URL="${SELFHEAL_REGISTRY_URL:-https://registry-1.docker.io/v2/}"
@@ -249,11 +251,27 @@ install_docker_key() {
   WROTE=1
 }
 
-# True when URL gives any HTTP answer within PROBE_TIMEOUT (a registry's /v2/ answers 401).
+# url_answers URL CODES: true when URL answers within PROBE_TIMEOUT with an HTTP status matching
+# the regex CODES (a registry's /v2/ answers 401; a proxy's 403 is no answer from it).
 url_answers() {
   local code
   code="$(curl -sS -o /dev/null --max-time "$PROBE_TIMEOUT" -w '%{http_code}' "$1" 2>/dev/null || true)"
-  [[ -n "$code" && "$code" != 000 ]]
+  [[ "$code" =~ ^($2)$ ]]
+}
+
+# The host's extra CA certificates into the system store; update-ca-certificates only on a change.
+install_extra_ca() {
+  local crt changed=0
+  [[ -n "$CA_DIR" && -d "$CA_DIR" ]] || return 0
+  log "extra CA certificates from $CA_DIR"
+  for crt in "$CA_DIR"/*.crt; do
+    [[ -f "$crt" ]] || continue
+    write_if_changed "$ROOT/usr/local/share/ca-certificates/selfheal/${crt##*/}" 0644 "$(cat "$crt")"
+    changed=$((changed | WROTE))
+  done
+  if ((changed)); then
+    update-ca-certificates >/dev/null
+  fi
 }
 
 is_installed() {
@@ -266,7 +284,7 @@ install_engine() {
   is_installed docker-ce && ce=1
   is_installed docker.io && io=1
   if ((ce == 0 && io == 0)); then
-    url_answers "$DOCKER_APT_URL/gpg" && repo=1
+    url_answers "$DOCKER_APT_URL/gpg" 200 && repo=1
   fi
   source="$(docker_source "$ce" "$io" "$repo")"
   if ((ce)); then
@@ -415,7 +433,7 @@ build_images() {
 # 1 when an image registry answers (build and pull), 0 when not (load the host's images).
 IMAGES_ONLINE=1
 choose_image_source() {
-  if url_answers "$REGISTRY_URL"; then
+  if url_answers "$REGISTRY_URL" '200|401'; then
     IMAGES_ONLINE=1
     log "images: a registry answers ($REGISTRY_URL): the project's images built in the VM, the upstream ones pulled"
   else
@@ -551,6 +569,7 @@ main() {
   local codename
   [[ "$(id -u)" == 0 ]] || die "run as root (Vagrant's shell provisioner does)"
   codename="$(os_codename "$ROOT/etc/os-release")" || die "unsupported system"
+  install_extra_ca
   install_engine "$codename"
   ensure_compose_plugin
   ensure_docker_running

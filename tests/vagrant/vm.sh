@@ -31,7 +31,7 @@ source "$repo/tests/lib/poll.sh"
 cache=${SELFHEAL_VM_CACHE:-/var/cache/selfheal/vm}
 memory=${SELFHEAL_VM_MEMORY:-3072}
 cpus=${SELFHEAL_VM_CPUS:-2}
-up_timeout=${SELFHEAL_VM_UP_TIMEOUT:-1200}
+up_timeout=${SELFHEAL_VM_UP_TIMEOUT:-1500}
 run_id="selfheal-vm-$(date +%s)-$$"
 started=$SECONDS
 
@@ -225,6 +225,12 @@ images_dir=$cache/images
 log "saving the host's images for the VM (deploy/vagrant/save-images.sh $images_dir)"
 bash "$repo/deploy/vagrant/save-images.sh" "$images_dir"
 export SELFHEAL_VM_IMAGES=$images_dir SELFHEAL_VM_BOX=$box
+# The host's own extra CAs (a TLS-inspecting proxy's, on the machine this was built on): the VM
+# reaches PyPI through the same network and must trust them too.
+if [[ -z ${SELFHEAL_VM_CA_CERTS:-} ]] && compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+    export SELFHEAL_VM_CA_CERTS=/usr/local/share/ca-certificates
+    log "the host's extra CA certificates go to the VM too ($SELFHEAL_VM_CA_CERTS)"
+fi
 CHAOS_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
 export CHAOS_TOKEN
 

@@ -172,7 +172,10 @@ vagrantfile_vm_test_settings() {
   local cfg="$work/vagrant-test.json" images="$work/vm-images"
   mkdir -p "$images"
   vagrant_config SELFHEAL_VM_BOX=selfheal-bookworm-abc SELFHEAL_VM_ACCEL=emulation SELFHEAL_VM_APP_PORT=18080 \
-    SELFHEAL_VM_GRAFANA_PORT=13000 SELFHEAL_VM_IMAGES="$images" CHAOS_TOKEN=tok >"$cfg"
+    SELFHEAL_VM_GRAFANA_PORT=13000 SELFHEAL_VM_IMAGES="$images" CHAOS_TOKEN=tok SELFHEAL_VM_CA_CERTS=/etc/cas >"$cfg"
+  expect "extra CAs synced and named to the provisioner" test "$(jq -r '.[0].vm.calls[]
+      | select(.method == "synced_folder" and .args[0] == "/etc/cas") | .args[1]' "$cfg"),$(jq -r '.[0].vm.calls[]
+      | select(.method == "provision") | .options.env.SELFHEAL_CA_DIR' "$cfg")" = /opt/selfheal-ca,/opt/selfheal-ca
   expect "box from SELFHEAL_VM_BOX" test "$(jq -r '.[0].vm.box' "$cfg")" = selfheal-bookworm-abc
   expect "emulation: libvirt driver qemu, a TCG CPU model" test \
     "$(jq -c '.[0].vm.providers.libvirt | [.driver, .cpu_mode, .cpu_model]' "$cfg")" = '["qemu","custom","qemu64"]'
@@ -283,7 +286,7 @@ mkdir -p "$work/bin"
 for tool in bash cat cmp install mkdir mktemp rm sed grep awk date sleep head tail base64 tr jq dirname stat tar find sort touch; do
   ln -s "$(command -v "$tool")" "$work/bin/$tool"
 done
-for stub in apt-get dpkg dpkg-query systemctl id usermod gpg curl docker; do
+for stub in apt-get dpkg dpkg-query systemctl id usermod gpg curl docker update-ca-certificates; do
   ln -s "$here/stub-commands.sh" "$work/bin/$stub"
 done
 DOCKER_FPR=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
@@ -518,7 +521,11 @@ offline_machine() {
 offline_first_and_second_run() {
   local m
   m="$(offline_machine offline)"
-  provision "$m" SELFHEAL_IMAGES_DIR="$m/images" || { cat "$m/out.1"; return 1; }
+  mkdir -p "$m/ca"
+  printf 'FAKE CA\n' >"$m/ca/proxy.crt"
+  provision "$m" SELFHEAL_IMAGES_DIR="$m/images" SELFHEAL_CA_DIR="$m/ca" || { cat "$m/out.1"; return 1; }
+  expect_file_has "$m/root/usr/local/share/ca-certificates/selfheal/proxy.crt" '^FAKE CA$'
+  expect_file_has "$m/calls.1" '^update-ca-certificates'
   expect_file_has "$m/out.1" "Docker's apt repository \\(https://download.docker.com/linux/debian\\) does not answer within 5s: Debian's docker.io"
   expect_file_has "$m/calls.1" '^apt-get install .*docker.io .*apparmor'
   expect_file_lacks "$m/calls.1" '^apt-get install .*(gnupg|python3-pip)'
@@ -540,7 +547,9 @@ offline_first_and_second_run() {
   expect_file_has "$m/out.1" 'all services healthy'
 
   fingerprint_files "$m" >"$m/files.1"
-  provision "$m" SELFHEAL_IMAGES_DIR="$m/images" || { cat "$m/out.2"; return 1; }
+  provision "$m" SELFHEAL_IMAGES_DIR="$m/images" SELFHEAL_CA_DIR="$m/ca" || { cat "$m/out.2"; return 1; }
+  expect_file_lacks "$m/calls.2" '^update-ca-certificates'
+
   fingerprint_files "$m" >"$m/files.2"
   expect "second offline run rewrote no file" cmp -s "$m/files.1" "$m/files.2"
   expect_file_lacks "$m/calls.2" '^(apt-get|usermod|gpg) '

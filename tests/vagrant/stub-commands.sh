@@ -49,6 +49,7 @@ case "$cmd" in
   dpkg)
     [[ "${1:-}" == --print-architecture ]] && echo amd64
     ;;
+  update-ca-certificates) ;;
   systemctl)
     unit="${*: -1}"
     mkdir -p "$state/svc"

@@ -10,7 +10,7 @@ COMPOSE_V2 := docker compose
 DOCKER_GID ?= $(shell stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)
 export DOCKER_GID
 
-.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-dependents-compose test-deploy test-vagrant test-podman lint fmt bench drill screenshot
+.PHONY: prerequisites-up prerequisites-test test-setup test-image-switch help build images up down logs ps test test-unit test-images test-rust test-docker test-smoke test-e2e test-compose-v1 test-compose-v2 test-dependents-compose test-deploy test-vagrant test-podman test-vm lint fmt bench drill screenshot
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,8 +56,9 @@ lint: ## rustfmt and clippy, warnings are errors
 	! bash tests/docs/links.sh --base . <(sed 's|](docs/reference.md)|](docs/no-such-page.md)|' README.md) >/dev/null
 	! bash tests/docs/links.sh --base . <(sed 's|](docs/reference.md#labels)|](docs/reference.md#no-such-heading)|' README.md) >/dev/null
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck -x docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh tests/lib/poll.sh tests/e2e/run.sh tests/e2e/storm-rules.sh tests/deploy/check.sh tests/deploy/dashboard_nodes.sh tests/podman/run.sh
+	shellcheck -x docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh tests/lib/poll.sh tests/e2e/run.sh tests/e2e/storm-rules.sh tests/deploy/check.sh tests/deploy/dashboard_nodes.sh tests/podman/run.sh tests/vagrant/vm.sh tests/vagrant/vm-lib.sh tests/vagrant/check.sh deploy/vagrant/provision.sh deploy/vagrant/build-box.sh deploy/vagrant/save-images.sh
 
+# test-vm is not in this list yet: it has not passed on this machine (see docs/vm.md).
 test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-image-switch test-vagrant test-swarm test-podman ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
@@ -121,6 +122,10 @@ test-podman: ## selfheal on a real rootful Podman (own socket and storage; root)
 
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh
+
+test-vm: images ## the Vagrantfile booted with vagrant-libvirt (KVM, else QEMU emulation): provisioned, healed, re-provisioned, destroyed (root; not yet in make test)
+	bash .ci/prerequisites.sh vm
+	bash tests/vagrant/vm.sh
 
 bench: images ## benchmarks (about 17 min, not part of test): results in bench/results, method in BENCHMARKS.md
 	cargo build --release --locked -p selfheal --bins --examples

@@ -8,6 +8,8 @@
 #   .ci/prerequisites.sh test     # all of that, plus what the tests run: shellcheck, promtool
 #                                 # and amtool, python3-yaml, vagrant, chromium, cargo-nextest,
 #                                 # Compose v2, aiosmtpd (PyPI), podman and runc
+#   .ci/prerequisites.sh vm       # all of that, plus what make test-vm needs: vagrant-libvirt,
+#                                 # libvirt, QEMU (Debian 12's, pinned), mmdebstrap
 #
 # It installs only what is missing and says what before it does. When it cannot install (not
 # root and no password-less sudo), it prints the one command that would and exits 1, before
@@ -33,17 +35,22 @@ mode=${1:-}
 #   .ci/install-compose-v2.sh (Compose v2 for the stack tests): python3-pip;
 #   tests/swarm/run.sh (extra engines in network namespaces): iproute2, iptables, util-linux;
 #   tests/podman/run.sh (selfheal on a rootful Podman): podman (with conmon), runc (the test's
-#     runtime: crun fails on cgroup v1 hybrid hosts), netavark and aardvark-dns (its network).
+#     runtime: crun fails on cgroup v1 hybrid hosts), netavark and aardvark-dns (its network);
+#   tests/vagrant/vm.sh (make test-vm, mode vm): libvirt-daemon-system, libvirt-clients,
+#     dnsmasq-base, mmdebstrap, e2fsprogs, rsync, and QEMU below.
 up_packages=(ca-certificates curl git jq make gcc libc6-dev pkg-config procps python3 docker-compose)
 offline_packages=(prometheus prometheus-alertmanager prometheus-node-exporter busybox-static)
 case $mode in
     up) packages=("${up_packages[@]}") ;;
     offline) packages=("${offline_packages[@]}") ;;
-    test)
+    test | vm)
         packages=("${up_packages[@]}" "${offline_packages[@]}" python3-pip python3-yaml shellcheck vagrant vagrant-libvirt ruby
             chromium fonts-dejavu-core iproute2 iptables util-linux podman runc netavark aardvark-dns)
+        if [[ $mode == vm ]]; then
+            packages+=(libvirt-daemon-system libvirt-clients dnsmasq-base mmdebstrap e2fsprogs rsync)
+        fi
         ;;
-    *) printf 'usage: %s up|offline|test\n' "$0" >&2; exit 2 ;;
+    *) printf 'usage: %s up|offline|test|vm\n' "$0" >&2; exit 2 ;;
 esac
 command -v dockerd >/dev/null || packages+=(docker.io)
 
@@ -68,9 +75,29 @@ if ((${#missing[@]} > 0)); then
     "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
 fi
 
+# QEMU for test-vm: qemu-system-x86 with qemu-system-common and qemu-utils of the same version.
+# A newer qemu-utils (a backport) does not fit Debian 12's qemu-system-x86, so all three are
+# installed at the version apt would give qemu-system-x86, downgrading qemu-utils if needed.
+if [[ $mode == vm ]]; then
+    qemu=(qemu-system-x86 qemu-system-common qemu-utils)
+    have=()
+    for p in "${qemu[@]}"; do
+        have+=("$(dpkg-query -W -f '${Version}' "$p" 2>/dev/null || true)")
+    done
+    if [[ -z ${have[0]} || ${have[0]} != "${have[1]}" || ${have[0]} != "${have[2]}" ]]; then
+        ((${#missing[@]} > 0)) || "${as_root[@]}" apt-get update -qq </dev/null
+        version=$(apt-cache policy qemu-system-x86 | awk '$1 == "Candidate:" { print $2 }')
+        [[ -n $version && $version != "(none)" ]] || die "apt has no qemu-system-x86 to install"
+        pinned=()
+        for p in "${qemu[@]}"; do pinned+=("$p=$version"); done
+        log "installing QEMU $version: ${pinned[*]}"
+        "${as_root[@]}" apt-get install -y -qq --no-install-recommends --allow-downgrades "${pinned[@]}" </dev/null >/dev/null
+    fi
+fi
+
 command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs) first"
 
-if [[ $mode == test ]]; then
+if [[ $mode == test || $mode == vm ]]; then
     if ! command -v cargo-nextest >/dev/null; then
         log "installing cargo-nextest (cargo install --locked cargo-nextest)"
         cargo install --locked cargo-nextest </dev/null

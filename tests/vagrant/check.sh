@@ -12,6 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 provision="$repo/deploy/vagrant/provision.sh"
+# shellcheck source=tests/lib/poll.sh
+source "$repo/tests/lib/poll.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/selfheal-vagrant-check.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 # Vagrant keeps machine state in .vagrant/ beside the Vagrantfile; keep the work tree clean.
@@ -151,8 +153,9 @@ vagrantfile_defaults() {
   local path
   path="$(jq -r '.[0].vm.calls[] | select(.method == "provision") | .options.path' "$cfg")"
   expect "provisioner is deploy/vagrant/provision.sh" test "$path" = deploy/vagrant/provision.sh
-  expect "no password passed when GRAFANA_ADMIN_PASSWORD is unset" test \
-    "$(jq -c '.[0].vm.calls[] | select(.method == "provision") | .options.env | keys' "$cfg")" = '["SELFHEAL_DIR"]'
+  expect "no password or chaos token passed when unset" test \
+    "$(jq -c '.[0].vm.calls[] | select(.method == "provision") | .options.env | keys' "$cfg")" = '["SELFHEAL_DIR","SELFHEAL_IMAGES_DIR"]'
+  expect "KVM by default: no libvirt driver set" test "$(jq -r '.[0].vm.providers.libvirt.driver // "unset"' "$cfg")" = unset
 }
 check "Vagrantfile defaults: box, CPUs/memory, ports on 127.0.0.1, rsync, provisioner" vagrantfile_defaults
 
@@ -164,6 +167,32 @@ vagrantfile_env() {
     "$(jq -r '.[0].vm.calls[] | select(.method == "provision") | .options.env.GRAFANA_ADMIN_PASSWORD' "$cfg")" = from-host
 }
 check "Vagrantfile applies SELFHEAL_VM_CPUS, SELFHEAL_VM_MEMORY, GRAFANA_ADMIN_PASSWORD" vagrantfile_env
+
+vagrantfile_vm_test_settings() {
+  local cfg="$work/vagrant-test.json" images="$work/vm-images"
+  mkdir -p "$images"
+  vagrant_config SELFHEAL_VM_BOX=selfheal-bookworm-abc SELFHEAL_VM_ACCEL=emulation SELFHEAL_VM_APP_PORT=18080 \
+    SELFHEAL_VM_GRAFANA_PORT=13000 SELFHEAL_VM_IMAGES="$images" CHAOS_TOKEN=tok SELFHEAL_VM_CA_CERTS=/etc/cas >"$cfg"
+  expect "extra CAs synced and named to the provisioner" test "$(jq -r '.[0].vm.calls[]
+      | select(.method == "synced_folder" and .args[0] == "/etc/cas") | .args[1]' "$cfg"),$(jq -r '.[0].vm.calls[]
+      | select(.method == "provision") | .options.env.SELFHEAL_CA_DIR' "$cfg")" = /opt/selfheal-ca,/opt/selfheal-ca
+  expect "box from SELFHEAL_VM_BOX" test "$(jq -r '.[0].vm.box' "$cfg")" = selfheal-bookworm-abc
+  expect "emulation: libvirt driver qemu, a TCG CPU model" test \
+    "$(jq -c '.[0].vm.providers.libvirt | [.driver, .cpu_mode, .cpu_model]' "$cfg")" = '["qemu","custom","qemu64"]'
+  expect "host ports moved, guest ports kept" test "$(jq -c '[.[0].vm.calls[] | select(.method == "network") | .options
+      | "\(.guest)>\(.host)"] | sort' "$cfg")" = '["3000>13000","8080>18080","9090>9090","9093>9093","9100>9100"]'
+  expect "saved images synced to /opt/selfheal-images" test "$(jq -r --arg d "$images" '.[0].vm.calls[]
+      | select(.method == "synced_folder" and .args[0] == $d) | .args[1]' "$cfg")" = /opt/selfheal-images
+  expect "CHAOS_TOKEN passed to the provisioner" test \
+    "$(jq -r '.[0].vm.calls[] | select(.method == "provision") | .options.env.CHAOS_TOKEN' "$cfg")" = tok
+  local out
+  if out="$(env SELFHEAL_VM_ACCEL=fast vagrant validate --ignore-provider 2>&1)"; then
+    echo "vagrant validate accepted SELFHEAL_VM_ACCEL=fast"
+    return 1
+  fi
+  grep -q "SELFHEAL_VM_ACCEL must be kvm or emulation" <<<"$out" || { echo "$out"; return 1; }
+}
+check "Vagrantfile: SELFHEAL_VM_BOX, _ACCEL=emulation, per-port host ports, saved images, CHAOS_TOKEN" vagrantfile_vm_test_settings
 
 # --- provision.sh: pure functions ----------------------------------------------------------------
 
@@ -182,7 +211,11 @@ pure_functions() {
   b="$(generate_password)"
   expect "24 letters/digits" grep -qxE '[A-Za-z0-9]{24}' <<<"$a"
   expect "two passwords differ" test "$a" != "$b"
-  env_file_content "$a" 999 >"$work/env"
+  env_file_content "$a" 999 chaos-tok >"$work/env"
+  expect "env file carries the chaos token" grep -qx 'CHAOS_TOKEN=chaos-tok' "$work/env"
+  expect "online: no image variables" bash -c "! grep -q _IMAGE= '$work/env'"
+  env_file_content "$a" 999 t PROMETHEUS_IMAGE=selfheal/prometheus:latest >"$work/env-offline"
+  expect "offline: image variables" grep -qx 'PROMETHEUS_IMAGE=selfheal/prometheus:latest' "$work/env-offline"
   expect "env file carries the socket's group" grep -qx 'DOCKER_GID=999' "$work/env"
   expect "env file binds 0.0.0.0" grep -qx 'SELFHEAL_BIND=0.0.0.0' "$work/env"
   expect "password read back" test "$(env_file_value "$work/env" GRAFANA_ADMIN_PASSWORD)" = "$a"
@@ -201,17 +234,59 @@ pure_functions() {
   expect "build plan" test "$(jq -n '{services:{a:{build:{context:"."},image:"selfheal/demo-app"},
       w:{image:"selfheal/watchdog:dev"},g:{image:"grafana/grafana-oss:11"},p:{image:"selfheal/prometheus"}}}' |
     build_plan builder watchdog | tr '\n' ';')" = "compose a;target watchdog selfheal/watchdog:dev;missing selfheal/prometheus;"
+  expect "saved_images, Docker 25+ archive" test "$(jq -n '[{Config: "blobs/sha256/abc", RepoTags: ["selfheal/app:latest"]}]' | saved_images)" = \
+    "sha256:abc selfheal/app:latest"
+  expect "saved_images, older archive" test "$(jq -n '[{Config: "def.json", RepoTags: ["a:1", "a:2"]}]' | saved_images | tr '\n' ';')" = \
+    "sha256:def a:1;sha256:def a:2;"
+  expect "installed docker-ce stays" test "$(docker_source 1 0 0)" = docker-ce
+  expect "installed docker.io stays, even online" test "$(docker_source 0 1 1)" = docker.io
+  expect "nothing installed, repo answers: docker-ce" test "$(docker_source 0 0 1)" = docker-ce
+  expect "nothing installed, repo silent: docker.io" test "$(docker_source 0 0 0)" = docker.io
 }
-check "provision.sh pure functions (os check, apt line, password, env file, verdicts, build plan)" pure_functions
+check "provision.sh pure functions (os check, apt line, password, env file, verdicts, build plan, saved images, engine)" pure_functions
+
+vm_lib_functions() {
+  # shellcheck source=tests/vagrant/vm-lib.sh
+  source "$here/vm-lib.sh"
+  printf 'MemTotal: 24000000 kB\nMemAvailable: 2097152 kB\n' >"$work/meminfo"
+  expect "2 GiB available is too little for 3584 MiB" grep -q 'only 2048 MiB of memory available, the VM needs 3584 MiB' \
+    <<<"$(memory_problem "$work/meminfo" 3584)"
+  expect "2 GiB is enough for 1024 MiB" test -z "$(memory_problem "$work/meminfo" 1024)"
+  expect "auto with KVM working: kvm" test "$(accel_choice auto 1)" = kvm
+  expect "auto without KVM: emulation" test "$(accel_choice auto 0)" = emulation
+  expect "emulation asked: emulation" test "$(accel_choice emulation 1)" = emulation
+  expect "kvm asked, KVM not working: one line, failure" bash -c "! (source '$here/vm-lib.sh'; accel_choice kvm 0) 2>'$work/accel.err' && grep -q 'KVM cannot run a guest' '$work/accel.err'"
+  expect "a bad value: failure" bash -c "! (source '$here/vm-lib.sh'; accel_choice fast 1) 2>/dev/null"
+  printf 'a\n' >"$work/k1"
+  printf 'b\n' >"$work/k2"
+  expect "box key: 12 hex digits, changes with the script" test "$(box_key "$work/k1" | grep -cxE '[0-9a-f]{12}')" = 1 -a "$(box_key "$work/k1")" != "$(box_key "$work/k2")"
+  expect "free subnet skips used ones" test "$(free_subnet $'192.168.200.0/24 dev virbr1\n    inet 192.168.201.1/24')" = 192.168.202.0/24
+  local taken
+  taken="$(bash "$repo/docker/stack.sh" free-ports 1)"
+  expect "a free port is free" port_free "$taken"
+  python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(5)' "$taken" &
+  local holder=$!
+  eventually 5 bash -c "! (source '$here/vm-lib.sh'; port_free $taken)" || { kill "$holder"; echo "expected: a bound port is taken"; return 1; }
+  kill "$holder"
+  expect "a missing tool named with its package" bash -c "source '$here/vm-lib.sh'; PATH=/nonexistent missing_tools | /bin/grep -qx 'missing mmdebstrap: apt-get install mmdebstrap (or: bash .ci/prerequisites.sh test)'"
+  printf '/a 1 t1\n/b 2 t2\n' >"$work/snap1"
+  printf '/b 2 t2\n/a 1 t1\n' >"$work/snap2"
+  printf '/a 1 t9\n/b 2 t2\n' >"$work/snap3"
+  expect "same containers, other order: no change" test -z "$(snapshot_changes "$work/snap1" "$work/snap2")"
+  expect "a restarted container named" test "$(snapshot_changes "$work/snap1" "$work/snap3" | tr '\n' ';')" = "before: /a 1 t1;after:  /a 1 t9;"
+  printf '==> Docker Engine: docker-ce is installed\n    unchanged: /etc/x\n    wrote: /etc/y\n' >"$work/prov"
+  expect "a written file counts as a change" test "$(provision_changes "$work/prov")" = "    wrote: /etc/y"
+}
+check "test-vm helpers (memory, accelerator, box key, subnet, ports, missing tools, snapshots)" vm_lib_functions
 
 # --- provision.sh run against stubbed system commands --------------------------------------------
 
 # Real tools the script may use; anything else it calls is "command not found" and fails the run.
 mkdir -p "$work/bin"
-for tool in bash cat cmp install mkdir mktemp rm sed grep awk date sleep head tail base64 tr jq dirname stat; do
+for tool in bash cat cmp install mkdir mktemp rm sed grep awk date sleep head tail base64 tr jq dirname stat tar find sort touch; do
   ln -s "$(command -v "$tool")" "$work/bin/$tool"
 done
-for stub in apt-get dpkg dpkg-query systemctl id usermod gpg curl docker; do
+for stub in apt-get dpkg dpkg-query systemctl id usermod gpg curl docker update-ca-certificates; do
   ln -s "$here/stub-commands.sh" "$work/bin/$stub"
 done
 DOCKER_FPR=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
@@ -273,7 +348,7 @@ first_and_second_run() {
   local m
   m="$(new_machine idempotent)"
   provision "$m" || { cat "$m/out.1"; return 1; }
-  expect_file_has "$m/calls.1" '^apt-get install .*ca-certificates.*curl.*gnupg.*jq'
+  expect_file_has "$m/calls.1" '^apt-get install .*ca-certificates.*curl.*jq.*gnupg'
   expect_file_has "$m/calls.1" '^curl .*https://download.docker.com/linux/debian/gpg'
   expect_file_has "$m/calls.1" '^apt-get install .*docker-ce .*docker-ce-cli .*containerd.io .*docker-buildx-plugin .*docker-compose-plugin'
   expect "apt-get update after the Docker source was written" \
@@ -420,6 +495,88 @@ no_build_route() {
   expect_file_lacks "$m/calls.1" '^docker compose .* up'
 }
 check "provision: stops before 'up' when a selfheal image has no build route" no_build_route
+
+# offline_machine NAME: a machine whose Docker repository and registry do not answer, with the
+# host's saved images (one archive per image, manifest only) and a fake Compose installer.
+offline_machine() {
+  local m name
+  m="$(new_machine "$1")"
+  touch "$m/state/offline.download.docker.com" "$m/state/offline.registry-1.docker.io"
+  jq '.services |= with_entries(if (.value.image | startswith("selfheal/")) then .value.image += ":latest" else . end)' \
+    "$m/state/compose.json" >"$m/state/compose.tmp" && mv "$m/state/compose.tmp" "$m/state/compose.json"
+  mkdir -p "$m/images" "$m/project/.ci"
+  for name in demo-app watchdog prometheus alertmanager node-exporter; do
+    mkdir -p "$m/archive/$name"
+    jq -n --arg n "$name" '[{Config: "blobs/sha256/id-\($n)", RepoTags: ["selfheal/\($n):latest"], Layers: []}]' \
+      >"$m/archive/$name/manifest.json"
+    tar -C "$m/archive/$name" -cf "$m/images/$name.tar" manifest.json
+  done
+  # shellcheck disable=SC2016 # the fake installer's own variables
+  printf '%s\n' '#!/bin/bash' 'echo "compose-installer COMPOSE_PLUGIN_DIR=$COMPOSE_PLUGIN_DIR" >>"$STUB_STATE/calls.log"' \
+    'if [[ -e $COMPOSE_PLUGIN_DIR/docker-compose ]]; then echo "==> Compose v2 already installed"; exit 0; fi' \
+    'mkdir -p "$COMPOSE_PLUGIN_DIR" && touch "$COMPOSE_PLUGIN_DIR/docker-compose"' >"$m/project/.ci/install-compose-v2.sh"
+  printf '%s\n' "$m"
+}
+
+offline_first_and_second_run() {
+  local m
+  m="$(offline_machine offline)"
+  mkdir -p "$m/ca"
+  printf 'FAKE CA\n' >"$m/ca/proxy.crt"
+  provision "$m" SELFHEAL_IMAGES_DIR="$m/images" SELFHEAL_CA_DIR="$m/ca" || { cat "$m/out.1"; return 1; }
+  expect_file_has "$m/root/usr/local/share/ca-certificates/selfheal/proxy.crt" '^FAKE CA$'
+  expect_file_has "$m/calls.1" '^update-ca-certificates'
+  expect_file_has "$m/out.1" "Docker's apt repository \\(https://download.docker.com/linux/debian\\) does not answer within 5s: Debian's docker.io"
+  expect_file_has "$m/calls.1" '^apt-get install .*docker.io .*apparmor'
+  expect_file_lacks "$m/calls.1" '^apt-get install .*(gnupg|python3-pip)'
+  expect_file_lacks "$m/calls.1" '^apt-get install .*docker-ce'
+  expect "no Docker apt source written" test ! -e "$m/root/etc/apt/sources.list.d/docker.list"
+  expect_file_has "$m/calls.1" "^compose-installer COMPOSE_PLUGIN_DIR=$m/root/usr/local/lib/docker/cli-plugins"
+  expect_file_has "$m/out.1" 'no registry answers \(https://registry-1.docker.io/v2/, 5s\): loading the images the host built'
+  for name in demo-app watchdog prometheus alertmanager node-exporter; do
+    expect_file_has "$m/calls.1" "^docker load -q -i $m/images/$name.tar"
+  done
+  expect_file_lacks "$m/calls.1" '^docker (build|compose .* build)'
+  expect_file_has "$m/out.1" 'not starting grafana: grafana/grafana-oss:11.2.0 is not here and no registry answers'
+  expect_file_has "$m/calls.1" '^docker compose .* up -d --no-build --remove-orphans app watchdog prometheus alertmanager node-exporter$'
+  for var in PROMETHEUS ALERTMANAGER NODE_EXPORTER; do
+    expect_file_has "$m/root/etc/selfheal/selfheal.env" "^${var}_IMAGE=selfheal/"
+  done
+  expect_file_has "$m/root/etc/selfheal/selfheal.env" '^CHAOS_TOKEN=[A-Za-z0-9]{24}$'
+  expect_file_has "$m/out.1" 'Grafana +not started'
+  expect_file_has "$m/out.1" 'all services healthy'
+
+  fingerprint_files "$m" >"$m/files.1"
+  provision "$m" SELFHEAL_IMAGES_DIR="$m/images" SELFHEAL_CA_DIR="$m/ca" || { cat "$m/out.2"; return 1; }
+  expect_file_lacks "$m/calls.2" '^update-ca-certificates'
+
+  fingerprint_files "$m" >"$m/files.2"
+  expect "second offline run rewrote no file" cmp -s "$m/files.1" "$m/files.2"
+  expect_file_lacks "$m/calls.2" '^(apt-get|usermod|gpg) '
+  expect_file_lacks "$m/calls.2" '^docker load'
+  expect_file_has "$m/out.2" "Debian's docker.io is installed; keeping it"
+  expect_file_has "$m/out.2" 'unchanged: image selfheal/prometheus:latest'
+  expect_file_has "$m/out.2" 'chaos token: kept from'
+}
+check "provision offline: docker.io + Compose from PyPI, the host's images loaded, Grafana left out, said; second run changes nothing" offline_first_and_second_run
+
+offline_without_images() {
+  local m
+  m="$(offline_machine noimages)"
+  expect_provision_fails "$m" 'no registry answers and no saved images in .*save-images.sh' SELFHEAL_IMAGES_DIR="$m/nothing-here"
+  expect_file_lacks "$m/calls.1" '^docker compose .* up'
+}
+check "provision offline: no saved images stops with the command that makes them" offline_without_images
+
+repo_answers() {
+  local m
+  m="$(new_machine online)"
+  provision "$m" || { cat "$m/out.1"; return 1; }
+  expect_file_has "$m/out.1" "Docker's apt repository answers: docker-ce"
+  expect_file_has "$m/out.1" 'images: a registry answers'
+  expect_file_lacks "$m/calls.1" 'compose-installer|docker load'
+}
+check "provision online: says Docker's repository and the registry answer" repo_answers
 
 summary="vagrant checks: $passed passed, $failed failed"
 ((skipped == 0)) || summary+=", $skipped skipped"

@@ -33,8 +33,8 @@ case "$cmd" in
       fi
       touch "$state/pkg/$arg"
     done
-    # docker-ce's postinst enables and starts the daemon.
-    if has_arg docker-ce "$@"; then
+    # docker-ce's (and docker.io's) postinst enables and starts the daemon.
+    if has_arg docker-ce "$@" || has_arg docker.io "$@"; then
       mkdir -p "$state/svc"
       touch "$state/svc/docker.enabled" "$state/svc/docker.active"
     fi
@@ -49,6 +49,7 @@ case "$cmd" in
   dpkg)
     [[ "${1:-}" == --print-architecture ]] && echo amd64
     ;;
+  update-ca-certificates) ;;
   systemctl)
     unit="${*: -1}"
     mkdir -p "$state/svc"
@@ -79,6 +80,20 @@ case "$cmd" in
     ;;
   curl)
     url="${*: -1}"
+    # "Does it answer" probes (-w '%{http_code}'): a file offline.HOST makes HOST silent.
+    if has_arg -w "$@"; then
+      host="${url#*://}"
+      host="${host%%/*}"
+      if [[ -e "$state/offline.$host" ]]; then
+        printf '000'
+        exit 28
+      fi
+      case "$url" in
+        */v2/) printf '401' ;;
+        *) printf '200' ;;
+      esac
+      exit 0
+    fi
     out=""
     prev=""
     for arg in "$@"; do
@@ -103,6 +118,21 @@ case "$cmd" in
     case "${1:-}" in
       info) [[ -e "$state/svc/docker.active" ]] ;;
       build) ;;
+      image)
+        # image inspect [-f {{.Id}}] IMAGE: the image's id from $state/images/, or not found.
+        image="${*: -1}"
+        file="$state/images/${image//\//_}"
+        [[ -e "$file" ]] || { echo "Error: No such image: $image" >&2; exit 1; }
+        if has_arg -f "$@"; then cat "$file"; fi
+        ;;
+      load)
+        # load -q -i ARCHIVE: records each tag of the archive's manifest with its config digest.
+        archive="${*: -1}"
+        mkdir -p "$state/images"
+        tar -xOf "$archive" manifest.json |
+          jq -r '.[] | (.Config | sub("^blobs/sha256/"; "") | "sha256:" + .) as $id | .RepoTags[] | "\($id) \(.)"' |
+          while read -r id tag; do echo "$id" >"$state/images/${tag//\//_}"; done
+        ;;
       inspect)
         service="${*: -1}"
         service="${service#cid-}"

@@ -3,8 +3,8 @@
 //! in order with the container's events), inspects, and messages to itself.
 
 use super::Msg;
+use crate::docker::executor::{ContainerRuntime, Turn};
 use crate::docker::ContainerInfo;
-use crate::executor::{ContainerRuntime, Turn};
 use crate::shared::Shared;
 use selfheal_core::{EndMode, Order, Verb, Verdict};
 use std::sync::Arc;

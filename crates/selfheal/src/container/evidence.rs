@@ -3,9 +3,9 @@
 //! sent, what Docker holds (log lines, the HEALTHCHECK log), read off the task's path.
 
 use super::Msg;
+use crate::docker::executor::ContainerRuntime;
 use crate::docker::ContainerInfo;
 use crate::evidence::{Evidence, ExitRecord, ProbeFailureLog};
-use crate::executor::ContainerRuntime;
 use selfheal_core::{Exit, Trigger};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};

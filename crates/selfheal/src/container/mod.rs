@@ -25,9 +25,9 @@ pub use crate::incident::close_orphan;
 pub use task::spawn;
 
 use crate::dependents::GateReport;
+use crate::docker::executor::ContainerRuntime;
 use crate::docker::ContainerInfo;
 use crate::evidence::capture::Captured;
-use crate::executor::ContainerRuntime;
 use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::shared::Shared;

@@ -4,8 +4,8 @@
 
 use super::probe::{move_series, ProbeSeries};
 use super::*;
+use crate::docker::executor::{BoxFuture, Turn};
 use crate::evidence::capture::Captured;
-use crate::executor::{BoxFuture, Turn};
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
 use crate::shared::ContainerView;
 use selfheal_core::labels::parse_labels;

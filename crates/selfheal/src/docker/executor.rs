@@ -6,10 +6,10 @@
 //! `selfheal_core::swarm`). When its turn comes it tells the core what it sees and asks
 //! whether to go on ([`Turn`]): a user's stop meanwhile is the core's to weigh.
 
+use crate::docker::recreate::{parked_name, replacement};
 use crate::docker::{ContainerInfo, DockerError};
 use crate::evidence::capture::Captured;
 use crate::evidence::Logs;
-use crate::recreate::{parked_name, replacement};
 use crate::shared::Shared;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,

@@ -2,11 +2,19 @@
 //! needs. docs/reference.md lists the calls made, for users who put a socket proxy in front:
 //! GET /version, GET /_ping, GET /events, GET /containers/json, GET /containers/{id}/json,
 //! GET /containers/{id}/logs (evidence, [`crate::evidence::capture`]),
-//! POST /containers/{id}/restart; to recreate a network dependent (`crate::recreate`) also
+//! POST /containers/{id}/restart; to recreate a network dependent ([`recreate`]) also
 //! POST /containers/{id}/stop, POST /containers/{id}/rename, POST /containers/create,
 //! POST /containers/{id}/start, DELETE /containers/{id}.
 //! The same calls serve Podman's Docker-compatible API ([`identify`] tells them apart;
 //! `docs/podman.md`).
+//!
+//! Its parts: [`events`] types the engine's events (Docker's and Podman's dialects) at the edge;
+//! [`executor`] is the only code that changes containers; [`recreate`] builds a replacement
+//! from a container's own configuration.
+
+pub mod events;
+pub mod executor;
+pub mod recreate;
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
 use bollard::Docker;

@@ -6,9 +6,9 @@ use crate::config::WatchConfig;
 use crate::container::{self, ContainerHandle, Context, Msg};
 use crate::dependents::{node_of, Dependents, GateReport};
 use crate::discovery::{self, Discovered};
+use crate::docker::events::{self, ContainerEvent, DialectMemory, EventKind, HealthReport};
+use crate::docker::executor::Executor;
 use crate::docker::{self, bounded, ContainerInfo};
-use crate::engine_events::{self, ContainerEvent, DialectMemory, EventKind, HealthReport};
-use crate::executor::Executor;
 use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::shared::{ContainerView, Shared};
@@ -24,6 +24,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+mod routing;
+mod tracked;
 
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Events read from Docker and not yet routed.
@@ -180,7 +183,7 @@ impl Watcher {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
-        filters.insert("event", engine_events::SUBSCRIBED.to_vec());
+        filters.insert("event", events::SUBSCRIBED.to_vec());
         if let Some(f) = &self.cfg.filter_label {
             filters.insert("label", vec![f.as_str()]);
         }
@@ -309,146 +312,6 @@ impl Watcher {
         Ok(())
     }
 
-    /// Starts watching a container not known yet (it is inspected here, once, for its labels
-    /// and configuration), or has a known one's task look at it (inspected in that task).
-    async fn refresh(&mut self, docker: &Docker, id: &str, start_event: bool) {
-        if self.own_id.as_deref() == Some(id) {
-            return;
-        }
-        if let Some(task) = self.tasks.get(id) {
-            task.send(Msg::Look {
-                started: start_event,
-            })
-            .await;
-            return;
-        }
-        match discovery::inspect(docker, id, &self.cfg).await {
-            Discovered::Gone | Discovered::NotOptedIn => self.forget(id).await,
-            Discovered::NotInspectable(e) => {
-                tracing::warn!(container = id, error = %e, "inspect failed");
-            }
-            Discovered::Watched { info, spec } => {
-                self.clear_ignored(&info);
-                tracing::info!(container = %info.name, spec = %spec.describe(), "watching");
-                let views = self.dependents.upsert(node_of(&info, &spec));
-                self.shared.set_dependencies(views);
-                let resumed = self
-                    .shared
-                    .journal
-                    .open_incidents()
-                    .into_iter()
-                    .find(|i| i.container_id == info.id);
-                let swarm = match selfheal_core::SwarmTask::from_labels(&info.labels) {
-                    Some(task) => {
-                        let condition = crate::swarm::restart_condition(
-                            docker,
-                            &info.labels,
-                            &task,
-                            self.peers.as_ref(),
-                        )
-                        .await;
-                        tracing::info!(container = %info.name, service = %task.service_name,
-                            slot = %task.slot_key(), condition = condition.as_str(),
-                            "a Swarm task: never restarted in place");
-                        Some(crate::swarm::SwarmBinding { task, condition })
-                    }
-                    None => None,
-                };
-                let handle =
-                    container::spawn(self.ctx.clone(), info, spec, resumed, swarm, &self.cancel);
-                self.tasks.insert(id.to_string(), handle);
-            }
-            Discovered::LabelErrors { info, errors } => {
-                if let Some(t) = self.tasks.remove(id) {
-                    t.stop();
-                }
-                if let Some(views) = self.dependents.remove(id) {
-                    self.shared.set_dependencies(views);
-                }
-                if self.ignored.get(id) != Some(&errors) {
-                    for e in &errors {
-                        tracing::error!(container = %info.name, label = %e.label, value = %e.value, reason = %e.reason,
-                            "bad selfheal label; this container is left alone until it is fixed");
-                        self.shared
-                            .metrics
-                            .label_errors
-                            .get_or_create(&crate::metrics::LabelErrorLabels {
-                                container: info.name.clone(),
-                                label: e.label.clone(),
-                            })
-                            .set(1);
-                    }
-                }
-                self.shared.put_view(ContainerView {
-                    id: info.id.clone(),
-                    name: info.name.clone(),
-                    compose_project: info.compose_project(),
-                    compose_service: info.compose_service(),
-                    state: crate::shared::ViewState::Ignored,
-                    docker_health: info.health,
-                    consecutive_failures: 0,
-                    restarts_in_window: 0,
-                    restart_in_flight: false,
-                    cannot_observe: None,
-                    spec: None,
-                    label_errors: errors.clone(),
-                    last_incident: None,
-                    dependencies: Default::default(),
-                    waiting_on: None,
-                    swarm: None,
-                    backoff: None,
-                });
-                self.ignored.insert(id.to_string(), errors);
-            }
-        }
-    }
-
-    fn clear_ignored(&mut self, info: &ContainerInfo) {
-        if let Some(errors) = self.ignored.remove(&info.id) {
-            for e in errors {
-                self.shared
-                    .metrics
-                    .label_errors
-                    .remove(&crate::metrics::LabelErrorLabels {
-                        container: info.name.clone(),
-                        label: e.label,
-                    });
-            }
-            self.shared.remove_view(&info.id);
-        }
-    }
-
-    async fn forget(&mut self, id: &str) {
-        if let Some(views) = self.dependents.remove(id) {
-            self.shared.set_dependencies(views);
-            self.release_orphans().await;
-        }
-        if let Some(t) = self.tasks.remove(id) {
-            // The task closes any open incident, removes its view and metrics, and ends.
-            t.send(Msg::Removed).await;
-        }
-        if let Some(errors) = self.ignored.remove(id) {
-            if let Some(v) = self
-                .shared
-                .containers
-                .read()
-                .ok()
-                .and_then(|m| m.get(id).cloned())
-            {
-                for e in errors {
-                    self.shared
-                        .metrics
-                        .label_errors
-                        .remove(&crate::metrics::LabelErrorLabels {
-                            container: v.name.clone(),
-                            label: e.label,
-                        });
-                }
-            }
-        }
-        self.shared.remove_view(id);
-    }
-
     /// Feeds the lifecycle events Docker recorded while the connection was down (`from` to
     /// `until`, ns) in order, before the re-list: a crash is then told from a stop by its own
     /// events. Health events are left out: the re-list shows the health as it is now, and an
@@ -457,9 +320,9 @@ impl Watcher {
     async fn replay(&mut self, docker: &Docker, from: i64, until: i64) {
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
-        let lifecycle: Vec<&str> = engine_events::SUBSCRIBED
+        let lifecycle: Vec<&str> = events::SUBSCRIBED
             .into_iter()
-            .filter(|e| !engine_events::is_health_event(e))
+            .filter(|e| !events::is_health_event(e))
             .collect();
         filters.insert("event", lifecycle);
         if let Some(f) = &self.cfg.filter_label {
@@ -489,146 +352,6 @@ impl Watcher {
         );
         for ev in events {
             self.on_event(docker, ev).await;
-        }
-    }
-
-    async fn on_event(&mut self, docker: &Docker, ev: EventMessage) {
-        let received = Instant::now();
-        if let Some(t) = ev.time_nano {
-            self.seen_until = Some(self.seen_until.unwrap_or(0).max(t));
-        }
-        let Some(ContainerEvent { id, kind, .. }) = ContainerEvent::from_message(ev) else {
-            return;
-        };
-        tracing::debug!(container = %id, event = ?kind, "event");
-        let killed_unstated =
-            !matches!(kind, EventKind::Health(_)) && self.dialect.lifecycle(&id, &kind, received);
-        match kind {
-            EventKind::Start => {
-                // New containers are picked up here; known ones learn their new start time and
-                // address through the sync.
-                self.refresh(docker, &id, true).await;
-                return;
-            }
-            EventKind::Destroy => {
-                self.forget(&id).await;
-                return;
-            }
-            EventKind::Rename { name } => {
-                // Parked aside by a recreate for a moment: its incident and series keep the
-                // name the user knows.
-                if !crate::recreate::is_parked_name(&name) {
-                    self.send(&id, Msg::Rename(name)).await;
-                }
-                return;
-            }
-            _ => {}
-        }
-        if !self.tasks.contains_key(&id) {
-            return;
-        }
-        let msg = match kind {
-            // Which signals stop a process is the core's call.
-            EventKind::Kill {
-                signal: Some(signal),
-            } => Msg::Observe(Observation::Killed {
-                signal: Some(signal),
-            }),
-            // Podman names no signal: told to the core only when the process then dies (below),
-            // so that a SIGSTOP freeze is not taken for a user's stop.
-            EventKind::Kill { signal: None } => return,
-            EventKind::Oom => Msg::Oom,
-            EventKind::Died { exit_code } => {
-                if killed_unstated {
-                    let killed = Observation::Killed { signal: None };
-                    self.send(&id, Msg::Observe(killed)).await;
-                }
-                Msg::Died { exit_code }
-            }
-            EventKind::Stopped => Msg::Observe(Observation::Stopped),
-            EventKind::Paused => Msg::Observe(Observation::Paused),
-            EventKind::Unpaused => Msg::Observe(Observation::Unpaused),
-            EventKind::Health(report) => {
-                let health = match report {
-                    HealthReport::Status(h) => h,
-                    // Podman's event carries no value we can read: the health is inspected.
-                    HealthReport::Unstated => match running_health(docker, &id).await {
-                        Some(h) => h,
-                        None => return,
-                    },
-                };
-                if !self.dialect.health_changed(&id, health) {
-                    return;
-                }
-                match health {
-                    DockerHealth::Unhealthy => Msg::Unhealthy { received },
-                    h => Msg::Observe(Observation::Health(h)),
-                }
-            }
-            EventKind::Start | EventKind::Destroy | EventKind::Rename { .. } => return,
-        };
-        self.send(&id, msg).await;
-    }
-
-    /// A parent started again: its dependents wait, or are told, in the graph's release order.
-    async fn on_gate(&mut self, r: GateReport) {
-        for id in self.dependents.release_order(&r.parent_id) {
-            let msg = match r.gate {
-                Gate::Waiting { .. } => Msg::ParentWaiting {
-                    parent: r.parent_name.clone(),
-                    since: r.since,
-                },
-                Gate::Release { .. } => Msg::ParentStarted {
-                    parent: r.parent_name.clone(),
-                    at: r.since,
-                    incident: r.incident,
-                    recreate: None,
-                },
-            };
-            self.send(&id, msg).await;
-        }
-        if let Gate::Release { .. } = r.gate {
-            for (id, recreate) in self.dependents.orphans_of(&r.parent_id) {
-                let msg = Msg::ParentStarted {
-                    parent: r.parent_name.clone(),
-                    at: r.since,
-                    incident: r.incident,
-                    recreate: Some(recreate),
-                };
-                self.send(&id, msg).await;
-            }
-        }
-    }
-
-    /// A recreated parent can be started, and even released, before its old container is
-    /// removed (Compose v1 creates and starts the new one, then removes the old one): then no
-    /// release finds the dependents left in the removed parent's namespace. Once the old one is
-    /// gone they are told here, by a replacement that is healthy already.
-    async fn release_orphans(&mut self) {
-        let ready: Vec<ContainerView> = self
-            .shared
-            .views()
-            .into_iter()
-            .filter(|v| v.state == selfheal_core::State::Healthy.into())
-            .collect();
-        for parent in ready {
-            for (id, recreate) in self.dependents.orphans_of(&parent.id) {
-                tracing::info!(container = %id, parent = %parent.name,
-                    "network parent was replaced before the old one was removed; recreating in the new one");
-                let msg = Msg::ParentStarted {
-                    parent: parent.name.clone(),
-                    at: std::time::SystemTime::now(),
-                    incident: None,
-                    recreate: Some(recreate),
-                };
-                self.send(&id, msg).await;
-            }
-        }
-    }
-
-    async fn send(&self, id: &str, msg: Msg) {
-        if let Some(t) = self.tasks.get(id) {
-            t.send(msg).await;
         }
     }
 }

@@ -8,12 +8,14 @@
 //! table, JSON, Markdown and an SVG timeline.
 
 mod inject;
+mod record;
 mod report;
 mod round;
 mod spacing;
 mod split;
 mod target;
 mod verdict;
+mod watchdog_api;
 
 pub use report::{percentile, DrillReport, RoundRecord, ScenarioSummary, Stats};
 pub use spacing::Pacing;

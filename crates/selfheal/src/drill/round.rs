@@ -3,7 +3,7 @@
 
 use super::inject::{self, Chaos};
 use super::report::RoundRecord;
-use super::spacing::{self, BackoffSeen, Pacing, Spacing};
+use super::spacing::{self, Pacing, Spacing};
 use super::split::StatesSeen;
 use super::target::Target;
 use super::{Progress, Scenario};
@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub use super::watchdog_api::WatchdogApi;
+
 const POLL: Duration = Duration::from_millis(100);
 const API_POLL: Duration = Duration::from_millis(250);
-const API_TIMEOUT: Duration = Duration::from_secs(3);
 /// Clock slack between the watchdog's incident times and the drill's.
 const CLOCK_SLACK: Duration = Duration::from_millis(500);
 
@@ -91,102 +92,6 @@ impl Observer {
 
     pub fn stop(self) {
         self.task.abort();
-    }
-}
-
-/// The watchdog's admin API.
-#[derive(Debug, Clone)]
-pub struct WatchdogApi {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl WatchdogApi {
-    pub fn new(http: reqwest::Client, base: &str) -> Self {
-        Self {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-        }
-    }
-
-    pub async fn reachable(&self) -> bool {
-        self.http
-            .get(format!("{}/healthz", self.base))
-            .timeout(API_TIMEOUT)
-            .send()
-            .await
-            .is_ok()
-    }
-
-    /// The watchdog's view of one container (`None`: it does not watch it).
-    pub async fn container(&self, container_id: &str) -> Result<Option<WatchView>, String> {
-        let url = format!("{}/api/v1/containers", self.base);
-        let r = self
-            .http
-            .get(&url)
-            .timeout(API_TIMEOUT)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let views: Vec<WatchView> = r.json().await.map_err(|e| format!("{url}: {e}"))?;
-        Ok(views.into_iter().find(|v| v.id == container_id))
-    }
-
-    /// Incidents of one container, newest first.
-    pub async fn incidents(&self, container_id: &str) -> Result<Vec<Incident>, String> {
-        let url = format!("{}/api/v1/incidents", self.base);
-        let r = self
-            .http
-            .get(&url)
-            .query(&[("container", container_id)])
-            .timeout(API_TIMEOUT)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("{url}: {e}"))?;
-        r.json().await.map_err(|e| format!("{url}: {e}"))
-    }
-}
-
-/// What the drill reads of `/api/v1/containers`.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct WatchView {
-    pub id: String,
-    pub state: String,
-    #[serde(default)]
-    pub restarts_in_window: u32,
-    /// Absent from watchdogs older than the drill's spacing.
-    #[serde(default)]
-    pub backoff: Option<BackoffApi>,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct BackoffApi {
-    pub reset_after: String,
-    pub healthy_since: Option<String>,
-}
-
-impl WatchView {
-    /// The backoff as the watchdog shows it; from an older watchdog, its default reset period
-    /// and `ready_since` (when the drill itself last saw the container become ready).
-    pub fn backoff_seen(&self, ready_since: Option<SystemTime>) -> BackoffSeen {
-        let default_reset = selfheal_core::Backoff::default().reset_after;
-        match &self.backoff {
-            Some(b) => BackoffSeen {
-                restarts_in_window: self.restarts_in_window,
-                healthy_since: b
-                    .healthy_since
-                    .as_deref()
-                    .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
-                reset_after: selfheal_core::parse_duration(&b.reset_after).unwrap_or(default_reset),
-            },
-            None => BackoffSeen {
-                restarts_in_window: self.restarts_in_window,
-                healthy_since: ready_since,
-                reset_after: default_reset,
-            },
-        }
     }
 }
 

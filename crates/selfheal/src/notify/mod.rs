@@ -6,6 +6,7 @@
 
 mod deliver;
 pub mod message;
+mod shoutrrr;
 pub mod target;
 
 pub use deliver::Delivery;

@@ -1,4 +1,6 @@
 use super::*;
+use crate::drill::round::Timeline;
+use crate::drill::split::StatesSeen;
 
 fn round(s: Scenario, n: u32, detect: f64, recover: Option<f64>) -> RoundRecord {
     let mut r = RoundRecord::new(s, n, Duration::from_secs(30));

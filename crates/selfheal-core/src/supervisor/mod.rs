@@ -91,8 +91,10 @@ pub fn stops_process(signal: Option<Signal>) -> bool {
     )
 }
 
-/// A death by OOM, or by an exit code other than a stop's. An exit whose code is not known is
-/// not taken as a crash: "cannot tell" is not "failed".
+/// For a death judged by its exit alone (seen in an inspect after a gap, or a Swarm task's
+/// end), without the `kill` events that tell a user's stop: a death by OOM, or by an exit code
+/// other than a stop's. An exit whose code is not known is then not taken as a crash ("cannot
+/// tell" is not "failed"); a `die` event is a crash whatever its code ([`Supervisor::on_died`]).
 fn is_crash(exit: &Exit) -> bool {
     exit.oom_killed || exit.code.is_some_and(|c| !STOP_EXIT_CODES.contains(&c))
 }

@@ -54,7 +54,7 @@ pub struct ContainerView {
 pub struct BackoffView {
     /// Healthy this long without a break and the restarts before no longer count (`60s`).
     pub reset_after: String,
-    /// RFC 3339: healthy without a break since; absent when it is not healthy now.
+    /// RFC 3339: healthy without a break since; `null` when it is not healthy now.
     pub healthy_since: Option<String>,
 }
 

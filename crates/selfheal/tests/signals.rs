@@ -11,26 +11,7 @@ use support::*;
 #[test]
 fn a_container_frozen_by_sigstop_is_healed_not_taken_for_a_stop() {
     let env = TestEnv::new("sigstop");
-    let app = env.run(
-        "app",
-        &[
-            "--no-healthcheck",
-            "--restart",
-            "unless-stopped",
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.probe.http=:8080/health",
-            "--label",
-            "selfheal.probe.interval=500ms",
-            "--label",
-            "selfheal.probe.timeout=300ms",
-            "--label",
-            "selfheal.probe.failures=2",
-            "--label",
-            "selfheal.stop-timeout=2",
-        ],
-    );
+    let app = env.run("app", PROBE_ONLY_FAST);
     let w = env.watchdog(&["--start-period", "1s"]);
     w.wait_state(&app.name, "healthy", secs(20)).unwrap();
     let started = app.started_at();

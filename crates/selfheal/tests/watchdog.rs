@@ -69,26 +69,7 @@ fn unhealthy_container_is_restarted_and_the_incident_closes() {
 #[test]
 fn hang_seen_only_by_the_http_probe_is_restarted() {
     let env = TestEnv::new("hang");
-    let app = env.run(
-        "app",
-        &[
-            "--no-healthcheck",
-            "--restart",
-            "unless-stopped",
-            "--label",
-            "selfheal.enable=true",
-            "--label",
-            "selfheal.probe.http=:8080/health",
-            "--label",
-            "selfheal.probe.interval=500ms",
-            "--label",
-            "selfheal.probe.timeout=300ms",
-            "--label",
-            "selfheal.probe.failures=2",
-            "--label",
-            "selfheal.stop-timeout=2",
-        ],
-    );
+    let app = env.run("app", PROBE_ONLY_FAST);
     let w = env.watchdog(WATCH_FAST);
     w.wait_state(&app.name, "healthy", secs(20)).unwrap();
     let started = app.started_at();

@@ -37,6 +37,26 @@ pub const OPT_IN_HTTP_PROBE: &[&str] = &[
     "selfheal.probe.http=:8080/health",
 ];
 
+/// A demo app seen only through the watchdog's own fast HTTP probe (no HEALTHCHECK): 500 ms
+/// interval, 300 ms timeout, 2 failures, a 2 s stop timeout, Docker's `unless-stopped`.
+pub const PROBE_ONLY_FAST: &[&str] = &[
+    "--no-healthcheck",
+    "--restart",
+    "unless-stopped",
+    "--label",
+    "selfheal.enable=true",
+    "--label",
+    "selfheal.probe.http=:8080/health",
+    "--label",
+    "selfheal.probe.interval=500ms",
+    "--label",
+    "selfheal.probe.timeout=300ms",
+    "--label",
+    "selfheal.probe.failures=2",
+    "--label",
+    "selfheal.stop-timeout=2",
+];
+
 /// A Docker HEALTHCHECK that notices a fault within about two seconds.
 pub const FAST_HEALTH: &[&str] = &[
     "--health-interval",

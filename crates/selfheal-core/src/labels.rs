@@ -1,6 +1,7 @@
 //! The `selfheal.*` label contract: what a container asks of the watchdog.
 
 use crate::duration::{format_duration, parse_duration};
+use crate::policy::{Action, Ladder, OnQuarantine};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,8 +24,14 @@ pub const NOTIFY: &str = "selfheal.notify";
 pub const DEPENDS_ON: &str = "selfheal.depends-on";
 /// `ignore` on a parent: its dependents are left alone. `restart` is the default.
 pub const DEPENDENTS: &str = "selfheal.dependents";
+/// What a fault gets: `restart` (the ladder, default), `recreate`, `notify` or `none`.
+pub const ACTION: &str = "selfheal.action";
+/// The ladder's second step: recreate after this many restarts (default 2), or `never`.
+pub const RECREATE_AFTER: &str = "selfheal.recreate-after";
+/// What quarantine does: `leave` (default) or `stop`.
+pub const ON_QUARANTINE: &str = "selfheal.on-quarantine";
 
-const KNOWN: [&str; 15] = [
+const KNOWN: [&str; 18] = [
     crate::swarm::RESTART_CONDITION_LABEL,
     ENABLE,
     PROBE_HTTP,
@@ -40,6 +47,9 @@ const KNOWN: [&str; 15] = [
     NOTIFY,
     DEPENDS_ON,
     DEPENDENTS,
+    ACTION,
+    RECREATE_AFTER,
+    ON_QUARANTINE,
 ];
 
 /// A label whose value the watchdog cannot use. The container carrying it is left alone.
@@ -172,6 +182,8 @@ pub struct WatchSpec {
     /// `selfheal.dependents=ignore`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ignore_dependents: bool,
+    /// `selfheal.action`, `selfheal.recreate-after`, `selfheal.on-quarantine`.
+    pub ladder: Ladder,
 }
 
 mod secs {
@@ -195,14 +207,33 @@ impl WatchSpec {
             None => "docker health only".into(),
         };
         format!(
-            "{probe} every {} (timeout {}, {} failures), start period {}, budget {}/{}",
+            "{probe} every {} (timeout {}, {} failures), start period {}, budget {}/{}, {}",
             format_duration(self.interval),
             format_duration(self.timeout),
             self.failures,
             format_duration(self.start_period),
             self.restart_max,
             format_duration(self.restart_window),
+            self.describe_ladder(),
         )
+    }
+
+    /// What a fault gets, in words: `action restart (recreate after 2, on quarantine leave)`.
+    pub fn describe_ladder(&self) -> String {
+        let l = &self.ladder;
+        let quarantine = format!("on quarantine {}", l.on_quarantine);
+        match l.action {
+            Action::Restart => {
+                let recreate = match l.recreate_after {
+                    Some(n) => format!("recreate after {n}"),
+                    None => "never recreate".into(),
+                };
+                format!("action restart ({recreate}, {quarantine})")
+            }
+            Action::Recreate => format!("action recreate ({quarantine})"),
+            Action::Notify => "action notify (nothing touched)".into(),
+            Action::None => "action none (recorded only)".into(),
+        }
     }
 }
 
@@ -348,6 +379,8 @@ pub fn parse_labels(
         }
     };
 
+    let ladder = parse_ladder(labels, &mut errors);
+
     if !errors.is_empty() {
         errors.sort_by(|a, b| a.label.cmp(&b.label));
         return Err(errors);
@@ -364,7 +397,64 @@ pub fn parse_labels(
         notify,
         depends_on,
         ignore_dependents,
+        ladder,
     }))
+}
+
+/// `selfheal.action`, `selfheal.recreate-after` and `selfheal.on-quarantine`. The last two
+/// belong to the steps of an action that acts: set with one that does not, they are errors
+/// (a label that silently does nothing is a trap).
+fn parse_ladder(labels: &HashMap<String, String>, errors: &mut Vec<LabelError>) -> Ladder {
+    let mut ladder = Ladder::default();
+    if let Some(v) = labels.get(ACTION) {
+        match Action::parse(v.trim()) {
+            Some(a) => ladder.action = a,
+            None => errors.push(LabelError::new(
+                ACTION,
+                v,
+                "expected restart, recreate, notify or none",
+            )),
+        }
+    }
+    if let Some(v) = labels.get(RECREATE_AFTER) {
+        let v = v.trim();
+        match v {
+            _ if ladder.action != Action::Restart => errors.push(LabelError::new(
+                RECREATE_AFTER,
+                v,
+                format!(
+                    "only with selfheal.action=restart (this container's is {})",
+                    ladder.action
+                ),
+            )),
+            "never" => ladder.recreate_after = None,
+            _ => match v.parse::<u32>() {
+                Ok(n) => ladder.recreate_after = Some(n),
+                Err(_) => errors.push(LabelError::new(
+                    RECREATE_AFTER,
+                    v,
+                    "expected a whole number of restarts >= 0, or never",
+                )),
+            },
+        }
+    }
+    if let Some(v) = labels.get(ON_QUARANTINE) {
+        match OnQuarantine::parse(v.trim()) {
+            _ if matches!(ladder.action, Action::Notify | Action::None) => {
+                errors.push(LabelError::new(
+                    ON_QUARANTINE,
+                    v,
+                    format!(
+                        "selfheal.action={} never restarts, so nothing is quarantined",
+                        ladder.action
+                    ),
+                ))
+            }
+            Some(q) => ladder.on_quarantine = q,
+            None => errors.push(LabelError::new(ON_QUARANTINE, v, "expected leave or stop")),
+        }
+    }
+    ladder
 }
 
 /// A `true`/`false` label (any case); `default` when absent. A bad value is an error, and
@@ -495,6 +585,84 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Option<WatchSpec>, Vec<LabelError>> {
         parse_labels(&labels(pairs), &WatchDefaults::default(), false)
+    }
+
+    #[test]
+    fn the_ladder_labels_default_to_restart_twice_then_recreate_and_leave() {
+        let spec = parse(&[(ENABLE, "true")]).unwrap().unwrap();
+        assert_eq!(spec.ladder, Ladder::default());
+        assert_eq!(spec.ladder.recreate_after, Some(2));
+        assert_eq!(
+            spec.describe_ladder(),
+            "action restart (recreate after 2, on quarantine leave)"
+        );
+        let spec = parse(&[
+            (ENABLE, "true"),
+            (RECREATE_AFTER, "never"),
+            (ON_QUARANTINE, " stop"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            spec.ladder,
+            Ladder {
+                action: Action::Restart,
+                recreate_after: None,
+                on_quarantine: OnQuarantine::Stop
+            }
+        );
+        let spec = parse(&[(ENABLE, "true"), (RECREATE_AFTER, "0")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(spec.ladder.recreate_after, Some(0));
+        for (action, want) in [
+            ("recreate", Action::Recreate),
+            ("notify", Action::Notify),
+            ("none", Action::None),
+        ] {
+            let spec = parse(&[(ENABLE, "true"), (ACTION, action)])
+                .unwrap()
+                .unwrap();
+            assert_eq!(spec.ladder.action, want);
+        }
+    }
+
+    #[test]
+    fn a_ladder_label_that_would_do_nothing_or_is_malformed_is_an_error() {
+        let bad = |pairs: &[(&str, &str)]| -> Vec<String> {
+            parse(pairs)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.label, e.reason))
+                .collect()
+        };
+        assert_eq!(
+            bad(&[(ENABLE, "true"), (ACTION, "reboot")]),
+            ["selfheal.action: expected restart, recreate, notify or none"]
+        );
+        assert_eq!(
+            bad(&[(ENABLE, "true"), (RECREATE_AFTER, "-1")]),
+            ["selfheal.recreate-after: expected a whole number of restarts >= 0, or never"]
+        );
+        assert_eq!(
+            bad(&[(ENABLE, "true"), (ACTION, "notify"), (RECREATE_AFTER, "3")]),
+            ["selfheal.recreate-after: only with selfheal.action=restart (this container's is notify)"]
+        );
+        assert_eq!(
+            bad(&[(ENABLE, "true"), (ACTION, "none"), (ON_QUARANTINE, "stop")]),
+            ["selfheal.on-quarantine: selfheal.action=none never restarts, so nothing is quarantined"]
+        );
+        assert_eq!(
+            bad(&[(ENABLE, "true"), (ON_QUARANTINE, "kill")]),
+            ["selfheal.on-quarantine: expected leave or stop"]
+        );
+        // With action recreate, quarantine still applies.
+        assert!(parse(&[
+            (ENABLE, "true"),
+            (ACTION, "recreate"),
+            (ON_QUARANTINE, "stop")
+        ])
+        .is_ok());
     }
 
     #[test]

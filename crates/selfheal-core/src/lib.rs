@@ -20,9 +20,10 @@ pub use duration::{format_duration, parse_duration, DurationError};
 pub use labels::{LabelError, ProbeKind, ProbeTarget, WatchDefaults, WatchSpec};
 pub use notice_gate::{Notice, NoticeGate, Severity};
 pub use policy::{
-    DockerHealth, Effect, Exit, IncidentTimes, Observation, Order, OrderOutcome, Outcome,
-    ParentRecreated, PolicySpec, ProbeFailure, ProbeOutcome, RecoveryResult, RunStatus, Signal,
-    Snapshot, State, Trigger, Unobservable, Verb, Verdict, DEFAULT_STOP_TIMEOUT,
+    Action, Attempt, DockerHealth, Effect, Exit, IncidentTimes, Ladder, Observation, OnQuarantine,
+    Order, OrderOutcome, Outcome, ParentRecreated, PolicySpec, ProbeFailure, ProbeOutcome,
+    RecoveryResult, RunStatus, Signal, Snapshot, State, Trigger, Unobservable, Verb, VerbKind,
+    Verdict, DEFAULT_RECREATE_AFTER, DEFAULT_STOP_TIMEOUT,
 };
 pub use restart_policy::RestartPolicy;
 pub use supervisor::{Phase, Supervisor};

@@ -111,6 +111,45 @@ label_enum!(
 );
 
 label_enum!(
+    /// What a fault gets (`selfheal.action`).
+    Action {
+        /// The ladder: restart; once restarts do not keep the container healthy, recreate it
+        /// from its own configuration; quarantine once the budget is spent.
+        Restart => "restart",
+        /// Always a fresh container from its own configuration.
+        Recreate => "recreate",
+        /// An incident and a notification, nothing touched (monitor only).
+        Notify => "notify",
+        /// An incident recorded, no notification, nothing touched.
+        None => "none",
+    }
+);
+
+label_enum!(
+    /// What quarantine does to the container (`selfheal.on-quarantine`).
+    OnQuarantine {
+        /// Left running as it is.
+        Leave => "leave",
+        /// Stopped, so that a load balancer or an orchestrator fails over.
+        Stop => "stop",
+    }
+);
+
+label_enum!(
+    /// What the watchdog did to a container, by name: the `verb` label of
+    /// `app_recovery_events_total` and each attempt of an incident.
+    VerbKind {
+        Restart => "restart",
+        Recreate => "recreate",
+        Stop => "stop",
+        Kill => "kill",
+        /// Nothing: recorded only (Docker's restart policy brought it back, Swarm replaces
+        /// it, or its action is `notify` or `none`).
+        None => "none",
+    }
+);
+
+label_enum!(
     /// Docker's view of the container's own HEALTHCHECK.
     DockerHealth {
         Starting => "starting",
@@ -326,6 +365,17 @@ pub struct IncidentTimes {
     pub attempts: u32,
     /// When the run that failed began, if known: no evidence about it is older.
     pub run_began: Option<Instant>,
+    /// The watchdog's orders Docker received for this incident, in order (its restarts,
+    /// recreates and Swarm ends; not Docker's own policy restarts).
+    pub steps: Vec<Attempt>,
+}
+
+/// One order of the watchdog's that Docker received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    pub verb: VerbKind,
+    /// When it was sent.
+    pub at: Instant,
 }
 
 /// What the executor is to do to the container: decided by the core, carried out as is.
@@ -338,6 +388,20 @@ pub enum Verb {
     Recreate { network_parent: Option<String> },
     /// A Swarm task, never restarted in place: end it this way so that Swarm replaces it.
     End(EndMode),
+    /// `docker stop`: quarantine with `selfheal.on-quarantine=stop`, so that a balancer or an
+    /// orchestrator fails over. Spends no budget.
+    Stop,
+}
+
+impl Verb {
+    pub fn kind(&self) -> VerbKind {
+        match self {
+            Verb::Restart => VerbKind::Restart,
+            Verb::Recreate { .. } => VerbKind::Recreate,
+            Verb::End(EndMode::Stop) | Verb::Stop => VerbKind::Stop,
+            Verb::End(EndMode::Kill) => VerbKind::Kill,
+        }
+    }
 }
 
 /// An order the executor is to carry out.
@@ -387,6 +451,7 @@ pub enum Effect {
     Recovery {
         trigger: Trigger,
         result: RecoveryResult,
+        verb: VerbKind,
     },
     Quarantined {
         restarts_in_window: u32,
@@ -400,6 +465,13 @@ pub enum Effect {
     /// A Swarm task's container ended: what its slot's next task takes over. This supervisor
     /// is done; the incident (if any) is closed by the replacement's.
     HandOver(Box<SlotCarry>),
+    /// Recreated: the container `new_id` replaces this one and takes over what it carries
+    /// ([`crate::Supervisor::take_over`]): the open incident, closed once the new container
+    /// is healthy, and the budget and backoff. This supervisor is done.
+    Recreated {
+        new_id: String,
+        carry: Box<SlotCarry>,
+    },
 }
 
 /// The policy's settings for one container.
@@ -422,6 +494,41 @@ pub struct PolicySpec {
     pub has_docker_health: bool,
     /// `Some`: the container is a Swarm task, and this is its service's restart condition.
     pub swarm: Option<RestartCondition>,
+    pub ladder: Ladder,
+}
+
+/// What a plain container's faults get, step by step (the `selfheal.action`,
+/// `selfheal.recreate-after` and `selfheal.on-quarantine` labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ladder {
+    pub action: Action,
+    /// With `action` restart: once this many restarts (counted since the backoff was last
+    /// forgotten, i.e. since the container was last healthy for the stable period) have not
+    /// kept it healthy, a fault gets a recreate instead. `None`: never.
+    pub recreate_after: Option<u32>,
+    pub on_quarantine: OnQuarantine,
+}
+
+/// `selfheal.recreate-after`'s default: restart twice, then recreate.
+pub const DEFAULT_RECREATE_AFTER: u32 = 2;
+
+impl Default for Ladder {
+    fn default() -> Self {
+        Self {
+            action: Action::Restart,
+            recreate_after: Some(DEFAULT_RECREATE_AFTER),
+            on_quarantine: OnQuarantine::Leave,
+        }
+    }
+}
+
+impl Ladder {
+    /// Restarts only, never a recreate: the ladder before its second step existed.
+    pub const RESTART_ONLY: Ladder = Ladder {
+        action: Action::Restart,
+        recreate_after: None,
+        on_quarantine: OnQuarantine::Leave,
+    };
 }
 
 /// Docker's default stop timeout, used when neither the label nor the container sets one.

@@ -21,6 +21,7 @@ fn spec() -> PolicySpec {
         has_probe: false,
         has_docker_health: true,
         swarm: None,
+        ladder: crate::policy::Ladder::RESTART_ONLY,
     }
 }
 
@@ -304,6 +305,7 @@ async fn a_death_without_an_exit_code_is_a_crash_and_on_failure_is_looked_at() {
     // A Swarm task's end without a code is not taken as a crash: no incident is opened.
     let mut sup = healthy(PolicySpec {
         swarm: Some(RestartCondition::Any),
+        ladder: crate::policy::Ladder::RESTART_ONLY,
         ..spec()
     });
     let e = feed(&mut sup, died_unknown());
@@ -354,7 +356,7 @@ async fn the_backoff_is_reset_after_a_healthy_stretch_as_its_own_transition() {
 }
 
 /// A recreate removes the old container as its last step: a `destroy` before the executor's
-/// report waits for it, and the report closes the incident as recovered.
+/// report waits for it, and the report hands the open incident to the replacement.
 #[tokio::test(start_paused = true)]
 async fn a_destroy_during_a_recreate_waits_for_the_executors_report() {
     let (mut sup, _) = left_behind(ParentRecreated::Follow {
@@ -378,11 +380,9 @@ async fn a_destroy_during_a_recreate_waits_for_the_executors_report() {
     assert!(e.contains(&Effect::Unwatch));
     assert!(e.iter().any(|e| matches!(
         e,
-        Effect::IncidentClosed {
-            outcome: Outcome::Recovered,
-            ..
-        }
+        Effect::Recreated { new_id, carry } if new_id == "c2" && carry.incident.is_some()
     )));
+    assert!(!e.iter().any(|e| matches!(e, Effect::IncidentClosed { .. })));
     // A plain restart's `destroy` (a user removed it) ends it at once.
     let mut sup = healthy(spec());
     unhealthy(&mut sup);

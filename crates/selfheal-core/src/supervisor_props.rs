@@ -190,6 +190,7 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
                 has_probe,
                 has_docker_health,
                 swarm: None,
+                ladder: crate::policy::Ladder::RESTART_ONLY,
             }
         },
     )

@@ -30,6 +30,7 @@ fn spec(condition: RestartCondition, has_docker_health: bool) -> PolicySpec {
         has_probe: true,
         has_docker_health,
         swarm: Some(condition),
+        ladder: crate::policy::Ladder::RESTART_ONLY,
     }
 }
 

@@ -20,6 +20,7 @@ fn spec() -> PolicySpec {
         has_probe: true,
         has_docker_health: false,
         swarm: None,
+        ladder: crate::policy::Ladder::RESTART_ONLY,
     }
 }
 
@@ -581,6 +582,7 @@ async fn a_resumed_restart_finishes_and_its_events_are_not_a_user_stop() {
         last_restart: Some(sent),
         attempts: 1,
         run_began: None,
+        steps: Vec::new(),
     };
     let mut h = Harness {
         sup: Supervisor::new(spec(), Some(resumed.clone()), Instant::now()),
@@ -765,10 +767,11 @@ async fn a_paused_or_stopped_dependent_is_left_alone_and_a_newer_run_is_not_rest
     assert_eq!(newer.sup.state(), State::Healthy);
 }
 
-/// A dependent whose parent was recreated is recreated: the order's incident is recovered by
-/// the replacement, and this container is done.
+/// A dependent whose parent was recreated is recreated: this container is done, and its
+/// replacement takes over the open incident, which it closes as recovered once healthy, with
+/// the time to recover counted from the first failure.
 #[tokio::test(start_paused = true)]
-async fn a_replaced_dependent_closes_its_incident_as_recovered() {
+async fn a_replaced_dependent_hands_its_incident_to_the_replacement() {
     let mut h = Harness::healthy(no_checks()).await;
     let at = Instant::now();
     advance(secs(1)).await;
@@ -786,11 +789,43 @@ async fn a_replaced_dependent_closes_its_incident_as_recovered() {
         new_id: "c2".into(),
     }));
     assert_eq!(results(&e), vec![RecoveryResult::Success]);
-    assert!(recovered(&e).is_some());
+    assert!(recovered(&e).is_none(), "closed by the replacement: {e:?}");
+    let carry = e
+        .iter()
+        .find_map(|e| match e {
+            Effect::Recreated { new_id, carry } if new_id == "c2" => Some(carry.clone()),
+            _ => None,
+        })
+        .expect("handed to c2");
+    let incident = carry.incident.clone().expect("the open incident");
+    assert_eq!(incident.trigger, Trigger::Dependency);
+    assert_eq!(incident.attempts, 1);
     assert!(e.contains(&Effect::Unwatch));
-    assert_eq!(h.sup.restarts_in_window(Instant::now()), 1);
     assert_eq!(h.sup.state(), State::Stopped);
     assert!(matches!(h.sup.phase(), Phase::Gone));
+    // The replacement: watching begins, it takes over, it runs and is healthy.
+    advance(secs(2)).await;
+    let mut new = Supervisor::new(no_checks(), None, Instant::now());
+    let e = new.take_over(*carry, Instant::now());
+    assert!(recovered(&e).is_none(), "not seen running yet: {e:?}");
+    assert_eq!(new.state(), State::Unhealthy);
+    assert_eq!(
+        new.restarts_in_window(Instant::now()),
+        1,
+        "the budget came along"
+    );
+    assert_eq!(new.recent_restarts(), 1, "and the backoff count");
+    let e = new.handle(
+        Observation::Snapshot(Snapshot {
+            status: RunStatus::Running {
+                started_at: Instant::now(),
+                paused: false,
+            },
+            health: None,
+        }),
+        Instant::now(),
+    );
+    assert_eq!(recovered(&e), Some(Instant::now() - incident.first_failure));
 }
 
 /// Each dependent is restarted under its own backoff and budget: with the budget spent, a

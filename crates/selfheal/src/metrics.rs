@@ -7,7 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use selfheal_core::{ProbeFailure, ProbeKind, RecoveryResult, State, Trigger, Unobservable};
+use selfheal_core::{
+    ProbeFailure, ProbeKind, RecoveryResult, State, Trigger, Unobservable, VerbKind,
+};
 
 /// A bounded label value: one of the healing core's enums, encoded by its contract name
 /// (`unhealthy`, `dry_run`, `backing_off`, ...). No string is parsed back into a decision.
@@ -31,6 +33,7 @@ macro_rules! label_names {
 label_names!(
     Trigger,
     RecoveryResult,
+    VerbKind,
     State,
     ProbeFailure,
     Unobservable,
@@ -48,6 +51,9 @@ pub struct RecoveryLabels {
     pub container: String,
     pub trigger: Label<Trigger>,
     pub result: Label<RecoveryResult>,
+    /// What the watchdog did: restart, recreate, stop or kill (a Swarm task), or none
+    /// (observed only).
+    pub verb: Label<VerbKind>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -188,7 +194,7 @@ impl Metrics {
         // Counters are registered without `_total`: the library appends it.
         registry.register(
             "app_recovery_events",
-            "Recoveries the watchdog performed or observed, by container, trigger and result",
+            "Recoveries the watchdog performed or observed, by container, trigger, result and verb",
             m.recovery_events.clone(),
         );
         registry.register_with_unit(
@@ -318,7 +324,7 @@ impl Metrics {
     /// Drops every series of a container that is gone.
     pub fn remove_container(&self, container: &str) {
         let keys = SeriesKeys::of(container);
-        for k in keys.recovery() {
+        for k in keys.every_recovery() {
             self.recovery_events.remove(&k);
         }
         for k in keys.trigger() {
@@ -357,12 +363,19 @@ impl Metrics {
         }
     }
 
-    pub fn recovery(&self, container: &str, trigger: Trigger, result: RecoveryResult) {
+    pub fn recovery(
+        &self,
+        container: &str,
+        trigger: Trigger,
+        result: RecoveryResult,
+        verb: VerbKind,
+    ) {
         self.recovery_events
             .get_or_create(&RecoveryLabels {
                 container: container.into(),
                 trigger: Label(trigger),
                 result: Label(result),
+                verb: Label(verb),
             })
             .inc();
     }
@@ -377,12 +390,36 @@ impl<'a> SeriesKeys<'a> {
     fn of(container: &'a str) -> Self {
         Self { container }
     }
+    /// The combinations a plain container can produce: its restarts and recreates with every
+    /// result but `observed`, and `observed` with verb `none`. A Swarm task's stop or kill
+    /// series are made when they first happen (and removed with the container's others).
     fn recovery(&self) -> impl Iterator<Item = RecoveryLabels> + '_ {
         Trigger::ALL.iter().flat_map(move |t| {
-            RecoveryResult::ALL.iter().map(move |r| RecoveryLabels {
-                container: self.container.into(),
-                trigger: Label(*t),
-                result: Label(*r),
+            RecoveryResult::ALL.iter().flat_map(move |r| {
+                let verbs: &[VerbKind] = match r {
+                    RecoveryResult::Observed => &[VerbKind::None],
+                    _ => &[VerbKind::Restart, VerbKind::Recreate],
+                };
+                verbs.iter().map(move |v| RecoveryLabels {
+                    container: self.container.into(),
+                    trigger: Label(*t),
+                    result: Label(*r),
+                    verb: Label(*v),
+                })
+            })
+        })
+    }
+
+    /// Every combination, for removing a container's series.
+    fn every_recovery(&self) -> impl Iterator<Item = RecoveryLabels> + '_ {
+        Trigger::ALL.iter().flat_map(move |t| {
+            RecoveryResult::ALL.iter().flat_map(move |r| {
+                VerbKind::ALL.iter().map(move |v| RecoveryLabels {
+                    container: self.container.into(),
+                    trigger: Label(*t),
+                    result: Label(*r),
+                    verb: Label(*v),
+                })
             })
         })
     }

@@ -102,7 +102,11 @@ impl Supervisor {
 
     pub(super) fn on_started(&mut self, at: Instant, now: Instant, out: &mut Vec<Effect>) {
         match &self.phase {
-            Phase::Restarting { sent_at: sent, .. } => {
+            Phase::Restarting {
+                sent_at: sent,
+                verb,
+                ..
+            } => {
                 if at + START_CLOCK_SLACK < *sent {
                     // A start from before the restart was sent: a stale report.
                     return;
@@ -111,6 +115,7 @@ impl Supervisor {
                     out.push(Effect::Recovery {
                         trigger: i.trigger,
                         result: RecoveryResult::Success,
+                        verb: *verb,
                     });
                 }
             }
@@ -124,6 +129,7 @@ impl Supervisor {
                     out.push(Effect::Recovery {
                         trigger: i.trigger,
                         result: RecoveryResult::Observed,
+                        verb: VerbKind::None,
                     });
                     out.push(Effect::IncidentUpdated(i.clone()));
                 }
@@ -142,10 +148,11 @@ impl Supervisor {
             Phase::Unknown {
                 last: Some(run), ..
             } if at <= run.since + START_CLOCK_SLACK => {
-                // Looked again: the same run goes on, and what its checks said still stands.
+                // Looked again: the same run goes on, and what its checks said still stands
+                // (a quarantine whose stop did not happen too).
                 self.phase = Phase::Running {
                     run: *run,
-                    hold: Hold::Free,
+                    hold: std::mem::replace(&mut self.carried_hold, Hold::Free),
                 };
                 return;
             }

@@ -30,6 +30,15 @@
 //!   counts for backoff: an order the executor refused, or could not send, spends nothing.
 //!   Backoff is forgotten once the container has been healthy for `backoff.reset_after`
 //!   without a break ([`Effect::BackoffReset`], at that moment).
+//! - **The ladder** (`spec.ladder`, a plain container's): a fault gets a restart; once
+//!   `recreate_after` restarts (counted like backoff: since the container was last healthy for
+//!   `backoff.reset_after`) have not kept it healthy, a recreate from its own configuration
+//!   instead (a fresh writable layer, as kubelet gives every restart of a pod's container);
+//!   past the budget, quarantine, which stops a running container when `on_quarantine` says
+//!   so. A dependent restarted because its parent started again is restarted, never
+//!   escalated: its own layer is not what failed. Action `recreate` always recreates;
+//!   `notify` and `none` open and close incidents and never order anything. A recreate's
+//!   replacement takes over the incident, budget and backoff ([`Supervisor::take_over`]).
 //! - **Orders** carry a verb the core chose ([`crate::Verb`]). When the executor's turn comes
 //!   it says what it sees; an order a user's stop, kill or pause overtook is dropped, whatever
 //!   its verb ([`crate::Verdict::Drop`]).
@@ -49,9 +58,9 @@
 
 use crate::budget::RestartBudget;
 use crate::policy::{
-    DockerHealth, Effect, Exit, IncidentTimes, Observation, Order, OrderOutcome, Outcome,
-    ParentRecreated, PolicySpec, ProbeOutcome, RecoveryResult, RunStatus, Signal, Snapshot, State,
-    Trigger, Unobservable, Verb, Verdict,
+    Action, Attempt, DockerHealth, Effect, Exit, IncidentTimes, Observation, OnQuarantine, Order,
+    OrderOutcome, Outcome, ParentRecreated, PolicySpec, ProbeOutcome, RecoveryResult, RunStatus,
+    Signal, Snapshot, State, Trigger, Unobservable, Verb, VerbKind, Verdict,
 };
 use crate::restart_policy::RestartPolicy;
 use std::time::Duration;
@@ -200,6 +209,8 @@ pub enum Phase {
         sent_at: Instant,
         deadline: Option<Instant>,
         of: Option<Run>,
+        /// What was sent.
+        verb: VerbKind,
     },
     /// A user is stopping it: a stopping signal was seen, the exit not yet. `of`: the run
     /// being stopped.
@@ -282,6 +293,10 @@ impl Supervisor {
             // Its restart may still be under way: its events are not a user's.
             Some(sent) => Phase::Restarting {
                 of: None,
+                verb: resumed
+                    .as_ref()
+                    .and_then(|i| i.steps.last())
+                    .map_or(VerbKind::Restart, |a| a.verb),
                 sent_at: sent,
                 deadline: Some(
                     (sent
@@ -449,3 +464,7 @@ mod swarm_tests;
 #[cfg(test)]
 #[path = "../supervisor_order_tests.rs"]
 mod order_tests;
+
+#[cfg(test)]
+#[path = "../supervisor_ladder_tests.rs"]
+mod ladder_tests;

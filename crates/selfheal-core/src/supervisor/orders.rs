@@ -38,11 +38,7 @@ impl Supervisor {
             return;
         }
         if !self.budget.allows(now) {
-            self.set_hold(Hold::Quarantine);
-            out.push(Effect::Quarantined {
-                restarts_in_window: self.budget.used(now),
-            });
-            self.close_incident(Outcome::Quarantined, now, out);
+            self.quarantine(of, now, out);
             return;
         }
         if let Some(last) = self.backoff.last {
@@ -75,34 +71,95 @@ impl Supervisor {
         self.phase = Phase::Ordered { of };
     }
 
-    /// The executor's turn came: send the order, unless the container is no longer what it
-    /// was decided for (a user stopped, paused or killed it meanwhile, or it is found not
-    /// running any more): a user's action wins, for every verb.
-    /// A plain container's verb: restart it, or recreate a network dependent in its new
-    /// parent's namespace. `None`: nothing can be done.
+    /// The budget is spent: quarantined, and with `on_quarantine` stop, a running container
+    /// is stopped (Docker's restart policy does not start a stopped container again). The
+    /// quarantine outlives the stop: the next start of the container is quarantined too.
+    fn quarantine(&mut self, of: Option<Run>, now: Instant, out: &mut Vec<Effect>) {
+        self.set_hold(Hold::Quarantine);
+        out.push(Effect::Quarantined {
+            restarts_in_window: self.budget.used(now),
+        });
+        let incident = self.incident.clone();
+        self.close_incident(Outcome::Quarantined, now, out);
+        let (Some(run), Some(incident), None) = (of, incident, self.swarm()) else {
+            return;
+        };
+        if self.spec.ladder.on_quarantine != OnQuarantine::Stop {
+            return;
+        }
+        self.carried_hold = Hold::Quarantine;
+        out.push(Effect::Order(Order {
+            verb: Verb::Stop,
+            trigger: incident.trigger,
+            attempt: incident.attempts,
+            stop_timeout: self.spec.effective_stop_timeout(),
+            detected: incident.detected,
+        }));
+        self.order = Some(InFlight {
+            verb: Verb::Stop,
+            sent_at: None,
+            removed: false,
+        });
+        self.phase = Phase::Ordered { of: Some(run) };
+    }
+
+    /// A plain container's verb, by its ladder (see the module docs). `None`: nothing is to
+    /// be done.
     fn plain_verb(
         &mut self,
         trigger: Trigger,
         opened: bool,
         out: &mut Vec<Effect>,
     ) -> Option<Verb> {
+        let ladder = self.spec.ladder;
+        if matches!(ladder.action, Action::Notify | Action::None) {
+            if opened {
+                out.push(Effect::Recovery {
+                    trigger,
+                    result: RecoveryResult::Observed,
+                    verb: VerbKind::None,
+                });
+            }
+            return None;
+        }
         match self.stale.as_ref().and_then(|s| s.recreated.as_ref()) {
-            None => Some(Verb::Restart),
-            Some(ParentRecreated::Follow { new_parent }) => Some(Verb::Recreate {
-                network_parent: Some(new_parent.clone()),
-            }),
+            None => {}
+            // Its network namespace went with its old parent: recreated in the new one's.
+            Some(ParentRecreated::Follow { new_parent }) => {
+                return Some(Verb::Recreate {
+                    network_parent: Some(new_parent.clone()),
+                })
+            }
             // Its namespace is gone and it cannot follow its parent: a restart would fail on
             // the missing parent. Reported once, left alone until it starts again.
             Some(ParentRecreated::CannotFollow { why }) => {
                 if opened {
                     let why = format!("not recreated: {why}");
-                    self.order_failed(trigger, why, out);
+                    self.order_failed(trigger, VerbKind::Recreate, why, out);
                 }
-                None
+                return None;
             }
         }
+        let escalate = match ladder.action {
+            Action::Recreate => true,
+            // A dependent left behind by its parent's start failed through no fault of its
+            // own layer: restarted, never escalated.
+            _ if trigger == Trigger::Dependency => false,
+            _ => ladder
+                .recreate_after
+                .is_some_and(|n| self.backoff.recent >= n),
+        };
+        Some(match escalate {
+            true => Verb::Recreate {
+                network_parent: None,
+            },
+            false => Verb::Restart,
+        })
     }
 
+    /// The executor's turn came: send the order, unless the container is no longer what it
+    /// was decided for (a user stopped, paused or killed it meanwhile, or it is found not
+    /// running any more): a user's action wins, for every verb.
     pub(super) fn on_turn(&mut self, running: Option<bool>, now: Instant, out: &mut Vec<Effect>) {
         let Some(order) = self.order.as_mut().filter(|o| o.sent_at.is_none()) else {
             return;
@@ -118,12 +175,14 @@ impl Supervisor {
             return;
         }
         order.sent_at = Some(now);
+        let verb = order.verb.kind();
         let of = match self.phase {
             Phase::Ordered { of } => of,
             _ => None,
         };
         self.phase = Phase::Restarting {
             of,
+            verb,
             sent_at: now,
             deadline: Some(
                 now + Duration::from_secs(u64::from(self.spec.effective_stop_timeout()))
@@ -148,6 +207,11 @@ impl Supervisor {
         let Some(order) = self.order.take() else {
             return;
         };
+        if order.verb == Verb::Stop {
+            self.quarantine_stop_ended(outcome, now, out);
+            return;
+        }
+        let verb = order.verb.kind();
         let trigger = self
             .incident
             .as_ref()
@@ -156,12 +220,13 @@ impl Supervisor {
         let gone = outcome == OrderOutcome::Gone;
         match outcome {
             OrderOutcome::Done => {
-                self.count_attempt(sent_at, out);
+                self.count_attempt(sent_at, verb, out);
                 if self.swarm().is_some() {
                     // The task is ending; its `die` hands the slot over.
                     out.push(Effect::Recovery {
                         trigger,
                         result: RecoveryResult::Success,
+                        verb,
                     });
                 }
                 if let Phase::Restarting { deadline, .. } = &mut self.phase {
@@ -171,8 +236,8 @@ impl Supervisor {
                 }
             }
             OrderOutcome::Failed(why) => {
-                self.count_attempt(sent_at, out);
-                self.order_failed(trigger, why, out);
+                self.count_attempt(sent_at, verb, out);
+                self.order_failed(trigger, verb, why, out);
                 self.look_again(None, out);
             }
             OrderOutcome::Refused(why) => {
@@ -180,30 +245,43 @@ impl Supervisor {
                 if let (Verb::Recreate { .. }, Some(stale)) = (&order.verb, &mut self.stale) {
                     stale.recreated = Some(ParentRecreated::CannotFollow { why: why.clone() });
                 }
-                self.order_failed(trigger, why, out);
+                self.order_failed(trigger, verb, why, out);
                 self.look_again(None, out);
             }
             OrderOutcome::Skipped => {
                 // A dry run paces itself like real restarts, so its log reads like one.
-                self.count_attempt(now, out);
+                self.count_attempt(now, verb, out);
                 out.push(Effect::Recovery {
                     trigger,
                     result: RecoveryResult::DryRun,
+                    verb,
                 });
                 self.look_again(None, out);
             }
             OrderOutcome::Unreachable => self.look_again(Some(now + UNREACHABLE_RECHECK), out),
             OrderOutcome::Gone => {}
-            OrderOutcome::Replaced { .. } => {
-                // This container is gone and its replacement runs, watched on its own.
-                self.count_attempt(sent_at, out);
+            OrderOutcome::Replaced { new_id } => {
+                // This container is gone; its replacement, watched on its own, takes over the
+                // incident (closed once it is healthy), the budget and the backoff.
+                self.count_attempt(sent_at, verb, out);
                 out.push(Effect::Recovery {
                     trigger,
                     result: RecoveryResult::Success,
+                    verb,
                 });
-                self.close_incident(Outcome::Recovered, now, out);
                 self.reset_signals();
                 self.phase = Phase::Gone;
+                let carry = crate::swarm::SlotCarry {
+                    incident: self.incident.take(),
+                    budget: self.budget.clone(),
+                    recent: self.backoff.recent,
+                    last: self.backoff.last,
+                    quarantined: false,
+                };
+                out.push(Effect::Recreated {
+                    new_id,
+                    carry: Box::new(carry),
+                });
                 out.push(Effect::Unwatch);
                 return;
             }
@@ -213,10 +291,40 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn order_failed(&mut self, trigger: Trigger, why: String, out: &mut Vec<Effect>) {
+    /// How quarantine's stop ended. Stopped: left stopped, and quarantined when started again.
+    /// Otherwise it is looked at again, still quarantined (a stop is not retried: the
+    /// quarantine's alert has gone out, and its reason is in the log).
+    fn quarantine_stop_ended(
+        &mut self,
+        outcome: OrderOutcome,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        match outcome {
+            OrderOutcome::Done => self.phase = Phase::Stopped,
+            OrderOutcome::Gone => self.on_removed(now, out),
+            OrderOutcome::Unreachable => self.look_again(Some(now + UNREACHABLE_RECHECK), out),
+            other => {
+                if let OrderOutcome::Failed(why) | OrderOutcome::Refused(why) = other {
+                    let why = format!("quarantined, not stopped: {why}");
+                    out.push(Effect::OrderFailed { why });
+                }
+                self.look_again(None, out);
+            }
+        }
+    }
+
+    pub(super) fn order_failed(
+        &mut self,
+        trigger: Trigger,
+        verb: VerbKind,
+        why: String,
+        out: &mut Vec<Effect>,
+    ) {
         out.push(Effect::Recovery {
             trigger,
             result: RecoveryResult::Failed,
+            verb,
         });
         out.push(Effect::OrderFailed { why });
     }
@@ -236,12 +344,13 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn count_attempt(&mut self, at: Instant, out: &mut Vec<Effect>) {
+    pub(super) fn count_attempt(&mut self, at: Instant, verb: VerbKind, out: &mut Vec<Effect>) {
         self.budget.record(at);
         self.backoff.recent = self.backoff.recent.saturating_add(1);
         self.backoff.last = Some(at);
         if let Some(i) = &mut self.incident {
             i.attempts += 1;
+            i.steps.push(Attempt { verb, at });
             out.push(Effect::IncidentUpdated(i.clone()));
         }
     }

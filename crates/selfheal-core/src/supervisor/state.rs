@@ -137,6 +137,7 @@ impl Supervisor {
             last_restart: None,
             attempts: 0,
             run_began,
+            steps: Vec::new(),
         };
         out.push(Effect::IncidentOpened(i.clone()));
         self.incident = Some(i);
@@ -160,7 +161,15 @@ impl Supervisor {
             Hold::Backoff { .. } => State::BackingOff,
             Hold::Free => otherwise,
         };
+        let quarantine_stop = matches!(&self.order, Some(o) if o.verb == Verb::Stop);
         match &self.phase {
+            // Quarantine with `on-quarantine=stop`: being stopped, stopped, or looked at again.
+            Phase::Ordered { .. } | Phase::Restarting { .. } if quarantine_stop => {
+                State::Quarantined
+            }
+            Phase::Stopped | Phase::Unknown { .. } if self.carried_hold == Hold::Quarantine => {
+                State::Quarantined
+            }
             Phase::Unknown { .. } if self.incident.is_some() => State::Unhealthy,
             Phase::Unknown { .. } => State::Starting,
             Phase::Running { hold, .. } => held(hold, self.running_state()),

@@ -4,7 +4,7 @@
 //! replaces it.
 
 use super::{death_trigger, is_crash, Hold, InFlight, Phase, Supervisor};
-use crate::policy::{Effect, Exit, PolicySpec, RecoveryResult, Trigger, Verb};
+use crate::policy::{Effect, Exit, PolicySpec, RecoveryResult, Trigger, Verb, VerbKind};
 use crate::swarm::{RestartCondition, SlotCarry};
 use tokio::time::Instant;
 
@@ -21,6 +21,27 @@ impl Supervisor {
             sup.carried_hold = Hold::Quarantine;
         }
         sup
+    }
+
+    /// The supervisor of a container a recreate made ([`Effect::Recreated`]) takes over
+    /// what the container it replaces carried: the open incident (closed once this one is
+    /// healthy, its time to recover counted from the first failure), the budget and the
+    /// backoff. What it saw of its own run meanwhile stands. An incident it opened itself
+    /// meanwhile stays its own: the carried one is then the caller's to close.
+    pub fn take_over(&mut self, carry: SlotCarry, now: Instant) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let sent: Vec<Instant> = carry.budget.sent().collect();
+        self.budget.merge(sent, now);
+        self.backoff.recent = self.backoff.recent.max(carry.recent);
+        self.backoff.last = self.backoff.last.max(carry.last);
+        if self.incident.is_none() {
+            self.incident = carry.incident;
+        }
+        if carry.quarantined {
+            self.carried_hold = Hold::Quarantine;
+        }
+        self.settle(now, &mut out);
+        out
     }
 
     /// What a Swarm slot spent on another node, told by that node's watchdog after this task,
@@ -63,6 +84,7 @@ impl Supervisor {
                 out.push(Effect::Recovery {
                     trigger,
                     result: RecoveryResult::Observed,
+                    verb: VerbKind::None,
                 });
                 out.push(Effect::ReadHealthLog);
             }
@@ -85,14 +107,17 @@ impl Supervisor {
         }
         if let Some(InFlight {
             sent_at: Some(sent),
+            verb,
             ..
         }) = self.order.take()
         {
-            self.count_attempt(sent, out);
+            let verb = verb.kind();
+            self.count_attempt(sent, verb, out);
             if let Some(i) = &self.incident {
                 out.push(Effect::Recovery {
                     trigger: i.trigger,
                     result: RecoveryResult::Success,
+                    verb,
                 });
             }
         }
@@ -103,6 +128,7 @@ impl Supervisor {
             out.push(Effect::Recovery {
                 trigger,
                 result: RecoveryResult::Observed,
+                verb: VerbKind::None,
             });
         }
         self.reset_signals();

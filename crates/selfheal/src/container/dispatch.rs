@@ -51,6 +51,9 @@ impl Dispatcher {
             (false, Verb::Recreate { .. }) => "recreating",
             (false, Verb::End(EndMode::Stop)) => "stopping the Swarm task for Swarm to replace",
             (false, Verb::End(EndMode::Kill)) => "killing the Swarm task for Swarm to replace",
+            (false, Verb::Stop) => {
+                "stopping the quarantined container (selfheal.on-quarantine=stop)"
+            }
         };
         tracing::warn!(container = %info.name, trigger = %order.trigger, attempt = order.attempt,
             stop_timeout = order.stop_timeout, reaction = ?reaction, "{verb}");

@@ -28,10 +28,11 @@ use crate::dependents::GateReport;
 use crate::docker::executor::ContainerRuntime;
 use crate::docker::ContainerInfo;
 use crate::evidence::capture::Captured;
+use crate::journal::Incident;
 use crate::notify::Notifier;
 use crate::probe::Prober;
 use crate::shared::Shared;
-use selfheal_core::{Backoff, Observation, OrderOutcome, ParentRecreated, Verdict};
+use selfheal_core::{Backoff, Observation, OrderOutcome, ParentRecreated, SlotCarry, Verdict};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
@@ -105,6 +106,20 @@ pub enum Msg {
         recent: u32,
         last: Option<Instant>,
     },
+    /// This container replaced another by a recreate: what the other one carried.
+    TakeOver(Box<Successor>),
+}
+
+/// A container a recreate replaced, for the task of the container that replaces it: what the
+/// old one's supervisor carried ([`selfheal_core::Effect::Recreated`]) and the open
+/// incident's record.
+#[derive(Debug)]
+pub struct Successor {
+    pub new_id: String,
+    pub carry: SlotCarry,
+    pub incident: Option<Incident>,
+    /// The old container's name (its incident's and metrics' name).
+    pub container: String,
 }
 
 /// Everything a task needs from the daemon.
@@ -123,6 +138,9 @@ pub struct Context {
     pub gates: mpsc::Sender<GateReport>,
     /// Swarm slots handed over by an ended task, for its replacement.
     pub slots: Arc<crate::swarm::SlotLedger>,
+    /// Where a container replaced by a recreate hands over to its replacement (the watch
+    /// loop routes it to the replacement's task).
+    pub successors: mpsc::Sender<Successor>,
     /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
     pub peers: Option<crate::swarm::Peers>,
 }

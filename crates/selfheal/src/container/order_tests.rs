@@ -4,7 +4,10 @@
 use super::tests::{view, world, World};
 use super::*;
 use crate::journal::IncidentOutcome;
-use selfheal_core::{RecoveryResult, Trigger, Verb};
+use selfheal_core::labels::parse_labels;
+use selfheal_core::{DockerHealth, RecoveryResult, Trigger, Verb, WatchDefaults};
+use std::collections::HashMap;
+use tokio_util::sync::CancellationToken;
 
 /// A dependent left in the namespace of a parent that was recreated, told by the watch loop.
 async fn left_behind(w: &World, recreate: ParentRecreated) {
@@ -33,15 +36,16 @@ fn recoveries(w: &World, result: RecoveryResult) -> u64 {
             container: w.info.name.clone(),
             trigger: crate::metrics::Label(Trigger::Dependency),
             result: crate::metrics::Label(result),
+            verb: crate::metrics::Label(selfheal_core::VerbKind::Recreate),
         })
         .get()
 }
 
 /// The core orders a recreate in the new parent's namespace; the executor replaces the
-/// container (a new id) and reports `Replaced`: the incident is recovered, this task ends and
-/// the replacement is watched on its own.
+/// container (a new id) and reports `Replaced`: this task ends and hands the open incident to
+/// the replacement's task, which closes it as recovered once the new container is healthy.
 #[tokio::test(start_paused = true)]
-async fn a_recreate_replaces_the_container_and_the_task_ends_with_its_incident_recovered() {
+async fn a_recreate_hands_the_incident_to_the_replacement_which_closes_it_recovered() {
     let w = world();
     *w.runtime.shown.lock().expect("lock") = Some(w.info.clone());
     left_behind(&w, follow()).await;
@@ -55,16 +59,46 @@ async fn a_recreate_replaces_the_container_and_the_task_ends_with_its_incident_r
             network_parent: Some("vpn2".into())
         }
     );
-    let incidents = w.shared.journal.list(None, None);
-    assert_eq!(incidents[0].outcome, IncidentOutcome::Recovered);
-    assert_eq!(incidents[0].attempts, 1);
-    assert_eq!(incidents[0].parent_incident, Some(7));
-    // (Its series went with it: the task ended.)
-    let shown = w.runtime.shown.lock().expect("lock").clone();
+    let successor = w.successors.lock().await.recv().await.expect("handed over");
+    let new_id = format!("{}-recreated", w.info.id);
+    assert_eq!(successor.new_id, new_id);
+    let record = successor.incident.clone().expect("the open incident");
+    assert_eq!(record.outcome, IncidentOutcome::Open);
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.parent_incident, Some(7));
     assert_eq!(
-        shown.map(|i| i.id),
-        Some(format!("{}-recreated", w.info.id))
+        w.shared.journal.list(None, None)[0].outcome,
+        IncidentOutcome::Open
     );
+    // The replacement is watched (as the watch loop does on its start) and takes over.
+    let info = ContainerInfo {
+        id: new_id.clone(),
+        started_at: Some(w.shared.clock.wall(Instant::now())),
+        health: Some(DockerHealth::Starting),
+        ..w.info.clone()
+    };
+    *w.runtime.shown.lock().expect("lock") = Some(info.clone());
+    let labels = HashMap::from([("selfheal.enable".to_string(), "true".to_string())]);
+    let spec = parse_labels(&labels, &WatchDefaults::default(), false)
+        .expect("labels")
+        .expect("opted in");
+    let cancel = CancellationToken::new();
+    let new = spawn(w.ctx.clone(), info, spec, None, None, &cancel);
+    new.send(Msg::TakeOver(Box::new(successor))).await;
+    new.send(Msg::Observe(Observation::Health(DockerHealth::Healthy)))
+        .await;
+    w.until("the incident recovered", |w| {
+        w.shared.journal.list(None, None)[0].outcome == IncidentOutcome::Recovered
+    })
+    .await;
+    let i = &w.shared.journal.list(None, None)[0];
+    assert_eq!(i.id, record.id, "one incident, not two");
+    assert_eq!(i.container_id, new_id, "followed to the new container");
+    assert_eq!(i.attempts, 1);
+    let verbs: Vec<_> = i.steps.iter().map(|s| s.verb).collect();
+    assert_eq!(verbs, vec![selfheal_core::VerbKind::Recreate]);
+    assert!(i.time_to_recover_seconds.is_some());
+    cancel.cancel();
 }
 
 /// The executor refuses a recreate it cannot do safely: Docker was never asked, so the
@@ -191,6 +225,7 @@ async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
             container: w.info.name.clone(),
             trigger: crate::metrics::Label(Trigger::Dependency),
             result: crate::metrics::Label(RecoveryResult::Failed),
+            verb: crate::metrics::Label(selfheal_core::VerbKind::Recreate),
         })
         .get();
     assert_eq!(failed, 1);

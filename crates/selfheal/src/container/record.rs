@@ -50,6 +50,17 @@ impl IncidentRecorder {
         self.gate.resumed(first_failure);
     }
 
+    /// The open incident of the container this one replaced by a recreate (`times`: the
+    /// core's copy): it goes on here, and its story was told from there.
+    pub fn adopt(&mut self, mut record: Incident, times: Option<&IncidentTimes>) {
+        if let Some(t) = times {
+            self.gate.resumed(t.first_failure);
+            self.fill(&mut record, t);
+        }
+        self.shared.journal.record(record.clone());
+        self.open = Some(record);
+    }
+
     /// When [`IncidentRecorder::tick`] has a message to send.
     pub fn wake_at(&self) -> Option<Instant> {
         self.gate.wake_at()
@@ -119,6 +130,7 @@ impl IncidentRecorder {
             evidence: evidence.filter(|e| !e.is_empty()).map(Arc::new),
             parent: None,
             parent_incident: None,
+            steps: Vec::new(),
             failure: None,
         };
         if let Some((name, id)) = parent {
@@ -226,5 +238,13 @@ impl IncidentRecorder {
                 .as_secs_f64(),
         );
         i.attempts = t.attempts;
+        i.steps = t
+            .steps
+            .iter()
+            .map(|a| crate::journal::Step {
+                verb: a.verb,
+                at: clock.wall(a.at).into(),
+            })
+            .collect();
     }
 }

@@ -83,6 +83,7 @@ fn policy_spec(spec: &WatchSpec, info: &ContainerInfo, backoff: Backoff) -> Poli
         has_probe: spec.probe.is_some(),
         has_docker_health: info.has_healthcheck,
         swarm: None,
+        ladder: spec.ladder,
     }
 }
 
@@ -152,7 +153,7 @@ pub fn spawn(
         ctx.notifier.clone(),
         resumed,
         ctx.backoff.reset_after,
-        !spec.notify,
+        !spec.notify || spec.ladder.action == selfheal_core::Action::None,
     );
     if let Some(since) = resumed_since {
         incidents.resume_story(since);
@@ -258,6 +259,7 @@ impl ContainerTask {
                 self.core.sup.adopt_slot(sent, recent, last, Instant::now());
                 return Watching::On;
             }
+            Msg::TakeOver(s) => return self.take_over(*s),
             Msg::RestartCondition(c) => {
                 self.learn_restart_condition(c);
                 return Watching::On;
@@ -353,11 +355,49 @@ impl ContainerTask {
         self.target.probe.retarget(&self.ctx, &self.target.info);
     }
 
-    /// Feeds one observation to the core and carries out what it returns: an order first,
-    /// before anything is written down.
+    /// Feeds one observation to the core and carries out what it returns.
     fn feed(&mut self, obs: Observation, at: Instant) -> Fed {
         let open_before = self.incidents.open.as_ref().map(|i| i.id);
         let (effects, now) = self.core.handle(obs, at);
+        self.carry_out_all(effects, now, open_before)
+    }
+
+    /// This container replaced another by a recreate: its supervisor takes over what the
+    /// other one carried, and the incident's record comes along (under this container's id,
+    /// so that a restarted watchdog resumes it). If this container opened an incident of its
+    /// own first, the carried one is closed `abandoned`.
+    fn take_over(&mut self, s: super::Successor) -> Watching {
+        let open_before = self.incidents.open.as_ref().map(|i| i.id);
+        tracing::info!(container = %self.target.info.name, replaced = %s.container,
+            incident = ?s.incident.as_ref().map(|i| i.id),
+            "a recreate's replacement: taking over the incident, budget and backoff");
+        match (s.incident, open_before) {
+            (Some(mut record), None) => {
+                record.container_id.clone_from(&self.target.info.id);
+                self.incidents.adopt(record, s.carry.incident.as_ref());
+            }
+            (Some(mut record), Some(_)) => {
+                let why = "its replacement failed by itself before it took the incident over";
+                let closing = crate::incident::Closing::Abandoned {
+                    why: Some(why.into()),
+                };
+                crate::incident::close(&self.ctx.shared, &mut record, &closing, &s.container);
+            }
+            (None, _) => {}
+        }
+        let now = Instant::now().max(self.core.last_now);
+        self.core.last_now = now;
+        let effects = self.core.sup.take_over(s.carry, now);
+        self.carry_out_all(effects, now, open_before).watching
+    }
+
+    /// Carries out the core's effects: an order first, before anything is written down.
+    fn carry_out_all(
+        &mut self,
+        effects: Vec<Effect>,
+        now: Instant,
+        open_before: Option<u64>,
+    ) -> Fed {
         // Fires once the order is sent (or dropped): evidence is read from Docker only after.
         let mut sent = None;
         for e in &effects {
@@ -431,8 +471,12 @@ impl ContainerTask {
             Effect::BackoffReset => {
                 tracing::debug!(container = %name, "healthy long enough: backoff forgotten")
             }
-            Effect::Recovery { trigger, result } => {
-                shared.metrics.recovery(&name, trigger, result);
+            Effect::Recovery {
+                trigger,
+                result,
+                verb,
+            } => {
+                shared.metrics.recovery(&name, trigger, result, verb);
                 match result {
                     RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
                         container = %name, %trigger,
@@ -449,6 +493,18 @@ impl ContainerTask {
             Effect::Released => {
                 tracing::info!(container = %name, "healthy again by itself: released from quarantine");
                 self.incidents.released(now);
+            }
+            Effect::Recreated { new_id, carry } => {
+                let successor = super::Successor {
+                    new_id,
+                    carry: *carry,
+                    incident: self.incidents.open.take(),
+                    container: name,
+                };
+                let tx = self.ctx.successors.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(successor).await;
+                });
             }
             Effect::HandOver(carry) => {
                 let Some(b) = &self.swarm else { return };

@@ -94,17 +94,29 @@ pub(super) struct World {
     pub(super) runtime: Arc<FakeRuntime>,
     pub(super) handle: ContainerHandle,
     pub(super) info: ContainerInfo,
+    /// The task's context (to watch a replacement in the same world).
+    pub(super) ctx: Context,
+    /// What a container replaced by a recreate hands over (the watch loop's side).
+    pub(super) successors: tokio::sync::Mutex<mpsc::Receiver<super::Successor>>,
     _dir: tempfile::TempDir,
     _cancel: CancellationToken,
 }
 
 /// A journal in a temp dir, the fake runtime, and a task context over them.
-fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context) {
+#[allow(clippy::type_complexity)]
+fn fake_context() -> (
+    tempfile::TempDir,
+    Arc<Shared>,
+    Arc<FakeRuntime>,
+    Context,
+    mpsc::Receiver<super::Successor>,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (journal, _) =
         IncidentJournal::open(dir.path(), JournalMetrics::default()).expect("journal");
     let shared = Shared::new(Arc::new(journal), false);
     let runtime = FakeRuntime::new();
+    let (successors_tx, successors) = mpsc::channel(16);
     let ctx = Context {
         shared: shared.clone(),
         runtime: runtime.clone(),
@@ -115,15 +127,16 @@ fn fake_context() -> (tempfile::TempDir, Arc<Shared>, Arc<FakeRuntime>, Context)
         own_networks: Arc::new(Vec::new()),
         evidence: true,
         gates: mpsc::channel(16).0,
+        successors: successors_tx,
         slots: Arc::default(),
         peers: None,
     };
-    (dir, shared, runtime, ctx)
+    (dir, shared, runtime, ctx, successors)
 }
 
 /// A running container with a Docker HEALTHCHECK that says healthy, watched with defaults.
 pub(super) fn world() -> World {
-    let (dir, shared, runtime, ctx) = fake_context();
+    let (dir, shared, runtime, ctx, successors) = fake_context();
     let info = ContainerInfo {
         id: "c0ffee".into(),
         name: "web".into(),
@@ -138,12 +151,14 @@ pub(super) fn world() -> World {
         .expect("labels")
         .expect("opted in");
     let cancel = CancellationToken::new();
-    let handle = spawn(ctx, info.clone(), spec, None, None, &cancel);
+    let handle = spawn(ctx.clone(), info.clone(), spec, None, None, &cancel);
     World {
         shared,
         runtime,
         handle,
         info,
+        ctx,
+        successors: tokio::sync::Mutex::new(successors),
         _dir: dir,
         _cancel: cancel,
     }
@@ -456,7 +471,7 @@ async fn an_oom_event_after_the_death_marks_its_evidence() {
 /// the same slot closes it once healthy, with its time to recover, in one journal record.
 #[tokio::test(start_paused = true)]
 async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_restarted() {
-    let (_dir, shared, runtime, ctx) = fake_context();
+    let (_dir, shared, runtime, ctx, _successors) = fake_context();
     let labels = HashMap::from([
         ("selfheal.enable".to_string(), "true".to_string()),
         (
@@ -550,6 +565,7 @@ async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_rest
             container: "web.1.t1".into(),
             trigger: crate::metrics::Label(Trigger::Unhealthy),
             result: crate::metrics::Label(selfheal_core::RecoveryResult::Observed),
+            verb: crate::metrics::Label(selfheal_core::VerbKind::None),
         })
         .get();
     assert_eq!(observed, 1);

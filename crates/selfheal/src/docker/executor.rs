@@ -104,7 +104,7 @@ impl Executor {
                 self.recreate_now(&docker, id, order, network_parent.as_deref(), turn)
                     .await
             }
-            Verb::Restart | Verb::End(_) => {
+            Verb::Restart | Verb::End(_) | Verb::Stop => {
                 // After a wait the container may have changed: look, for the core to judge.
                 let running = match waited {
                     true => self.inspect_now(id).await.map(|c| c.running),
@@ -120,7 +120,7 @@ impl Executor {
 
     /// `POST /containers/{id}/restart?t=<stop timeout>`; for a Swarm task ([`Verb::End`]),
     /// `POST /containers/{id}/stop?t=<stop timeout>` or `POST /containers/{id}/kill`
-    /// (SIGKILL).
+    /// (SIGKILL); for quarantine's [`Verb::Stop`], the same stop.
     async fn restart_now(&self, docker: Docker, id: &str, order: &Order) -> OrderOutcome {
         self.shared.metrics.restarts_in_flight.inc();
         let stop_timeout = order.stop_timeout;
@@ -133,7 +133,7 @@ impl Executor {
                     let opts = RestartContainerOptionsBuilder::default().t(t).build();
                     docker.restart_container(id, Some(opts)).await
                 }
-                Verb::End(EndMode::Stop) => {
+                Verb::End(EndMode::Stop) | Verb::Stop => {
                     let opts = StopContainerOptionsBuilder::default().t(t).build();
                     docker.stop_container(id, Some(opts)).await
                 }

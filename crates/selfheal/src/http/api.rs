@@ -288,7 +288,7 @@ mod tests {
         let (s, ct, body) = get(app.clone(), "/metrics").await;
         assert_eq!(s, StatusCode::OK);
         assert!(ct.starts_with("application/openmetrics-text"));
-        assert!(body.contains("app_recovery_events_total{container=\"web\",trigger=\"unhealthy\",result=\"success\"} 0"), "{body}");
+        assert!(body.contains("app_recovery_events_total{container=\"web\",trigger=\"unhealthy\",result=\"success\",verb=\"restart\"} 0"), "{body}");
         assert!(body.contains("selfheal_build_info{version="));
         assert!(
             body.contains("selfheal_journal_write_failures_total 0"),

@@ -99,6 +99,7 @@ pub(crate) mod test_support {
             dry_run: false,
             parent: None,
             parent_incident: None,
+            steps: Vec::new(),
             failure: None,
             unpersisted: false,
             evidence: None,

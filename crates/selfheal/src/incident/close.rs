@@ -95,6 +95,14 @@ pub fn times_of(shared: &Shared, i: &Incident) -> Option<IncidentTimes> {
         last_restart: i.last_restart.or(i.action_begun).map(at),
         attempts: i.attempts,
         run_began: None,
+        steps: i
+            .steps
+            .iter()
+            .map(|s| selfheal_core::Attempt {
+                verb: s.verb,
+                at: at(s.at),
+            })
+            .collect(),
     })
 }
 

@@ -27,7 +27,7 @@ mod tests;
 mod writer;
 
 pub use parse::{Recovery, SkipReason, SkippedLine, EXCERPT_BYTES, MAX_ID, MAX_LINE};
-pub use record::{Incident, IncidentOutcome, Timestamp};
+pub use record::{Incident, IncidentOutcome, Step, Timestamp};
 
 use compaction::{compact, open_for_append, tmp_path, worth_compacting, Limits};
 use ids::IdAllocator;

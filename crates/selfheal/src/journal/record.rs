@@ -1,6 +1,6 @@
 //! One incident as stored and served: the record every line of the journal holds.
 
-use selfheal_core::{Outcome, Trigger};
+use selfheal_core::{Outcome, Trigger, VerbKind};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::sync::Arc;
@@ -98,6 +98,14 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// One of an incident's steps: an order of the watchdog's that Docker received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub verb: VerbKind,
+    /// When it was sent.
+    pub at: Timestamp,
+}
+
 /// One incident as stored and served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -134,6 +142,10 @@ pub struct Incident {
     pub parent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_incident: Option<u64>,
+    /// The watchdog's orders Docker received for this incident, in order: what the ladder
+    /// did (restart, recreate; a Swarm task's stop or kill).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
     /// Why the latest restart (or recreate) failed, as Docker or the executor said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,

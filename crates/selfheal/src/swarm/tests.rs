@@ -72,6 +72,7 @@ fn handed(shared: &Shared, ago: Duration) -> (u64, Handed) {
         evidence: None,
         parent: None,
         parent_incident: None,
+        steps: Vec::new(),
         failure: None,
     };
     shared.journal.record(incident.clone());

@@ -83,6 +83,8 @@ pub struct Watcher {
     dependents: Dependents,
     /// Parents' tasks report here when their dependents wait or may go on.
     gates: mpsc::Receiver<GateReport>,
+    /// Containers replaced by a recreate hand over here, for their replacement's task.
+    successors: mpsc::Receiver<container::Successor>,
     /// The other nodes' watchdogs on Swarm (`--swarm-peers`).
     peers: Option<crate::swarm::Peers>,
     /// What reading Podman's event dialect needs to remember per container.
@@ -102,6 +104,7 @@ impl Watcher {
         let docker = Arc::new(RwLock::new(None));
         let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
         let (gates_tx, gates) = mpsc::channel(EVENT_QUEUE);
+        let (successors_tx, successors) = mpsc::channel(EVENT_QUEUE);
         let peers = match &cfg.swarm_peers {
             Some(target) => Some(crate::swarm::Peers::new(
                 target,
@@ -119,6 +122,7 @@ impl Watcher {
             own_networks: Arc::new(Vec::new()),
             evidence: cfg.evidence,
             gates: gates_tx,
+            successors: successors_tx,
             slots: shared.slots.clone(),
             peers: peers.clone(),
         };
@@ -136,6 +140,7 @@ impl Watcher {
             seen_until: None,
             dependents: Dependents::default(),
             gates,
+            successors,
             peers,
             dialect: DialectMemory::default(),
         })
@@ -249,6 +254,7 @@ impl Watcher {
                     bounded(docker.ping()).await.map_err(|e| anyhow::anyhow!("ping: {e}"))?;
                 }
                 Some(report) = self.gates.recv() => self.on_gate(report).await,
+                Some(s) = self.successors.recv() => self.on_successor(&docker, s).await,
             }
         }
     }

@@ -138,6 +138,33 @@ impl Watcher {
         }
     }
 
+    /// A recreate replaced a container: the replacement's task takes over what the old one
+    /// carried. The replacement may not be watched yet (its `start` event not handled yet):
+    /// it is looked at now. One that is not watched (its labels no longer opt it in) cannot
+    /// go on with the incident, which is closed `abandoned`.
+    pub(super) async fn on_successor(&mut self, docker: &Docker, s: container::Successor) {
+        if !self.tasks.contains_key(&s.new_id) {
+            self.refresh(docker, &s.new_id, true).await;
+        }
+        match self.tasks.get(&s.new_id) {
+            Some(task) => task.send(Msg::TakeOver(Box::new(s))).await,
+            None => {
+                let container::Successor {
+                    incident,
+                    container,
+                    ..
+                } = s;
+                if let Some(mut record) = incident {
+                    let why = "recreated, and the new container is not watched";
+                    let closing = crate::incident::Closing::Abandoned {
+                        why: Some(why.into()),
+                    };
+                    crate::incident::close(&self.shared, &mut record, &closing, &container);
+                }
+            }
+        }
+    }
+
     pub(super) async fn send(&self, id: &str, msg: Msg) {
         if let Some(t) = self.tasks.get(id) {
             t.send(msg).await;

@@ -30,6 +30,7 @@ pub(super) fn incident(id: u64, outcome: IncidentOutcome) -> Incident {
         evidence: None,
         parent: None,
         parent_incident: None,
+        steps: Vec::new(),
         failure: None,
     }
 }

@@ -3,13 +3,14 @@
 //! given to the supervisor and, independently, to a reference model ([`model::Model`]) that
 //! computes from the stated rules what must follow. The spec varies too: with or without the
 //! watchdog's probe, 1 to 3 failures, a start period or none, a Docker HEALTHCHECK or none,
-//! Docker's restart policies, budgets and backoffs.
+//! Docker's restart policies, budgets, backoffs and ladders (every action, `recreate-after`
+//! never or 0 to 2, `on-quarantine` leave or stop).
 //!
 //! The world is truthful (what Docker reports is what happened, in Docker's order) so that
 //! the model can be exact; lost events are covered by resyncs after a death nobody reported.
 
 use crate::backoff::Backoff;
-use crate::policy::{Observation, PolicySpec};
+use crate::policy::{Action, Ladder, Observation, OnQuarantine, PolicySpec};
 use crate::restart_policy::RestartPolicy;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -166,12 +167,28 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
         prop_oneof![Just(4u64), Just(16)],
         prop_oneof![Just(5u64), Just(20)],
     );
-    (checks, restart_policy, budget, backoff).prop_map(
+    let ladder = (
+        prop_oneof![
+            6 => Just(Action::Restart),
+            2 => Just(Action::Recreate),
+            1 => Just(Action::Notify),
+            1 => Just(Action::None),
+        ],
+        prop_oneof![Just(None), Just(Some(0u32)), Just(Some(1)), Just(Some(2))],
+        prop_oneof![Just(OnQuarantine::Leave), Just(OnQuarantine::Stop)],
+    )
+        .prop_map(|(action, recreate_after, on_quarantine)| Ladder {
+            action,
+            recreate_after,
+            on_quarantine,
+        });
+    (checks, restart_policy, budget, backoff, ladder).prop_map(
         |(
             (has_probe, has_docker_health, failures, start_period),
             restart_policy,
             budget,
             backoff,
+            ladder,
         )| {
             PolicySpec {
                 failures,
@@ -190,7 +207,7 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
                 has_probe,
                 has_docker_health,
                 swarm: None,
-                ladder: crate::policy::Ladder::RESTART_ONLY,
+                ladder,
             }
         },
     )
@@ -219,6 +236,13 @@ proptest! {
     ///   at again.
     /// - Only a restart Docker received spends budget and counts for backoff; an order dropped
     ///   or never delivered (Docker unreachable) spends nothing and is looked at again.
+    /// - The ladder: the order is a recreate when the action is `recreate`, or when it is
+    ///   `restart` and `recreate-after` restarts (counted since the backoff was last forgotten)
+    ///   have been sent, unless the failure is a parent's start; otherwise a restart. A
+    ///   recreate's replacement goes on with the same incident, budget and backoff. `notify`
+    ///   and `none` open and close incidents and never order anything (so never quarantine).
+    ///   With `on-quarantine=stop`, quarantining a running container orders its stop (spending
+    ///   nothing); stopped, or when it runs next, it is shown and held quarantined.
     /// - The backoff is forgotten (`BackoffReset`) at the first observation once the container
     ///   was healthy `reset_after` without a break.
     /// - Liveness: a container held back only by a backoff or a recheck has the supervisor
@@ -234,7 +258,11 @@ proptest! {
             sim.step(s)?;
         }
         sim.restarted_in_bounded_time()?;
-        // Removal closes whatever is open: every incident ends exactly once.
+        // The order in flight ends (a recreate's own removal of the old container is the
+        // executor's to report), then removal closes whatever is open: every incident ends
+        // exactly once.
+        sim.step(Step::Turn { looks: true })?;
+        sim.step(Step::Finish(3))?;
         sim.feed(Observation::Removed)?;
         prop_assert!(!sim.incident_open());
     }
@@ -242,8 +270,8 @@ proptest! {
     /// Liveness after each kind of failure (a death, probe failures, Docker's `unhealthy`, a
     /// parent's start, a refused restart, a backoff ending), whatever came before: a container
     /// that failed, is not stopped or paused by a user, not Docker's to restart, not
-    /// quarantined and has no restart in flight gets a restart order (or, its budget spent, is
-    /// quarantined) with nothing but the wake-ups it asks for, within 6 of them and within the
+    /// quarantined, whose action acts (`restart` or `recreate`) and has no order in flight gets
+    /// a restart or recreate order (or, its budget spent, is quarantined) with nothing but the wake-ups it asks for, within 6 of them and within the
     /// longest backoff (plus the recheck of an order Docker could not be reached with).
     #[test]
     fn a_failed_container_is_restarted_in_bounded_time(

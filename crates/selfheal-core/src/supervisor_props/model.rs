@@ -6,8 +6,8 @@
 //! open incident are its own.
 
 use crate::policy::{
-    DockerHealth, Exit, Observation, OrderOutcome, Outcome, PolicySpec, ProbeOutcome, RunStatus,
-    Signal, Snapshot, State, Trigger, Verdict,
+    Action, DockerHealth, Exit, Observation, OnQuarantine, OrderOutcome, Outcome, PolicySpec,
+    ProbeOutcome, RunStatus, Signal, Snapshot, State, Trigger, VerbKind, Verdict,
 };
 use crate::restart_policy::RestartPolicy;
 use std::time::Duration;
@@ -28,11 +28,14 @@ pub(super) enum Decision {
     BackoffReset,
     Opened(Trigger),
     Closed(Outcome),
-    /// `docker restart`, the incident's `attempt`-th.
-    Restart {
+    /// A restart or a recreate, the incident's `attempt`-th.
+    Order {
+        verb: VerbKind,
         trigger: Trigger,
         attempt: u32,
     },
+    /// Quarantine's stop (`on-quarantine=stop`).
+    QuarantineStop,
     /// The answer to the executor's turn.
     Turn(Verdict),
     /// Docker failed the order.
@@ -144,6 +147,10 @@ pub(super) struct Model {
     last_sent: Option<Instant>,
     healthy_since: Option<Instant>,
     state: State,
+    /// The order held is quarantine's stop, not a restart or recreate.
+    quarantine_stop: bool,
+    /// Quarantined when it runs next (its quarantine's stop was ordered).
+    carried_quarantine: bool,
     /// How many times the backoff was forgotten (healthy `reset_after` without a break).
     pub(super) backoff_resets: u32,
 }
@@ -168,6 +175,8 @@ impl Model {
             last_sent: None,
             healthy_since: None,
             state: State::Starting,
+            quarantine_stop: false,
+            carried_quarantine: false,
             backoff_resets: 0,
         }
     }
@@ -234,10 +243,34 @@ impl Model {
     }
 
     pub(super) fn quarantined(&self) -> bool {
-        self.hold == Hold::Quarantine
+        self.hold == Hold::Quarantine || self.carried_quarantine
+    }
+
+    /// The action orders something (restart, recreate); `notify` and `none` only record.
+    fn acts(&self) -> bool {
+        matches!(self.spec.ladder.action, Action::Restart | Action::Recreate)
+    }
+
+    /// A recreate replaced the container: the replacement's supervisor takes over (the open
+    /// incident, the budget, the backoff) and knows nothing of the new container yet.
+    pub(super) fn replaced(&mut self, now: Instant) -> Vec<Decision> {
+        self.forget_signals();
+        self.known = Known::Looking {
+            at: None,
+            last: None,
+        };
+        self.hold = Hold::Free;
+        self.quarantine_stop = false;
+        self.carried_quarantine = false;
+        self.publish(now);
+        Vec::new()
     }
 
     pub(super) fn needs_restart(&self) -> bool {
+        // `notify` and `none` never order anything.
+        if !self.acts() {
+            return false;
+        }
         match self.known {
             Known::Up { paused: false, .. } => self.failing().is_some(),
             Known::Down {
@@ -347,6 +380,7 @@ impl Model {
         };
         if !send {
             self.order = None;
+            self.quarantine_stop = false;
             out.push(Decision::Turn(Verdict::Drop));
             self.look_again(None, out);
             return;
@@ -411,6 +445,7 @@ impl Model {
                 last: Some(run), ..
             } if at <= run.since + SAME_START => {
                 self.enter(Known::Up { run, paused: false });
+                self.take_carried_quarantine();
                 return;
             }
             _ => {}
@@ -418,6 +453,14 @@ impl Model {
         self.forget_signals();
         let run = KnownRun::begin(at, self.spec.start_period, now);
         self.enter(Known::Up { run, paused: false });
+        self.take_carried_quarantine();
+    }
+
+    /// A quarantine whose stop was ordered holds the run seen next.
+    fn take_carried_quarantine(&mut self) {
+        if std::mem::take(&mut self.carried_quarantine) {
+            self.hold = Hold::Quarantine;
+        }
     }
 
     fn probe(&mut self, outcome: ProbeOutcome, now: Instant) {
@@ -556,8 +599,30 @@ impl Model {
         let Some(sent) = self.order.take() else {
             return;
         };
+        if std::mem::take(&mut self.quarantine_stop) {
+            // Quarantine's stop spends nothing. Stopped: left stopped; otherwise looked at.
+            match outcome {
+                OrderOutcome::Done => self.enter(Known::UserStopped),
+                OrderOutcome::Failed(_) => {
+                    out.push(Decision::OrderFailed);
+                    self.look_again(None, out);
+                }
+                OrderOutcome::Unreachable => {
+                    self.look_again(Some(now + RECHECK_AFTER_UNREACHABLE), out)
+                }
+                _ => unreachable!("not generated: {outcome:?}"),
+            }
+            return;
+        }
         match outcome {
             OrderOutcome::Done => self.count(sent.unwrap_or(now)),
+            OrderOutcome::Replaced { .. } => {
+                // The container is gone; its replacement goes on (see `replaced`).
+                self.count(sent.unwrap_or(now));
+                self.forget_signals();
+                self.enter(Known::Gone);
+                out.push(Decision::Unwatch);
+            }
             OrderOutcome::Failed(_) => {
                 self.count(sent.unwrap_or(now));
                 out.push(Decision::OrderFailed);
@@ -683,6 +748,9 @@ impl Model {
             return;
         }
         self.open(trigger, out);
+        if !self.acts() {
+            return;
+        }
         if matches!(self.hold, Hold::Backoff { until } if now < until) {
             return;
         }
@@ -693,6 +761,14 @@ impl Model {
                 restarts_in_window: used,
             });
             self.close(Outcome::Quarantined, out);
+            // `on-quarantine=stop` stops a running container; its next run is quarantined.
+            if self.spec.ladder.on_quarantine == OnQuarantine::Stop && of.is_some() {
+                out.push(Decision::QuarantineStop);
+                self.order = Some(None);
+                self.quarantine_stop = true;
+                self.carried_quarantine = true;
+                self.enter(Known::Restarting { sent: None, of });
+            }
             return;
         }
         if let Some(last) = self.last_sent {
@@ -703,7 +779,21 @@ impl Model {
             }
         }
         let incident = self.incident.expect("opened above");
-        out.push(Decision::Restart {
+        // The ladder: a recreate once `recreate_after` restarts since the backoff was last
+        // forgotten did not hold (always, for action `recreate`); a dependent's restart is
+        // never escalated.
+        let ladder = self.spec.ladder;
+        let recreate = match ladder.action {
+            Action::Recreate => true,
+            _ if trigger == Trigger::Dependency => false,
+            _ => ladder.recreate_after.is_some_and(|n| self.recent >= n),
+        };
+        out.push(Decision::Order {
+            verb: if recreate {
+                VerbKind::Recreate
+            } else {
+                VerbKind::Restart
+            },
             trigger: incident.trigger,
             attempt: incident.attempts + 1,
         });
@@ -735,6 +825,10 @@ impl Model {
             Hold::Free => otherwise,
         };
         match self.known {
+            Known::Restarting { .. } if self.quarantine_stop => State::Quarantined,
+            Known::UserStopped | Known::Looking { .. } if self.carried_quarantine => {
+                State::Quarantined
+            }
             Known::Looking { .. } if self.incident.is_some() => State::Unhealthy,
             Known::Looking { .. } => State::Starting,
             Known::Up { paused: true, .. } => State::Paused,

@@ -26,13 +26,14 @@ enum Process {
     PolicyRestarting(Exit),
 }
 
-/// The executor's side: the order it holds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The executor's side: the order it holds, by its verb.
+#[derive(Debug, Clone, PartialEq)]
 enum Order {
     /// Waiting for its turn.
-    Queued,
+    Queued(Verb),
     Sent {
         at: Instant,
+        verb: Verb,
     },
 }
 
@@ -113,28 +114,48 @@ impl Sim {
     /// restart orders with their attempt, quarantine with the restarts in the window, release,
     /// looking again), and shows the state the model derives.
     pub(super) fn feed(&mut self, obs: Observation) -> Result<(), TestCaseError> {
+        self.feed_and_see(obs).map(drop)
+    }
+
+    /// [`Sim::feed`], returning the supervisor's effects.
+    fn feed_and_see(&mut self, obs: Observation) -> Result<Vec<Effect>, TestCaseError> {
         let effects = self.sup.handle(obs.clone(), self.now);
         let expected = self.model.observe(&obs, self.now);
+        self.compare(&effects, &expected, &obs)?;
+        self.check_wakes_in_time(&obs)?;
+        if effects.contains(&Effect::Inspect) {
+            self.feed(Observation::Snapshot(self.snapshot()))?;
+        }
+        Ok(effects)
+    }
+
+    /// The supervisor said what the model says must follow, and shows the model's state; the
+    /// executor holds what the supervisor orders, and follows its verdict at its turn.
+    fn compare(
+        &mut self,
+        effects: &[Effect],
+        expected: &[Decision],
+        after: &dyn std::fmt::Debug,
+    ) -> Result<(), TestCaseError> {
         let said: Vec<Decision> = effects.iter().filter_map(decision).collect();
-        prop_assert_eq!(&said, &expected, "after {:?}", obs);
+        prop_assert_eq!(&said, expected, "after {:?}", after);
         prop_assert_eq!(
             self.sup.state(),
             self.model.state(),
             "state after {:?}",
-            obs
+            after
         );
-        // The executor holds what the supervisor orders, and follows its verdict at its turn.
-        for e in &effects {
+        for e in effects {
             match e {
-                Effect::Order(_) => self.order = Some(Order::Queued),
-                Effect::Turn(Verdict::Send) => self.order = Some(Order::Sent { at: self.now }),
+                Effect::Order(o) => self.order = Some(Order::Queued(o.verb.clone())),
+                Effect::Turn(Verdict::Send) => {
+                    if let Some(Order::Queued(verb)) = self.order.take() {
+                        self.order = Some(Order::Sent { at: self.now, verb });
+                    }
+                }
                 Effect::Turn(Verdict::Drop) => self.order = None,
                 _ => {}
             }
-        }
-        self.check_wakes_in_time(&obs)?;
-        if effects.contains(&Effect::Inspect) {
-            self.feed(Observation::Snapshot(self.snapshot()))?;
         }
         Ok(())
     }
@@ -407,7 +428,7 @@ impl Sim {
             }
             Step::Resync if !in_restart => self.feed(Observation::Snapshot(self.snapshot()))?,
             Step::Turn { looks } => {
-                if let Some(Order::Queued) = self.order {
+                if let Some(Order::Queued(_)) = self.order {
                     // A restart is sent seconds after any start it could be taken for.
                     self.now += Duration::from_millis(250);
                     let running = matches!(self.process, Process::Running { .. });
@@ -428,7 +449,7 @@ impl Sim {
 
     fn wait(&mut self, d: Duration) {
         let d = match self.order {
-            Some(Order::Sent { at }) => {
+            Some(Order::Sent { at, .. }) => {
                 d.min((at + RESTART_TAKES_AT_MOST).saturating_duration_since(self.now))
             }
             _ => d,
@@ -437,11 +458,22 @@ impl Sim {
     }
 
     fn finish(&mut self, pick: u8) -> Result<(), TestCaseError> {
-        let Some(Order::Sent { .. }) = self.order else {
+        let Some(Order::Sent { verb, .. }) = self.order.clone() else {
             return Ok(());
         };
         self.order = None;
         let failed = OrderOutcome::Failed("Docker said no".into());
+        match (pick % 5, verb) {
+            (0 | 1, _) => {}
+            // Quarantine's stop: kill, die, stop, then Docker's answer.
+            (_, Verb::Stop) => {
+                self.stop_for_restart()?;
+                self.feed(Observation::OrderEnded(OrderOutcome::Done))?;
+                return Ok(());
+            }
+            (_, Verb::Recreate { .. }) => return self.replace(),
+            _ => {}
+        }
         match pick % 5 {
             // Refused before it touched the container.
             0 => self.feed(Observation::OrderEnded(failed))?,
@@ -466,6 +498,29 @@ impl Sim {
         Ok(())
     }
 
+    /// A recreate: the old container is stopped and removed, a new one from its configuration
+    /// starts; the old one's supervisor is done and the new one's takes over what it carried
+    /// (before it sees the new container: the order the daemon's tasks see it in when the
+    /// watch loop routes the hand-over first), then watching begins with an inspect.
+    fn replace(&mut self) -> Result<(), TestCaseError> {
+        self.stop_for_restart()?;
+        let effects = self.feed_and_see(Observation::OrderEnded(OrderOutcome::Replaced {
+            new_id: "new".into(),
+        }))?;
+        let carry = effects.into_iter().find_map(|e| match e {
+            Effect::Recreated { carry, .. } => Some(*carry),
+            _ => None,
+        });
+        prop_assert!(carry.is_some(), "a recreate hands over");
+        self.new_run();
+        self.sup = Supervisor::new(self.spec.clone(), None, self.now);
+        let effects = self.sup.take_over(carry.expect("checked"), self.now);
+        let expected = self.model.replaced(self.now);
+        self.compare(&effects, &expected, &"the take-over")?;
+        self.feed(Observation::Snapshot(self.snapshot()))?;
+        Ok(())
+    }
+
     /// `docker restart` first stops a running container.
     fn stop_for_restart(&mut self) -> Result<(), TestCaseError> {
         self.restart_count = 0;
@@ -482,7 +537,9 @@ fn decision(e: &Effect) -> Option<Decision> {
         Effect::IncidentOpened(i) => Decision::Opened(i.trigger),
         Effect::IncidentClosed { outcome, .. } => Decision::Closed(*outcome),
         Effect::BackoffReset => Decision::BackoffReset,
-        Effect::Order(o) if o.verb == Verb::Restart => Decision::Restart {
+        Effect::Order(o) if o.verb == Verb::Stop => Decision::QuarantineStop,
+        Effect::Order(o) => Decision::Order {
+            verb: o.verb.kind(),
             trigger: o.trigger,
             attempt: o.attempt,
         },

@@ -8,7 +8,7 @@ use crate::incident::{notice, Closing};
 use crate::journal::{Incident, IncidentOutcome};
 use crate::notify::Notifier;
 use crate::shared::Shared;
-use selfheal_core::{IncidentTimes, Notice, NoticeGate, Outcome};
+use selfheal_core::{IncidentTimes, Ladder, Notice, NoticeGate, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -20,8 +20,11 @@ pub struct IncidentRecorder {
     notifier: Notifier,
     /// Which incident events are told: one message per crash loop, not one per restart.
     gate: NoticeGate,
-    /// `selfheal.notify=false`: nothing is sent (the gate still follows the story).
+    /// `selfheal.notify=false`, or action `none`: nothing is sent (the gate still follows the
+    /// story).
     muted: bool,
+    /// What the container's faults get, as its messages say.
+    ladder: Ladder,
     pub open: Option<Incident>,
     pub last: Option<Incident>,
 }
@@ -33,13 +36,14 @@ impl IncidentRecorder {
         notifier: Notifier,
         resumed: Option<Incident>,
         quiet: Duration,
-        muted: bool,
+        (muted, ladder): (bool, Ladder),
     ) -> Self {
         Self {
             shared,
             notifier,
             gate: NoticeGate::new(quiet),
             muted,
+            ladder,
             open: resumed,
             last: None,
         }
@@ -90,7 +94,7 @@ impl IncidentRecorder {
                 _ => current.or(self.open.as_ref()).or(self.last.as_ref()),
             };
             if let Some(i) = about {
-                self.notifier.send(notice::notification(n, i));
+                self.notifier.send(notice::notification(n, i, &self.ladder));
             }
         }
     }

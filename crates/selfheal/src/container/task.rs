@@ -153,7 +153,10 @@ pub fn spawn(
         ctx.notifier.clone(),
         resumed,
         ctx.backoff.reset_after,
-        !spec.notify || spec.ladder.action == selfheal_core::Action::None,
+        (
+            !spec.notify || spec.ladder.action == selfheal_core::Action::None,
+            spec.ladder,
+        ),
     );
     if let Some(since) = resumed_since {
         incidents.resume_story(since);

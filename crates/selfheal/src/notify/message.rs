@@ -1,7 +1,7 @@
 //! One notification and how each kind of target wants it: the generic JSON, Slack's `text`,
 //! Discord's `content` and `embeds`, ntfy's headers, Gotify's message, an email.
 
-use selfheal_core::{Severity, Trigger};
+use selfheal_core::{Action, Severity, Trigger, VerbKind};
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use std::time::Duration;
@@ -41,12 +41,18 @@ impl Serialize for NotifyTrigger {
 /// What the watchdog did or saw: the message's `event`, and its `outcome` in words.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum NotifyOutcome {
-    /// An incident opened; the watchdog restarts the container (`dry_run`: it only says so).
-    Restarting { incident: u64, dry_run: bool },
+    /// An incident opened; the watchdog acts on the container as its `selfheal.action` says
+    /// (`dry_run`: it only says so).
+    Restarting {
+        incident: u64,
+        dry_run: bool,
+        action: Action,
+    },
     /// A restart failed; it is tried again after the backoff.
     RestartFailed { dry_run: bool },
-    /// The restart budget is spent after `attempts` restarts.
-    Quarantined { attempts: u32 },
+    /// The restart budget is spent after `attempts` restarts and recreates; `stopped`: the
+    /// container is stopped (`selfheal.on-quarantine=stop`).
+    Quarantined { attempts: u32, stopped: bool },
     /// Healthy again for good: from the loop's first failure, over `faults` incidents.
     Recovered {
         time_to_recover: Duration,
@@ -85,18 +91,32 @@ impl std::fmt::Display for NotifyOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dry = |d: bool| if d { " (dry run)" } else { "" };
         match *self {
-            Self::Restarting { incident, dry_run } => {
-                write!(f, "restarting{}; incident #{incident} opened", dry(dry_run))
+            Self::Restarting {
+                incident,
+                dry_run,
+                action,
+            } => {
+                let doing = match action {
+                    Action::Restart => "restarting",
+                    Action::Recreate => "recreating",
+                    Action::Notify | Action::None => "not touched (selfheal.action=notify)",
+                };
+                write!(f, "{doing}{}; incident #{incident} opened", dry(dry_run))
             }
             Self::RestartFailed { dry_run } => write!(
                 f,
                 "restart failed{}; it will be tried again after the backoff",
                 dry(dry_run)
             ),
-            Self::Quarantined { attempts } => write!(
+            Self::Quarantined { attempts, stopped } => write!(
                 f,
-                "quarantined after {attempts} restart(s): the restart budget is spent, it needs \
-                 a human"
+                "quarantined after {attempts} restart(s): the restart budget is spent{}, it \
+                 needs a human",
+                if stopped {
+                    ", stopped (selfheal.on-quarantine=stop)"
+                } else {
+                    ""
+                }
             ),
             Self::Recovered {
                 time_to_recover, ..
@@ -126,6 +146,8 @@ pub struct Notification {
     pub outcome: NotifyOutcome,
     pub incident_id: u64,
     pub attempts: u32,
+    /// What the watchdog did, in order (restart, recreate, ...): the incident's steps.
+    pub steps: Vec<VerbKind>,
     /// A short form of the incident's evidence (last health check output, log lines), when
     /// there is some.
     pub evidence: Option<String>,
@@ -145,6 +167,8 @@ struct Wire<'a> {
     outcome: String,
     incident_id: u64,
     attempts: u32,
+    #[serde(skip_serializing_if = "<[VerbKind]>::is_empty")]
+    steps: &'a [VerbKind],
     /// Faults (incidents) of the crash loop this message closes; 1 without a loop.
     #[serde(skip_serializing_if = "Option::is_none")]
     faults: Option<u32>,
@@ -175,6 +199,7 @@ impl Serialize for Notification {
             outcome: self.outcome.to_string(),
             incident_id: self.incident_id,
             attempts: self.attempts,
+            steps: &self.steps,
             faults,
             time_to_recover_seconds: ttr,
             evidence: &self.evidence,
@@ -231,6 +256,10 @@ impl Notification {
                 "incident",
                 format!("#{} ({} restart(s))", self.incident_id, self.attempts),
             ));
+        }
+        if !self.steps.is_empty() {
+            let steps: Vec<&str> = self.steps.iter().map(|v| v.as_str()).collect();
+            l.push(("steps", steps.join(", ")));
         }
         l.push(("severity", self.severity.as_str().into()));
         if let Some(e) = &self.evidence {

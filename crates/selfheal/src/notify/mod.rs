@@ -196,6 +196,7 @@ pub async fn test_all(
         outcome: NotifyOutcome::Test,
         incident_id: 0,
         attempts: 0,
+        steps: Vec::new(),
         evidence: None,
     };
     let mut out = Vec::new();

@@ -141,6 +141,7 @@ pub fn close_handed(
                 faults: 1,
             },
             &incident,
+            &selfheal_core::Ladder::default(),
         ));
     }
 }

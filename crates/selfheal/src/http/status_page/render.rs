@@ -299,7 +299,12 @@ pub(super) fn timeline(incidents: &[Incident], what: &str) -> String {
 pub(super) fn incident(i: &Incident) -> Markup {
     let title = format!("incident #{}", i.id);
     let optional = |t: &Option<Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
-    let items: [(&str, Markup); 11] = [
+    let steps: Vec<String> = i
+        .steps
+        .iter()
+        .map(|s| format!("{} at {}", s.verb, s.at))
+        .collect();
+    let items: [(&str, Markup); 12] = [
         ("container id", html! { (i.container_id) }),
         ("trigger", html! { (i.trigger.as_str()) }),
         ("outcome", outcome_badge(i.outcome)),
@@ -317,6 +322,7 @@ pub(super) fn incident(i: &Incident) -> Markup {
             html! { (seconds(i.time_to_recover_seconds)) },
         ),
         ("restart attempts", html! { (i.attempts) }),
+        ("steps", html! { (steps.join("; ")) }),
     ];
     let main = html! {
         section #incident {

@@ -128,6 +128,17 @@ fn optional_fields_render_when_present() {
     );
     let mut i = recovered(9, Duration::from_secs(30));
     i.attempts = 2;
+    let at = i.first_failure;
+    i.steps = vec![
+        crate::journal::Step {
+            verb: selfheal_core::VerbKind::Restart,
+            at,
+        },
+        crate::journal::Step {
+            verb: selfheal_core::VerbKind::Recreate,
+            at,
+        },
+    ];
     assert!(render::incident(&i)
         .into_string()
         .contains("No evidence recorded"));
@@ -153,6 +164,12 @@ fn optional_fields_render_when_present() {
     );
     assert!(p.contains("(truncated)") && p.contains("last 2 lines"));
     assert!(p.contains("<dt>restart attempts</dt><dd>2</dd>"), "{p}");
+    assert!(
+        p.contains(&format!(
+            "<dt>steps</dt><dd>restart at {at}; recreate at {at}</dd>"
+        )),
+        "{p}"
+    );
     assert!(p.contains("<dt>time to recover</dt><dd>5.52 s</dd>"), "{p}");
 }
 

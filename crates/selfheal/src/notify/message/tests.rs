@@ -14,6 +14,7 @@ fn sample() -> Notification {
         },
         incident_id: 12,
         attempts: 3,
+        steps: Vec::new(),
         evidence: None,
     }
 }
@@ -85,6 +86,7 @@ fn webhook_json_is_pinned() {
         outcome: NotifyOutcome::Restarting {
             incident: 12,
             dry_run: false,
+            action: Action::Restart,
         },
         ..sample()
     };
@@ -98,9 +100,19 @@ fn webhook_json_is_pinned() {
             NotifyOutcome::Restarting {
                 incident: 4,
                 dry_run: true,
+                action: Action::Restart,
             },
             "opened",
             "restarting (dry run); incident #4 opened",
+        ),
+        (
+            NotifyOutcome::Restarting {
+                incident: 4,
+                dry_run: false,
+                action: Action::Notify,
+            },
+            "opened",
+            "not touched (selfheal.action=notify); incident #4 opened",
         ),
         (
             NotifyOutcome::RestartFailed { dry_run: false },
@@ -108,9 +120,21 @@ fn webhook_json_is_pinned() {
             "restart failed; it will be tried again after the backoff",
         ),
         (
-            NotifyOutcome::Quarantined { attempts: 5 },
+            NotifyOutcome::Quarantined {
+                attempts: 5,
+                stopped: false,
+            },
             "quarantined",
             "quarantined after 5 restart(s): the restart budget is spent, it needs a human",
+        ),
+        (
+            NotifyOutcome::Quarantined {
+                attempts: 3,
+                stopped: true,
+            },
+            "quarantined",
+            "quarantined after 3 restart(s): the restart budget is spent, stopped \
+             (selfheal.on-quarantine=stop), it needs a human",
         ),
         (
             NotifyOutcome::Test,
@@ -131,4 +155,26 @@ fn webhook_json_is_pinned() {
         assert_eq!(v["trigger"], "test");
         assert!(v.get("faults").is_none() && v.get("time_to_recover_seconds").is_none());
     }
+}
+
+/// The ladder's steps travel with every message of an incident: the JSON's `steps` (left out
+/// when nothing was done yet) and a `steps` line in the body.
+#[test]
+fn the_incidents_steps_are_named_in_order() {
+    let n = Notification {
+        steps: vec![VerbKind::Restart, VerbKind::Restart, VerbKind::Recreate],
+        ..sample()
+    };
+    let v = serde_json::to_value(&n).unwrap();
+    assert_eq!(
+        v["steps"],
+        serde_json::json!(["restart", "restart", "recreate"])
+    );
+    assert!(
+        n.body().contains("steps: restart, restart, recreate"),
+        "{}",
+        n.body()
+    );
+    let none = serde_json::to_value(sample()).unwrap();
+    assert!(none.get("steps").is_none(), "{none}");
 }

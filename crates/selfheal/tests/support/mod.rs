@@ -251,6 +251,17 @@ impl Drop for TestEnv {
         for n in names {
             let _ = Command::new("docker").args(["rm", "-f", "-v", &n]).output();
         }
+        // Whatever else carries the test's label: a container recreated under another name,
+        // one parked aside by a recreate that a failing test interrupted.
+        let filter = format!("label={}", self.scope());
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
+            }
+        }
         let _ = Command::new("docker")
             .args(["network", "rm", &self.network])
             .output();
@@ -534,17 +545,20 @@ impl Watchdog {
             .unwrap_or_default()
     }
 
-    /// The value of one series, matched by name and a subset of its labels.
+    /// The sum of the series of `name` that carry these labels (PromQL's `sum(name{labels})`;
+    /// `None` when there is none): one series when the labels name it fully, every `verb` of
+    /// a recovery when they leave it out.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let text = self.get("/metrics");
         text.lines()
             .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-            .find(|l| {
+            .filter(|l| {
                 labels
                     .iter()
                     .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
             })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
     }
 
     /// Waits for a recovered incident of `name`; panics with the watchdog's log otherwise.

@@ -372,6 +372,57 @@ async fn networks_aliases_static_addresses_and_published_ports_are_the_same_afte
     serves_on_host();
 }
 
+/// Docker's default bridge (`--network default`) with a hostname and a legacy `--link`, and the
+/// host's network: kept as they were.
+#[tokio::test]
+async fn the_default_bridge_with_links_and_the_host_network_are_kept() {
+    require_image(BUSYBOX);
+    let env = TestEnv::new("rc-modes");
+    let _left = Leftovers::of(&env);
+    let engine = Engine::connect().await;
+    let db = env.run_on("default", "db", BUSYBOX, &["--init"], &[]);
+    let link = format!("{}:database", db.name);
+    let app = env.run_on(
+        "default",
+        "app",
+        BUSYBOX,
+        &["--init", "--hostname", "app-host", "--link", &link],
+        &[],
+    );
+    let view = || {
+        app.inspect(
+            "{{.HostConfig.NetworkMode}} {{.Config.Hostname}} {{json .HostConfig.Links}} \
+             {{range $n, $_ := .NetworkSettings.Networks}}{{$n}}{{end}}",
+        )
+    };
+    let before = view();
+    let new_id = engine.replace(&app.id).await;
+    assert_eq!(app.inspect("{{.Id}}"), new_id);
+    assert_eq!(view(), before);
+    assert!(before.starts_with("default app-host"), "{before}");
+    wait_for("the link to answer", secs(20), || {
+        let url = "http://database:8080/health";
+        docker_ok(&["exec", &app.name, "wget", "-q", "-O", "/dev/null", url]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let httpd = ["httpd", "-f", "-p", &listen, "-h", "/www"];
+    let hosted = env.run_on("host", "hosted", BUSYBOX, &["--init"], &httpd);
+    let host_view = || hosted.inspect("{{.HostConfig.NetworkMode}} {{.Config.Hostname}}");
+    let before = host_view();
+    let new_id = engine.replace(&hosted.id).await;
+    assert_eq!(hosted.inspect("{{.Id}}"), new_id);
+    assert_eq!(host_view(), before);
+    wait_for("httpd on the host's network", secs(20), || {
+        http("GET", &listen, "/health", None, secs(2))
+            .ok()
+            .filter(|(status, _)| *status == 200)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A Compose project of one busybox service, `docker compose` (v2) or `docker-compose` (v1);
 /// `down` on drop.
 struct ComposeProject {

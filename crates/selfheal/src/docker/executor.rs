@@ -1,7 +1,8 @@
 //! The executor: the only code that changes containers. It carries out the healing core's
 //! orders as they are and reports what happened in the core's own terms; it decides nothing.
 //! Its verbs ([`Verb`]): restart (a plain container), recreate (a fresh container from the
-//! old one's configuration, e.g. a network dependent whose parent was recreated), and stop or
+//! old one's configuration: the ladder's step after restarts, or a network dependent whose
+//! parent was recreated), and stop or
 //! kill (a Swarm task, which Swarm then replaces: never restarted in place, see
 //! `selfheal_core::swarm`). When its turn comes it tells the core what it sees and asks
 //! whether to go on ([`Turn`]): a user's stop meanwhile is the core's to weigh.

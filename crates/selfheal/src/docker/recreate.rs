@@ -117,12 +117,6 @@ pub fn own_replacement(
     if body.hostname.as_deref() == Some(short_id) {
         body.hostname = None;
     }
-    if let Some(h) = body.host_config.as_mut() {
-        h.links = h
-            .links
-            .take()
-            .map(|links| links.iter().map(|l| link_as_given(l)).collect());
-    }
     if mode == "host" || mode == "none" {
         return Ok(Replacement {
             body,
@@ -247,19 +241,6 @@ fn in_namespace(body: &mut ContainerCreateBody, mode: String) {
     host.links = None;
     host.port_bindings = None;
     host.publish_all_ports = None;
-}
-
-/// A legacy link as inspect shows it (`/db:/web/db`) back in the form `--link` takes
-/// (`db:db`).
-fn link_as_given(link: &str) -> String {
-    match link.split_once(':') {
-        Some((target, alias)) => format!(
-            "{}:{}",
-            target.trim_start_matches('/'),
-            alias.rsplit('/').next().unwrap_or(alias)
-        ),
-        None => link.to_string(),
-    }
 }
 
 /// What the user set on an endpoint: aliases (without the old short id, which Docker adds
@@ -395,7 +376,8 @@ mod tests {
             host.port_bindings,
             old.host_config.as_ref().unwrap().port_bindings
         );
-        assert_eq!(host.links, Some(vec!["db:database".to_string()]));
+        // As inspect shows a legacy link: Docker takes it back in that form.
+        assert_eq!(host.links, Some(vec!["/db:/app/database".to_string()]));
         let mounts = host.mounts.unwrap();
         assert_eq!(mounts.len(), 1, "{mounts:?}");
         assert_eq!(mounts[0].source.as_deref(), Some("0123anon"));

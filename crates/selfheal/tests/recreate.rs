@@ -89,6 +89,8 @@ struct Leftovers {
     scope: String,
     networks: Vec<String>,
     volumes: Vec<String>,
+    /// Image tags the test made (untagged; the images stay).
+    tags: Vec<String>,
 }
 
 impl Leftovers {
@@ -97,6 +99,7 @@ impl Leftovers {
             scope: env.scope(),
             networks: Vec::new(),
             volumes: Vec::new(),
+            tags: Vec::new(),
         }
     }
 
@@ -152,6 +155,9 @@ impl Drop for Leftovers {
             let _ = Command::new("docker")
                 .args(["volume", "rm", "-f", v])
                 .output();
+        }
+        for t in &self.tags {
+            let _ = Command::new("docker").args(["image", "rm", t]).output();
         }
     }
 }
@@ -246,6 +252,36 @@ async fn a_file_deleted_from_the_image_is_back_after_the_recreate() {
         format!("{BUSYBOX} 1s")
     );
     assert_eq!(app.inspect("{{.Config.Hostname}}"), &new_id[..12]);
+}
+
+/// The image name it was created by now names another image (a pull moved the tag): the
+/// replacement runs the old image, named by its id; while the name is the same image, by name.
+#[tokio::test]
+async fn the_same_image_by_id_when_its_tag_has_moved() {
+    require_image(BUSYBOX);
+    require_image(IMAGE);
+    let env = TestEnv::new("rc-image");
+    let mut left = Leftovers::of(&env);
+    let tag = format!("selfheal-test/{}:moving", env.id);
+    left.tags.push(tag.clone());
+    docker(&["tag", BUSYBOX, &tag]);
+    let busybox_id = docker(&["image", "inspect", "-f", "{{.Id}}", BUSYBOX]);
+    let app = env.run_image("app", &tag, &["--init"]);
+    let engine = Engine::connect().await;
+    engine.replace(&app.id).await;
+    assert_eq!(
+        app.inspect("{{.Config.Image}} {{.Image}}"),
+        format!("{tag} {busybox_id}")
+    );
+
+    docker(&["tag", IMAGE, &tag]);
+    let id = app.inspect("{{.Id}}");
+    engine.replace(&id).await;
+    assert_eq!(
+        app.inspect("{{.Config.Image}} {{.Image}}"),
+        format!("{busybox_id} {busybox_id}")
+    );
+    assert!(app.running());
 }
 
 #[tokio::test]
@@ -606,7 +642,7 @@ fn summary(v: &mut [Duration]) -> String {
 /// configuration by hand, alternated in the same run. Prints the figures.
 #[tokio::test]
 async fn measured_recreate_against_rm_and_run_by_hand() {
-    const ROUNDS: usize = 7;
+    const ROUNDS: usize = 15;
     require_image(BUSYBOX);
     let env = TestEnv::new("rc-measure");
     let mut left = Leftovers::of(&env);
@@ -621,12 +657,19 @@ async fn measured_recreate_against_rm_and_run_by_hand() {
     run.extend(&options);
     run.push(BUSYBOX);
     let engine = Engine::connect().await;
+    let healthy = |since: Instant| {
+        app.wait_health("healthy", secs(30)).unwrap();
+        since.elapsed()
+    };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_healthy, mut theirs_healthy) = (Vec::new(), Vec::new());
+    app.wait_health("healthy", secs(30)).unwrap();
     for _ in 0..ROUNDS {
         let id = app.inspect("{{.Id}}");
         let started = Instant::now();
         let new_id = engine.replace(&id).await;
         ours.push(started.elapsed());
+        ours_healthy.push(healthy(started));
         assert_eq!(
             app.inspect("{{.Id}} {{.State.Running}}"),
             format!("{new_id} true")
@@ -637,11 +680,17 @@ async fn measured_recreate_against_rm_and_run_by_hand() {
         docker(&["rm", "-f", "-v", &app.name]);
         docker(&run);
         theirs.push(started.elapsed());
-        assert!(app.running());
+        theirs_healthy.push(healthy(started));
     }
     eprintln!(
         "recreate alone, order to running: executor {}; docker rm -f + docker run -d by hand {}",
         summary(&mut ours),
         summary(&mut theirs)
+    );
+    eprintln!(
+        "recreate alone, order to healthy (HEALTHCHECK every 1 s, polled every 100 ms): \
+         executor {}; by hand {}",
+        summary(&mut ours_healthy),
+        summary(&mut theirs_healthy)
     );
 }

@@ -1,16 +1,18 @@
 //! The executor: the only code that changes containers. It carries out the healing core's
 //! orders as they are and reports what happened in the core's own terms; it decides nothing.
 //! Its verbs ([`Verb`]): restart (a plain container), recreate (a fresh container from the
-//! old one's configuration, e.g. a network dependent whose parent was recreated), and stop or
+//! old one's configuration: the ladder's step after restarts, or a network dependent whose
+//! parent was recreated), and stop or
 //! kill (a Swarm task, which Swarm then replaces: never restarted in place, see
 //! `selfheal_core::swarm`). When its turn comes it tells the core what it sees and asks
 //! whether to go on ([`Turn`]): a user's stop meanwhile is the core's to weigh.
 
-use crate::docker::recreate::{parked_name, replacement};
+use crate::docker::recreate::{image_for, own_replacement, parked_name, replacement, Replacement};
 use crate::docker::{ContainerInfo, DockerError};
 use crate::evidence::capture::Captured;
 use crate::evidence::Logs;
 use crate::shared::Shared;
+use bollard::models::NetworkConnectRequest;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, RestartContainerOptionsBuilder,
@@ -168,11 +170,12 @@ impl Executor {
         }
     }
 
-    /// Recreates `id` from its own configuration, in `network_parent`'s network namespace if
-    /// set (see [`crate::recreate`]): stop, rename the old one aside, create and start the
-    /// replacement under the old name, then remove the old one (its volumes stay: they are the
-    /// replacement's now). A configuration that cannot be copied safely is refused before
-    /// anything is asked of Docker.
+    /// Recreates `id` from its own configuration (see [`crate::docker::recreate`]): in its own
+    /// networks, or in `network_parent`'s network namespace if set. Stop, rename the old one
+    /// aside, create the replacement under the old name, connect its other networks, start it,
+    /// then remove the old one (its volumes stay: they are the replacement's now). A
+    /// configuration that cannot be copied safely is refused before anything is asked of
+    /// Docker that changes a container.
     async fn recreate_now(
         &self,
         docker: &Docker,
@@ -190,14 +193,20 @@ impl Executor {
             Err(DockerError::NotFound) => return Some(OrderOutcome::Gone),
             Err(_) => return Some(OrderOutcome::Unreachable),
         };
-        // Only a network dependent's recreate is carried out so far: its networks are its
-        // parent's. One in its own networks must carry them over (not done yet: refused).
-        let Some(network_parent) = network_parent else {
-            return Some(OrderOutcome::Refused(
-                "not recreated: recreating a container in its own networks is not supported".into(),
-            ));
+        let built = match network_parent {
+            Some(parent) => replacement(&old, parent).map(|body| Replacement {
+                body,
+                connect: Vec::new(),
+            }),
+            None => {
+                let resolved = match resolve_image(docker, &old).await {
+                    Ok(r) => r,
+                    Err(outcome) => return Some(outcome),
+                };
+                image_for(&old, resolved.as_deref()).and_then(|image| own_replacement(&old, image))
+            }
         };
-        let body = match replacement(&old, network_parent) {
+        let plan = match built {
             Ok(b) => b,
             Err(e) => return Some(OrderOutcome::Refused(format!("not recreated: {e}"))),
         };
@@ -211,99 +220,162 @@ impl Executor {
             .trim_start_matches('/')
             .to_string();
         self.shared.metrics.restarts_in_flight.inc();
+        // Each call is bounded by the client's timeout, not the whole: a deadline that cut the
+        // steps short would leave the old container parked instead of given back.
         let budget = Duration::from_secs(u64::from(order.stop_timeout)) + RESTART_MARGIN;
-        let result = tokio::time::timeout(
-            budget,
-            replace(
-                &docker.clone().with_timeout(budget),
-                id,
-                &name,
-                body,
-                order.stop_timeout,
-            ),
-        )
-        .await;
+        let steps = Steps {
+            docker: &docker.clone().with_timeout(budget),
+            id,
+            name: &name,
+            stop_timeout: order.stop_timeout,
+            // In its own networks it can run again; a dependent's old namespace is gone.
+            start_again: network_parent.is_none() && running == Some(true),
+        };
+        let result = steps.replace(plan).await;
         self.shared.metrics.restarts_in_flight.dec();
         Some(match result {
-            Ok(Ok(new_id)) => {
-                tracing::warn!(container = %name, old = id, new = %new_id, parent = network_parent,
-                    "recreated in the new parent's network namespace");
+            Ok(new_id) => {
+                match network_parent {
+                    Some(parent) => tracing::warn!(container = %name, old = id, new = %new_id,
+                        parent, "recreated in the new parent's network namespace"),
+                    None => tracing::warn!(container = %name, old = id, new = %new_id,
+                        "recreated from its own configuration"),
+                }
                 OrderOutcome::Replaced { new_id }
             }
-            Ok(Err(e)) => OrderOutcome::Failed(e),
-            Err(_) => OrderOutcome::Failed(format!("recreate did not finish within {budget:?}")),
+            Err(e) => OrderOutcome::Failed(e),
         })
     }
 }
 
-/// The steps of a recreate; on a failure the old container gets its name back.
-async fn replace(
+/// The id `old`'s image name (`Config.Image`) resolves to now (`GET /images/{name}/json`):
+/// `None` if it names no image any more; an outcome if Docker could not be asked.
+async fn resolve_image(
     docker: &Docker,
-    id: &str,
-    name: &str,
-    body: bollard::models::ContainerCreateBody,
+    old: &bollard::models::ContainerInspectResponse,
+) -> Result<Option<String>, OrderOutcome> {
+    let Some(name) = old.config.as_ref().and_then(|c| c.image.as_deref()) else {
+        return Ok(None);
+    };
+    match crate::docker::bounded(docker.inspect_image(name)).await {
+        Ok(image) => Ok(image.id),
+        Err(DockerError::NotFound) => Ok(None),
+        Err(DockerError::Api(e @ bollard::errors::Error::DockerResponseServerError { .. })) => {
+            Err(OrderOutcome::Failed(format!("inspect image {name}: {e}")))
+        }
+        Err(_) => Err(OrderOutcome::Unreachable),
+    }
+}
+
+/// One recreate's steps against Docker.
+struct Steps<'a> {
+    docker: &'a Docker,
+    /// The old container.
+    id: &'a str,
+    name: &'a str,
     stop_timeout: u32,
-) -> Result<String, String> {
-    let t = i32::try_from(stop_timeout).unwrap_or(i32::MAX);
-    match docker
-        .stop_container(
-            id,
-            Some(StopContainerOptionsBuilder::default().t(t).build()),
-        )
-        .await
-    {
+    /// On a failure, start the old container again after giving it its name back.
+    start_again: bool,
+}
+
+impl Steps<'_> {
+    /// Stop, park, create, connect, start, remove the old one; on a failure the replacement is
+    /// removed and the old container gets its name back (and runs again if `start_again`).
+    async fn replace(&self, plan: Replacement) -> Result<String, String> {
+        let docker = self.docker;
+        let t = i32::try_from(self.stop_timeout).unwrap_or(i32::MAX);
+        let stop = StopContainerOptionsBuilder::default().t(t).build();
         // 304: already stopped.
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
+        if let Err(e) = docker
+            .stop_container(self.id, Some(stop))
+            .await
+            .or_else(not_modified)
+        {
+            return Err(self.undo(format!("stop: {e}"), None, false).await);
+        }
+        let parked = parked_name(self.name, self.id);
+        if let Err(e) = docker.rename_container(self.id, rename(&parked)).await {
+            return Err(self.undo(format!("rename aside: {e}"), None, false).await);
+        }
+        let create = CreateContainerOptionsBuilder::default()
+            .name(self.name)
+            .build();
+        let created = match docker.create_container(Some(create), plan.body).await {
+            Ok(c) => c.id,
+            Err(e) => return Err(self.undo(format!("create: {e}"), None, true).await),
+        };
+        for (network, endpoint) in plan.connect {
+            let request = NetworkConnectRequest {
+                container: created.clone(),
+                endpoint_config: Some(endpoint),
+            };
+            if let Err(e) = docker.connect_network(&network, request).await {
+                let why = format!("connect to network {network}: {e}");
+                return Err(self.undo(why, Some(&created), true).await);
+            }
+        }
+        if let Err(e) = docker.start_container(&created, None).await {
+            return Err(self.undo(format!("start: {e}"), Some(&created), true).await);
+        }
+        // Without `v`: the volumes belong to the replacement now.
+        if let Err(e) = docker.remove_container(self.id, Some(force())).await {
+            tracing::warn!(container = %parked, error = %e, "replaced; the old container could not be removed");
+        }
+        Ok(created)
+    }
+
+    /// Leaves things as they were after step `why` failed: removes the replacement if
+    /// `created`, gives the old container its name back if `parked`, starts it again if
+    /// `start_again`. The answer says what failed and what could not be undone.
+    async fn undo(&self, why: String, created: Option<&str>, parked: bool) -> String {
+        let docker = self.docker;
+        let mut left = Vec::new();
+        if let Some(new) = created {
+            if let Err(e) = docker.remove_container(new, Some(force())).await {
+                left.push(format!("the replacement {new} could not be removed: {e}"));
+            }
+        }
+        if parked {
+            if let Err(e) = docker.rename_container(self.id, rename(self.name)).await {
+                left.push(format!(
+                    "the old container could not get its name back: {e}"
+                ));
+            }
+        }
+        if self.start_again {
+            // 304: it was still running (its stop had failed).
+            if let Err(e) = docker
+                .start_container(self.id, None)
+                .await
+                .or_else(not_modified)
+            {
+                left.push(format!("the old container could not be started again: {e}"));
+            }
+        }
+        if left.is_empty() {
+            return format!("{why} (the old container is back as it was)");
+        }
+        tracing::error!(container = %self.name, old = self.id, "recreate failed ({why}) and was not fully undone: {}", left.join("; "));
+        format!("{why}; then {}", left.join("; "))
+    }
+}
+
+/// Docker's 304: the container already was in the state asked for.
+fn not_modified(e: bollard::errors::Error) -> Result<(), bollard::errors::Error> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
             status_code: 304, ..
-        }) => {}
-        Err(e) => return Err(format!("stop: {e}")),
+        } => Ok(()),
+        e => Err(e),
     }
-    let rename = |to: &str| RenameContainerOptionsBuilder::default().name(to).build();
-    let parked = parked_name(name, id);
-    docker
-        .rename_container(id, rename(&parked))
-        .await
-        .map_err(|e| format!("rename aside: {e}"))?;
-    let give_back = || async {
-        if let Err(e) = docker.rename_container(id, rename(name)).await {
-            tracing::error!(container = %parked, error = %e, "could not give the old container its name back");
-        }
-    };
-    let created = match docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(name).build()),
-            body,
-        )
-        .await
-    {
-        Ok(c) => c.id,
-        Err(e) => {
-            give_back().await;
-            return Err(format!("create: {e}"));
-        }
-    };
-    if let Err(e) = docker.start_container(&created, None).await {
-        let _ = docker
-            .remove_container(
-                &created,
-                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-            )
-            .await;
-        give_back().await;
-        return Err(format!("start: {e}"));
-    }
-    // Without `v`: the volumes belong to the replacement now.
-    if let Err(e) = docker
-        .remove_container(
-            id,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await
-    {
-        tracing::warn!(container = %parked, error = %e, "replaced; the old container could not be removed");
-    }
-    Ok(created)
+}
+
+fn rename(to: &str) -> bollard::query_parameters::RenameContainerOptions {
+    RenameContainerOptionsBuilder::default().name(to).build()
+}
+
+fn force() -> bollard::query_parameters::RemoveContainerOptions {
+    RemoveContainerOptionsBuilder::default().force(true).build()
 }
 
 impl ContainerRuntime for Executor {

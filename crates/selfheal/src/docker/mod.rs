@@ -2,9 +2,10 @@
 //! needs. docs/reference.md lists the calls made, for users who put a socket proxy in front:
 //! GET /version, GET /_ping, GET /events, GET /containers/json, GET /containers/{id}/json,
 //! GET /containers/{id}/logs (evidence, [`crate::evidence::capture`]),
-//! POST /containers/{id}/restart; to recreate a network dependent ([`recreate`]) also
+//! POST /containers/{id}/restart; to recreate a container ([`recreate`]) also
 //! POST /containers/{id}/stop, POST /containers/{id}/rename, POST /containers/create,
-//! POST /containers/{id}/start, DELETE /containers/{id}.
+//! POST /containers/{id}/start, DELETE /containers/{id}, and, in its own networks,
+//! GET /images/{name}/json and POST /networks/{id}/connect.
 //! The same calls serve Podman's Docker-compatible API ([`identify`] tells them apart;
 //! `docs/podman.md`).
 //!

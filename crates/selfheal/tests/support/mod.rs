@@ -209,7 +209,16 @@ impl TestEnv {
         c
     }
 
-    fn run_on(&self, network: &str, name: &str, image: &str, args: &[&str], cmd: &[&str]) -> Ctr {
+    /// As [`TestEnv::run_image_cmd`], on `network` (e.g. one the test made with a subnet, for
+    /// static addresses) instead of the test network.
+    pub fn run_on(
+        &self,
+        network: &str,
+        name: &str,
+        image: &str,
+        args: &[&str],
+        cmd: &[&str],
+    ) -> Ctr {
         require_image(image);
         let full = format!("{}-{name}", self.id);
         let scope = self.scope();
@@ -232,7 +241,7 @@ impl TestEnv {
         Ctr {
             name: full,
             id,
-            network: self.network.clone(),
+            network: network.to_string(),
         }
     }
 

@@ -58,8 +58,11 @@ impl Core {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watching {
     On,
-    /// Removed, or replaced by a recreate: the task ends.
+    /// Removed: the task ends, and the container's series go.
     Done,
+    /// Replaced by a recreate: the task ends; the series under its name go on with the
+    /// replacement (a counter that starts over would lose what this one counted).
+    HandedOver,
 }
 
 /// What feeding one observation returned to the caller.
@@ -209,10 +212,13 @@ impl ContainerTask {
                     continue;
                 }
             };
-            if self.on_msg(msg).await == Watching::Done {
+            let watching = self.on_msg(msg).await;
+            if watching != Watching::On {
                 let (shared, info) = (&self.ctx.shared, &self.target.info);
                 shared.remove_view(&info.id);
-                shared.metrics.remove_container(&info.name);
+                if watching == Watching::Done {
+                    shared.metrics.remove_container(&info.name);
+                }
                 tracing::info!(container = %info.name, "no longer watched");
                 return;
             }
@@ -419,7 +425,12 @@ impl ContainerTask {
         for e in effects {
             match e {
                 Effect::Turn(v) => fed.verdict = Some(v),
-                Effect::Unwatch => fed.watching = Watching::Done,
+                Effect::Unwatch if fed.watching == Watching::On => fed.watching = Watching::Done,
+                Effect::Unwatch => {}
+                e @ Effect::Recreated { .. } => {
+                    fed.watching = Watching::HandedOver;
+                    self.carry_out(e, now, &mut sent);
+                }
                 e => self.carry_out(e, now, &mut sent),
             }
         }

@@ -613,7 +613,7 @@ async fn a_failed_recreate_leaves_the_old_container_as_it_was() {
         panic!("not a failure: {outcome:?}");
     };
     assert!(why.starts_with("create:"), "{why}");
-    assert!(why.contains("back as it was"), "{why}");
+    assert!(why.contains("back under its name, running"), "{why}");
     assert_eq!(asked, Some(Some(true)), "the core's turn came first");
     assert_eq!(app.inspect("{{.Id}}"), app.id, "the old one has its name");
     assert!(app.running(), "and runs again");

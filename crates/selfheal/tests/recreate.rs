@@ -44,37 +44,45 @@ impl Engine {
         }
     }
 
-    /// Orders the recreate of `id` from its own configuration; the core's turn always says
-    /// send. Returns the outcome and what the executor reported at its turn (`None`: it did
-    /// not ask).
-    async fn recreate(&self, id: &str, stop_timeout: u32) -> (OrderOutcome, Option<Option<bool>>) {
+    /// Orders the recreate of `id` from its own configuration (stop timeout 10 s); the core's
+    /// turn answers `verdict`. Returns the outcome (`None`: dropped at the turn) and what the
+    /// executor reported at its turn (`None`: it did not ask).
+    async fn order(
+        &self,
+        id: &str,
+        verdict: Verdict,
+    ) -> (Option<OrderOutcome>, Option<Option<bool>>) {
         let order = Order {
             verb: Verb::Recreate {
                 network_parent: None,
             },
             trigger: Trigger::Unhealthy,
             attempt: 3,
-            stop_timeout,
+            stop_timeout: 10,
             detected: tokio::time::Instant::now(),
         };
         let asked = Arc::new(Mutex::new(None));
         let seen = asked.clone();
         let turn: Turn<'_> = Box::new(move |running| -> BoxFuture<'_, Verdict> {
             *seen.lock().expect("lock") = Some(running);
-            Box::pin(async { Verdict::Send })
+            Box::pin(async move { verdict })
         });
-        let outcome = self
-            .executor
-            .execute(id, &order, turn)
-            .await
-            .expect("the core said send: an outcome");
+        let outcome = self.executor.execute(id, &order, turn).await;
         let asked = *asked.lock().expect("lock");
         (outcome, asked)
     }
 
+    /// As [`Engine::order`], sent at its turn: an outcome.
+    async fn recreate(&self, id: &str) -> (OrderOutcome, Option<Option<bool>>) {
+        match self.order(id, Verdict::Send).await {
+            (Some(outcome), asked) => (outcome, asked),
+            (None, asked) => panic!("sent, yet no outcome (asked {asked:?})"),
+        }
+    }
+
     /// Recreates `id`, which must be replaced; the new id.
     async fn replace(&self, id: &str) -> String {
-        match self.recreate(id, 10).await {
+        match self.recreate(id).await {
             (OrderOutcome::Replaced { new_id }, Some(Some(true))) => new_id,
             other => panic!("recreate of {id}: {other:?}"),
         }
@@ -589,7 +597,7 @@ async fn a_compose_v1_service_recreated_is_still_composes() {
 
 /// Docker refuses the create (the container it took `--volumes-from` is gone): the old
 /// container is back under its name and running. A `--rm` container is refused before
-/// anything changes.
+/// anything changes; an order the core drops at its turn changes nothing.
 #[tokio::test]
 async fn a_failed_recreate_leaves_the_old_container_as_it_was() {
     require_image(BUSYBOX);
@@ -600,19 +608,19 @@ async fn a_failed_recreate_leaves_the_old_container_as_it_was() {
     left.volumes.push(volume_at(&app, "/shared"));
     docker(&["rm", "-f", &donor.name]);
     let engine = Engine::connect().await;
-    let (outcome, asked) = engine.recreate(&app.id, 10).await;
+    let (outcome, asked) = engine.recreate(&app.id).await;
     let OrderOutcome::Failed(why) = outcome else {
         panic!("not a failure: {outcome:?}");
     };
     assert!(why.starts_with("create:"), "{why}");
-    assert!(why.contains("back as it was"), "{why}");
+    assert!(why.contains("back under its name, running"), "{why}");
     assert_eq!(asked, Some(Some(true)), "the core's turn came first");
     assert_eq!(app.inspect("{{.Id}}"), app.id, "the old one has its name");
     assert!(app.running(), "and runs again");
     assert_eq!(named_like(&app.name), app.name, "no replacement left");
 
     let once = env.run_image("once", BUSYBOX, &["--rm"]);
-    let (outcome, asked) = engine.recreate(&once.id, 10).await;
+    let (outcome, asked) = engine.recreate(&once.id).await;
     assert!(
         matches!(&outcome, OrderOutcome::Refused(why) if why.contains("--rm")),
         "{outcome:?}"
@@ -621,6 +629,15 @@ async fn a_failed_recreate_leaves_the_old_container_as_it_was() {
     assert_eq!(
         once.inspect("{{.Id}} {{.State.Running}}"),
         format!("{} true", once.id)
+    );
+
+    let started = app.started_at();
+    let (outcome, asked) = engine.order(&app.id, Verdict::Drop).await;
+    assert_eq!((outcome, asked), (None, Some(Some(true))));
+    assert_eq!(
+        app.inspect("{{.Id}} {{.State.StartedAt}}"),
+        format!("{} {started}", app.id),
+        "dropped at its turn, untouched"
     );
 }
 

@@ -2,10 +2,9 @@
 //! orders as they are and reports what happened in the core's own terms; it decides nothing.
 //! Its verbs ([`Verb`]): restart (a plain container), recreate (a fresh container from the
 //! old one's configuration: the ladder's step after restarts, or a network dependent whose
-//! parent was recreated), and stop or
-//! kill (a Swarm task, which Swarm then replaces: never restarted in place, see
-//! `selfheal_core::swarm`). When its turn comes it tells the core what it sees and asks
-//! whether to go on ([`Turn`]): a user's stop meanwhile is the core's to weigh.
+//! parent was recreated), and stop or kill (a Swarm task, which Swarm then replaces: never
+//! restarted in place, see `selfheal_core::swarm`). When its turn comes it tells the core what
+//! it sees and asks whether to go on ([`Turn`]): a user's stop meanwhile is the core's to weigh.
 
 use crate::docker::recreate::{image_for, own_replacement, parked_name, replacement, Replacement};
 use crate::docker::{ContainerInfo, DockerError};
@@ -353,7 +352,8 @@ impl Steps<'_> {
             }
         }
         if left.is_empty() {
-            return format!("{why} (the old container is back as it was)");
+            let running = if self.start_again { ", running" } else { "" };
+            return format!("{why} (undone: the old container is back under its name{running})");
         }
         tracing::error!(container = %self.name, old = self.id, "recreate failed ({why}) and was not fully undone: {}", left.join("; "));
         format!("{why}; then {}", left.join("; "))

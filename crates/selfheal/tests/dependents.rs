@@ -391,7 +391,8 @@ fn a_dependent_of_a_recreated_parent_is_recreated_with_its_volume() {
             .find(|i| i["outcome"] == "recovered")
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", wd.log_tail()));
-    assert_eq!(incident["container_id"], app.id.as_str(), "{incident}");
+    // The incident followed the container to its replacement, which closed it.
+    assert_eq!(incident["container_id"], new_id.as_str(), "{incident}");
     assert_eq!(dependency_incidents(&wd, &app.name).len(), 1);
     // The old container is gone, not parked.
     let parked = docker(&[

@@ -215,6 +215,9 @@ pub async fn reaction_soon() -> Result<serde_json::Value, String> {
             "--label",
             "selfheal.restart.max=1000",
             "--label",
+            // The restart path is what is measured: the ladder never recreates here.
+            "selfheal.recreate-after=never",
+            "--label",
             &group,
         ]));
         // A watchdog per image, at its defaults (start period 10 s, backoff 1 s doubling).
@@ -359,6 +362,9 @@ pub fn probe_args(group: &str) -> Vec<String> {
         "selfheal.stop-timeout=2",
         "--label",
         "selfheal.restart.max=1000",
+        "--label",
+        // The restart path is what is measured: the ladder never recreates here.
+        "selfheal.recreate-after=never",
         "--label",
         group,
     ])

@@ -91,6 +91,9 @@ pub async fn reaction() -> Result<serde_json::Value, String> {
         "--label",
         "selfheal.restart.max=1000",
         "--label",
+        // The restart path is what is measured: the ladder never recreates here.
+        "selfheal.recreate-after=never",
+        "--label",
         &wg,
     ]));
     let mut fargs = health.clone();

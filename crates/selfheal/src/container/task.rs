@@ -54,6 +54,10 @@ impl Core {
     }
 }
 
+/// How long a recreate's replacement waits for the old container's hand-over: the executor
+/// sends it once the old container is removed, a moment after the new one started.
+const TAKE_OVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Whether the task goes on watching after a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watching {
@@ -98,6 +102,7 @@ pub fn spawn(
     spec: WatchSpec,
     resumed: Option<Incident>,
     swarm: Option<SwarmBinding>,
+    takes_over: bool,
     parent: &CancellationToken,
 ) -> ContainerHandle {
     let (tx, rx) = mpsc::channel(INBOX);
@@ -182,7 +187,7 @@ pub fn spawn(
     let token = cancel.clone();
     let handle = tokio::spawn(async move {
         task.publish();
-        task.run(rx, token.clone()).await;
+        task.run(rx, token.clone(), takes_over).await;
         // Ended (removed, or stopped): whatever else works for it (the probe, a question to
         // the peers) ends too.
         token.cancel();
@@ -199,7 +204,24 @@ pub fn spawn(
 }
 
 impl ContainerTask {
-    async fn run(&mut self, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToken) {
+    /// `takes_over`: the container replaced another by a recreate, whose hand-over
+    /// ([`Msg::TakeOver`]) comes first.
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        cancel: CancellationToken,
+        takes_over: bool,
+    ) {
+        if takes_over {
+            let Some(held) = self.await_take_over(&mut rx, &cancel).await else {
+                return;
+            };
+            for msg in held {
+                if !self.handle(msg).await {
+                    return;
+                }
+            }
+        }
         loop {
             let wake = self.core.sup.wake_at();
             let tell_at = self.incidents.wake_at();
@@ -212,17 +234,56 @@ impl ContainerTask {
                     continue;
                 }
             };
-            let watching = self.on_msg(msg).await;
-            if watching != Watching::On {
-                let (shared, info) = (&self.ctx.shared, &self.target.info);
-                shared.remove_view(&info.id);
-                if watching == Watching::Done {
-                    shared.metrics.remove_container(&info.name);
-                }
-                tracing::info!(container = %info.name, "no longer watched");
+            if !self.handle(msg).await {
                 return;
             }
-            self.publish();
+        }
+    }
+
+    /// One message, then the view; `false`: the task ends.
+    async fn handle(&mut self, msg: Msg) -> bool {
+        let watching = self.on_msg(msg).await;
+        if watching != Watching::On {
+            let (shared, info) = (&self.ctx.shared, &self.target.info);
+            shared.remove_view(&info.id);
+            if watching == Watching::Done {
+                shared.metrics.remove_container(&info.name);
+            }
+            tracing::info!(container = %info.name, "no longer watched");
+            return false;
+        }
+        self.publish();
+        true
+    }
+
+    /// A recreate's replacement takes over before it judges anything: a death of the new
+    /// container right after its start is a crash under the carried incident, not a stop
+    /// nobody explains. What arrives meanwhile is held, in order, and handled after. `None`:
+    /// the task ended.
+    async fn await_take_over(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<Msg>> {
+        let mut held = Vec::new();
+        let deadline = tokio::time::sleep(TAKE_OVER_WITHIN);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = &mut deadline => {
+                    tracing::warn!(container = %self.target.info.name, waited = ?TAKE_OVER_WITHIN,
+                        "a recreate's replacement got no hand-over; watching it on its own");
+                    return Some(held);
+                }
+                m = rx.recv() => match m {
+                    None => return None,
+                    Some(Msg::TakeOver(s)) => {
+                        return self.handle(Msg::TakeOver(s)).await.then_some(held);
+                    }
+                    Some(m) => held.push(m),
+                },
+            }
         }
     }
 

@@ -151,7 +151,7 @@ pub(super) fn world() -> World {
         .expect("labels")
         .expect("opted in");
     let cancel = CancellationToken::new();
-    let handle = spawn(ctx.clone(), info.clone(), spec, None, None, &cancel);
+    let handle = spawn(ctx.clone(), info.clone(), spec, None, None, false, &cancel);
     World {
         shared,
         runtime,
@@ -513,6 +513,7 @@ async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_rest
         spec.clone(),
         None,
         Some(binding.clone()),
+        false,
         &cancel,
     );
     let journal = || shared.journal.list(None, None);
@@ -539,7 +540,15 @@ async fn a_swarm_tasks_incident_is_closed_by_its_replacement_and_nothing_is_rest
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let second = task("t2c", "web.1.t2", DockerHealth::Starting);
-    let new = spawn(ctx.clone(), second, spec, None, Some(binding), &cancel);
+    let new = spawn(
+        ctx.clone(),
+        second,
+        spec,
+        None,
+        Some(binding),
+        false,
+        &cancel,
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     new.send(Msg::Observe(Observation::Health(DockerHealth::Healthy)))
         .await;

@@ -276,8 +276,14 @@ pub fn parked_name(name: &str, id: &str) -> String {
 
 /// A name [`parked_name`] made.
 pub fn is_parked_name(name: &str) -> bool {
+    parked_from(name).is_some()
+}
+
+/// The name a container parked aside by [`parked_name`] had (and its replacement gets).
+pub fn parked_from(name: &str) -> Option<&str> {
     name.rsplit_once("-selfheal-replaced-")
-        .is_some_and(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
+        .filter(|(_, id)| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(|(name, _)| name)
 }
 
 #[cfg(test)]

@@ -89,6 +89,9 @@ pub struct Watcher {
     peers: Option<crate::swarm::Peers>,
     /// What reading Podman's event dialect needs to remember per container.
     dialect: DialectMemory,
+    /// Containers a recreate parked aside, by the name their replacement takes: name -> the
+    /// old container's id.
+    replacing: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -143,6 +146,7 @@ impl Watcher {
             successors,
             peers,
             dialect: DialectMemory::default(),
+            replacing: HashMap::new(),
         })
     }
 

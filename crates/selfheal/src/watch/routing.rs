@@ -28,9 +28,17 @@ impl Watcher {
             }
             EventKind::Rename { name } => {
                 // Parked aside by a recreate for a moment: its incident and series keep the
-                // name the user knows.
-                if !crate::docker::recreate::is_parked_name(&name) {
-                    self.send(&id, Msg::Rename(name)).await;
+                // name the user knows, and the container that takes that name next is its
+                // replacement, whose task takes over before it looks at anything.
+                match crate::docker::recreate::parked_from(&name) {
+                    Some(original) => {
+                        self.replacing.insert(original.to_string(), id);
+                    }
+                    None => {
+                        // Given its name back: the recreate was undone.
+                        self.replacing.retain(|_, old| *old != id);
+                        self.send(&id, Msg::Rename(name)).await;
+                    }
                 }
                 return;
             }

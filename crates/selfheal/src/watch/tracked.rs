@@ -49,8 +49,21 @@ impl Watcher {
                     }
                     None => None,
                 };
-                let handle =
-                    container::spawn(self.ctx.clone(), info, spec, resumed, swarm, &self.cancel);
+                // A recreate's replacement: its task waits for what the old one hands over.
+                let replaces = self.replacing.remove(&info.name);
+                if let Some(old) = &replaces {
+                    tracing::info!(container = %info.name, replaces = %old,
+                        "a recreate's replacement; taking over from the old container first");
+                }
+                let handle = container::spawn(
+                    self.ctx.clone(),
+                    info,
+                    spec,
+                    resumed,
+                    swarm,
+                    replaces.is_some(),
+                    &self.cancel,
+                );
                 self.tasks.insert(id.to_string(), handle);
             }
             Discovered::LabelErrors { info, errors } => {
@@ -114,6 +127,7 @@ impl Watcher {
     }
 
     pub(super) async fn forget(&mut self, id: &str) {
+        self.replacing.retain(|_, old| old != id);
         if let Some(views) = self.dependents.remove(id) {
             self.shared.set_dependencies(views);
             self.release_orphans().await;

@@ -443,3 +443,41 @@ async fn a_replacement_that_failed_first_keeps_its_own_incident() {
     assert_eq!(new.incident().map(|i| i.detected), Some(own.detected));
     assert_eq!(new.recent_restarts(), 1);
 }
+
+/// A recreate the executor refuses (the configuration cannot be copied safely) spends nothing
+/// and is not asked for again: the ladder restarts instead, at once, and keeps restarting.
+#[tokio::test(start_paused = true)]
+async fn a_refused_recreate_falls_back_to_restarts() {
+    let ladder = Ladder {
+        action: Action::Recreate,
+        recreate_after: None,
+        ..Ladder::default()
+    };
+    let mut sup = healthy(ladder);
+    assert_eq!(verb(&fault(&mut sup).await), Some(VerbKind::Recreate));
+    feed(&mut sup, Observation::Turn { running: None });
+    let e = feed(
+        &mut sup,
+        Observation::OrderEnded(OrderOutcome::Refused("not recreated: --rm".into())),
+    );
+    assert!(e.contains(&Effect::Inspect), "{e:?}");
+    assert_eq!(sup.restarts_in_window(Instant::now()), 0);
+    // Looked at: the same run, still unhealthy: a restart now.
+    let began = Instant::now() - secs(60);
+    let e = feed(
+        &mut sup,
+        Observation::Snapshot(Snapshot {
+            status: RunStatus::Running {
+                started_at: began,
+                paused: false,
+            },
+            health: Some(DockerHealth::Unhealthy),
+        }),
+    );
+    let o = orders(&e);
+    assert_eq!(o.len(), 1, "{e:?}");
+    assert_eq!(o[0].verb, Verb::Restart);
+    restart_done(&mut sup);
+    advance(secs(5)).await;
+    assert_eq!(verb(&fault(&mut sup).await), Some(VerbKind::Restart));
+}

@@ -283,6 +283,9 @@ pub struct Supervisor {
     /// A Swarm slot's quarantine or backoff, carried from the task this one replaces: applies
     /// from the first run seen.
     carried_hold: Hold,
+    /// The executor refused to recreate this container from its own configuration (it cannot
+    /// be copied safely, which does not change while it exists): the ladder restarts instead.
+    recreate_refused: bool,
 }
 
 impl Supervisor {
@@ -329,6 +332,7 @@ impl Supervisor {
             order: None,
             state: State::Starting,
             carried_hold: Hold::Free,
+            recreate_refused: false,
         }
     }
 

@@ -141,6 +141,8 @@ impl Supervisor {
             }
         }
         let escalate = match ladder.action {
+            // The executor cannot recreate it: the ladder's first step is what is left.
+            _ if self.recreate_refused => false,
             Action::Recreate => true,
             // A dependent left behind by its parent's start failed through no fault of its
             // own layer: restarted, never escalated.
@@ -241,9 +243,14 @@ impl Supervisor {
                 self.look_again(None, out);
             }
             OrderOutcome::Refused(why) => {
-                // Never sent: nothing spent. A refused recreate stays refused for this run.
-                if let (Verb::Recreate { .. }, Some(stale)) = (&order.verb, &mut self.stale) {
-                    stale.recreated = Some(ParentRecreated::CannotFollow { why: why.clone() });
+                // Never sent: nothing spent. A dependent's refused recreate stays refused for
+                // this run; a recreate from its own configuration, for this container.
+                match (&order.verb, &mut self.stale) {
+                    (Verb::Recreate { .. }, Some(stale)) if stale.recreated.is_some() => {
+                        stale.recreated = Some(ParentRecreated::CannotFollow { why: why.clone() });
+                    }
+                    (Verb::Recreate { .. }, _) => self.recreate_refused = true,
+                    _ => {}
                 }
                 self.order_failed(trigger, verb, why, out);
                 self.look_again(None, out);

@@ -154,6 +154,27 @@ fn check_command_names_container_label_and_value() {
             "selfheal.probe.http=:8080/health",
         ],
     );
+    // The ladder's labels: shown when good, named when they would do nothing.
+    let monitor = env.run(
+        "monitor",
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.action=notify",
+        ],
+    );
+    let pointless = env.run(
+        "pointless",
+        &[
+            "--label",
+            "selfheal.enable=true",
+            "--label",
+            "selfheal.action=none",
+            "--label",
+            "selfheal.on-quarantine=stop",
+        ],
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_selfheal"))
         .args(["check", "--filter-label", &env.scope()])
         .env_remove("SELFHEAL_CONFIG")
@@ -169,9 +190,23 @@ fn check_command_names_container_label_and_value() {
         "{stdout}"
     );
     assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("ok") && l.contains(&good.name) && l.contains("http")),
+        stdout.lines().any(|l| l.starts_with("ok")
+            && l.contains(&good.name)
+            && l.contains("http")
+            && l.contains("action restart (recreate after 2, on quarantine leave)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ok")
+            && l.contains(&monitor.name)
+            && l.contains("action notify (nothing touched)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("ERROR")
+            && l.contains(&pointless.name)
+            && l.contains("selfheal.on-quarantine")
+            && l.contains("never restarts")),
         "{stdout}"
     );
 

@@ -256,7 +256,7 @@ async fn drive(args: DrillArgs) -> Result<DrillReport, DrillError> {
     let mut progress = Progress::new(total);
     let mut rounds = Vec::new();
     let started = SystemTime::now();
-    let mut observer = round::Observer::start(docker.clone(), &target.id);
+    let mut observer = round::Observer::start(docker.clone(), &target.name);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
@@ -304,7 +304,7 @@ async fn drive(args: DrillArgs) -> Result<DrillReport, DrillError> {
                 None => {
                     // Interrupted: make sure nothing is left frozen.
                     if p.scenario == Scenario::Freeze {
-                        inject::thaw(&docker, &target.id).await;
+                        inject::thaw(&docker, &target.name).await;
                     }
                     break 'all;
                 }

@@ -159,3 +159,60 @@ fn drill_measures_recovery_and_refuses_unopted_containers() {
     let svg = std::fs::read_to_string(report.with_extension("svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("crash round 1"));
 }
+
+/// The drill follows its container by name: back to back, the watchdog's ladder recreates it
+/// on the third round (two restarts within the stable period did not hold), which gives the
+/// container under that name a new id; that round is still measured and recovered.
+#[test]
+fn a_back_to_back_drill_follows_the_container_the_ladder_recreates() {
+    let env = TestEnv::new("drill-ladder");
+    let app = env.run("app", &app_args(true));
+    let w = env.watchdog(&["--backoff-initial", "100ms", "--backoff-max", "1s"]);
+    let api = format!("http://127.0.0.1:{}", w.port);
+    w.wait_state(&app.name, "healthy", secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = drill(&[
+        "--container",
+        &app.name,
+        "--watchdog",
+        &api,
+        "--chaos-token",
+        TOKEN,
+        "--scenarios",
+        "unhealthy",
+        "--rounds",
+        "3",
+        "--back-to-back",
+        "--slo",
+        "60s",
+        "--settle-timeout",
+        "60s",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "drill failed: {err}\n{}",
+        w.log_tail()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let rounds = json["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{json:#}");
+    for r in rounds {
+        assert_eq!(r["outcome"], "recovered", "{r:#}\n{}", w.log_tail());
+    }
+    assert_ne!(
+        docker(&["inspect", "-f", "{{.Id}}", &app.name]),
+        app.id,
+        "the third round's fault was met with a recreate"
+    );
+    let steps: Vec<String> = w
+        .incidents(&app.name)
+        .iter()
+        .flat_map(|i| i["steps"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["verb"].as_str().map(String::from))
+        .collect();
+    assert!(steps.contains(&"recreate".to_string()), "{steps:?}");
+}

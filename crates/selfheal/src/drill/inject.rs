@@ -124,10 +124,10 @@ pub async fn inject(
     };
     match scenario {
         Scenario::Crash if chaos.is_some() => chaos_call("crash").await.map(|()| "/chaos/crash"),
-        Scenario::Crash => kill_main_process(docker, &target.id)
+        Scenario::Crash => kill_main_process(docker, &target.name)
             .await
             .map(|()| "SIGKILL of the main process (host)"),
-        Scenario::Freeze => signal(docker, &target.id, "SIGSTOP")
+        Scenario::Freeze => signal(docker, &target.name, "SIGSTOP")
             .await
             .map(|()| "docker kill --signal SIGSTOP"),
         Scenario::Hang => chaos_call("hang").await.map(|()| "/chaos/hang"),

@@ -41,9 +41,12 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn start(docker: Docker, id: &str) -> Self {
+    /// Follows the container named `name`: Docker's `container` filter matches the name an
+    /// event's container has, so a recreate's new container is followed and the old one,
+    /// renamed aside, is not.
+    pub fn start(docker: Docker, name: &str) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = id.to_string();
+        let id = name.to_string();
         let task = tokio::spawn(async move {
             let mut since: Option<(SystemTime, i64)> = None;
             loop {
@@ -158,10 +161,10 @@ impl RoundRun<'_> {
             if let Some(api) = self.watchdog {
                 if Instant::now() >= next_api {
                     next_api = Instant::now() + API_POLL;
-                    if let Ok(Some(v)) = api.container(&self.target.id).await {
+                    if let Ok(Some(v)) = api.container(&self.target.name).await {
                         seen.note(&v.state);
                     }
-                    match api.incidents(&self.target.id).await {
+                    match api.incidents(&self.target.name).await {
                         Ok(list) => {
                             api_error = None;
                             incident = list
@@ -230,7 +233,7 @@ impl RoundRun<'_> {
                 .started
                 .is_some();
             if !restarted {
-                inject::thaw(self.docker, &self.target.id).await;
+                inject::thaw(self.docker, &self.target.name).await;
             }
         }
         record
@@ -310,7 +313,7 @@ impl RoundRun<'_> {
             return Ok((Spacing::Go, Duration::ZERO));
         };
         let Some(view) = api
-            .container(&self.target.id)
+            .container(&self.target.name)
             .await
             .map_err(|e| format!("watchdog API: {e}"))?
         else {
@@ -326,7 +329,7 @@ impl RoundRun<'_> {
     async fn not_ready(&self) -> Option<String> {
         let c = match bounded(
             self.docker
-                .inspect_container(&self.target.id, None::<InspectContainerOptions>),
+                .inspect_container(&self.target.name, None::<InspectContainerOptions>),
         )
         .await
         {
@@ -354,7 +357,7 @@ impl RoundRun<'_> {
             return Some(e);
         }
         if let Some(api) = self.watchdog {
-            match api.incidents(&self.target.id).await {
+            match api.incidents(&self.target.name).await {
                 Ok(list) if list.iter().any(Incident::is_open) => {
                     return Some("waiting for the watchdog's incident to close".into())
                 }

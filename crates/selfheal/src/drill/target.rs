@@ -12,10 +12,11 @@ use std::collections::HashMap;
 const SERVICE_LABEL: &str = "com.docker.compose.service";
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 
-/// The container under drill, as found when the drill started.
+/// The container under drill, as found when the drill started. It is followed by its name
+/// (Docker's API takes a name wherever it takes an id): the watchdog's ladder may recreate it,
+/// which gives the container under that name a new id.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub id: String,
     pub name: String,
     pub service: Option<String>,
     pub project: Option<String>,
@@ -45,7 +46,7 @@ impl Target {
         if let Some(u) = &self.app_url_override {
             return Some(u.trim_end_matches('/').to_string());
         }
-        let c = bounded(docker.inspect_container(&self.id, None::<InspectContainerOptions>))
+        let c = bounded(docker.inspect_container(&self.name, None::<InspectContainerOptions>))
             .await
             .ok()?;
         app_url_of(&c, self.app_port)
@@ -131,7 +132,6 @@ pub async fn resolve(docker: &Docker, args: &DrillArgs) -> Result<Target, DrillE
         .then(|| spec.as_ref().map(|s| s.restart_max))
         .flatten();
     Ok(Target {
-        id: info.id.clone(),
         service: info.compose_service(),
         project: info.compose_project(),
         name: info.name.clone(),

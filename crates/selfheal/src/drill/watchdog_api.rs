@@ -33,7 +33,9 @@ impl WatchdogApi {
     }
 
     /// The watchdog's view of one container (`None`: it does not watch it).
-    pub async fn container(&self, container_id: &str) -> Result<Option<WatchView>, String> {
+    /// The watchdog's view of the container named `name` (the container under that name now:
+    /// a recreate gives it a new id).
+    pub async fn container(&self, name: &str) -> Result<Option<WatchView>, String> {
         let url = format!("{}/api/v1/containers", self.base);
         let r = self
             .http
@@ -44,16 +46,17 @@ impl WatchdogApi {
             .and_then(|r| r.error_for_status())
             .map_err(|e| format!("{url}: {e}"))?;
         let views: Vec<WatchView> = r.json().await.map_err(|e| format!("{url}: {e}"))?;
-        Ok(views.into_iter().find(|v| v.id == container_id))
+        Ok(views.into_iter().find(|v| v.name == name))
     }
 
     /// Incidents of one container, newest first.
-    pub async fn incidents(&self, container_id: &str) -> Result<Vec<Incident>, String> {
+    /// The incidents of the container named `name` (whatever its id was).
+    pub async fn incidents(&self, name: &str) -> Result<Vec<Incident>, String> {
         let url = format!("{}/api/v1/incidents", self.base);
         let r = self
             .http
             .get(&url)
-            .query(&[("container", container_id)])
+            .query(&[("container", name)])
             .timeout(API_TIMEOUT)
             .send()
             .await
@@ -66,7 +69,7 @@ impl WatchdogApi {
 /// What the drill reads of `/api/v1/containers`.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct WatchView {
-    pub id: String,
+    pub name: String,
     pub state: String,
     #[serde(default)]
     pub restarts_in_window: u32,

@@ -481,3 +481,24 @@ async fn a_refused_recreate_falls_back_to_restarts() {
     advance(secs(5)).await;
     assert_eq!(verb(&fault(&mut sup).await), Some(VerbKind::Restart));
 }
+
+/// A user's start that comes in while quarantine's stop is under way stands: when Docker
+/// answers the stop, the run goes on, quarantined, not taken for stopped.
+#[tokio::test(start_paused = true)]
+async fn a_start_during_quarantines_stop_stands() {
+    let mut sup = with_budget(0, OnQuarantine::Stop);
+    let e = feed(&mut sup, Observation::Health(DockerHealth::Unhealthy));
+    assert_eq!(orders(&e)[0].verb, Verb::Stop);
+    feed(&mut sup, Observation::Turn { running: None });
+    advance(secs(2)).await;
+    feed(&mut sup, Observation::Started { at: Instant::now() });
+    feed(&mut sup, Observation::OrderEnded(OrderOutcome::Done));
+    assert!(
+        matches!(sup.phase(), Phase::Running { .. }),
+        "{:?}",
+        sup.phase()
+    );
+    assert_eq!(sup.state(), State::Quarantined);
+    let e = feed(&mut sup, Observation::Health(DockerHealth::Unhealthy));
+    assert!(orders(&e).is_empty(), "{e:?}");
+}

@@ -163,6 +163,12 @@ fn on_quarantine_stop_stops_the_container_past_its_budget() {
         .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
     w.wait_state(&c.name, "quarantined", secs(10))
         .unwrap_or_else(|e| panic!("{e}"));
+    // The stop order has ended (Docker answered it), not only the process.
+    wait_for("the stop order ended", secs(30), || {
+        let view = w.container(&c.name)?;
+        (view["restart_in_flight"] == false).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
     let incidents = w.incidents(&c.name);
     assert!(
         incidents.iter().any(|i| i["outcome"] == "quarantined"),
@@ -174,10 +180,13 @@ fn on_quarantine_stop_stops_the_container_past_its_budget() {
         "Docker's policy did not bring it back"
     );
     // A user starts it; the layer is still broken: quarantined, not restarted.
+    let stopped_run = c.started_at();
     docker(&["start", &c.name]);
-    let started = c.started_at();
-    c.wait_health("unhealthy", secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let started = wait_for("the user's start, unhealthy", secs(30), || {
+        let now = c.started_at();
+        (now != stopped_run && c.health() == "unhealthy").then_some(now)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.log_tail()));
     let until = Instant::now() + secs(6);
     while Instant::now() < until {
         assert_eq!(c.started_at(), started, "restarted\n{}", w.log_tail());

@@ -308,6 +308,8 @@ impl Supervisor {
         out: &mut Vec<Effect>,
     ) {
         match outcome {
+            // A user's start that came in meanwhile stands: that run is quarantined.
+            OrderOutcome::Done if matches!(self.phase, Phase::Running { .. }) => {}
             OrderOutcome::Done => self.phase = Phase::Stopped,
             OrderOutcome::Gone => self.on_removed(now, out),
             OrderOutcome::Unreachable => self.look_again(Some(now + UNREACHABLE_RECHECK), out),

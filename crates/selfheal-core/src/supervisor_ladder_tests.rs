@@ -502,3 +502,45 @@ async fn a_start_during_quarantines_stop_stands() {
     let e = feed(&mut sup, Observation::Health(DockerHealth::Unhealthy));
     assert!(orders(&e).is_empty(), "{e:?}");
 }
+
+/// A restart's `start` proves Docker carried it out, and may close the incident (a container
+/// without checks is healthy once it runs) before Docker's answer arrives: the restart is
+/// counted then, in the incident it healed, and not again at the answer.
+#[tokio::test(start_paused = true)]
+async fn a_restart_is_counted_in_the_incident_its_start_closes() {
+    let mut sup = Supervisor::new(
+        PolicySpec {
+            has_docker_health: false,
+            ..spec(Ladder::RESTART_ONLY)
+        },
+        None,
+        Instant::now(),
+    );
+    feed(
+        &mut sup,
+        Observation::Snapshot(Snapshot {
+            status: RunStatus::Running {
+                started_at: Instant::now() - secs(60),
+                paused: false,
+            },
+            health: None,
+        }),
+    );
+    let died = Exit {
+        code: Some(2),
+        oom_killed: false,
+        restart_count: 0,
+    };
+    let e = feed(&mut sup, Observation::Died(died));
+    assert_eq!(orders(&e).len(), 1);
+    feed(&mut sup, Observation::Turn { running: None });
+    let e = feed(&mut sup, Observation::Started { at: Instant::now() });
+    assert_eq!(
+        closed(&e),
+        Some((Outcome::Recovered, vec![VerbKind::Restart])),
+        "{e:?}"
+    );
+    feed(&mut sup, Observation::OrderEnded(OrderOutcome::Done));
+    assert_eq!(sup.restarts_in_window(Instant::now()), 1, "counted once");
+    assert_eq!(sup.recent_restarts(), 1);
+}

@@ -252,10 +252,13 @@ fn crash_loop_backs_off_then_quarantines_while_others_heal() {
     // waits at least initial * 2^(n-1) (1 s, 2 s, 4 s; the 60 s cap is not reached) after the
     // previous one. Load only makes a gap longer (the container's start and exit take time
     // too), so only the lower bounds are asserted, never a ratio of gaps.
+    // Every order Docker received, from the incidents' steps (with the ladder, restarts and
+    // then recreates; one incident can hold several when a run dies before it was healthy).
     let mut begun: Vec<std::time::SystemTime> = quarantined
         .iter()
-        .filter_map(|i| i["action_begun"].as_str())
-        .map(|t| humantime::parse_rfc3339_weak(t).expect("RFC 3339"))
+        .flat_map(|i| i["steps"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["at"].as_str().map(String::from))
+        .map(|t| humantime::parse_rfc3339_weak(&t).expect("RFC 3339"))
         .collect();
     begun.sort();
     assert_eq!(begun.len(), 4, "{quarantined:?}");

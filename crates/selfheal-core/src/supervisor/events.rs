@@ -111,11 +111,22 @@ impl Supervisor {
                     // A start from before the restart was sent: a stale report.
                     return;
                 }
+                let (sent, verb) = (*sent, *verb);
+                // The restart's start proves Docker carried it out: counted now, before the
+                // run can close the incident (Docker's answer may come after).
+                if let Some(o) = self
+                    .order
+                    .as_mut()
+                    .filter(|o| !o.counted && o.verb != Verb::Stop)
+                {
+                    o.counted = true;
+                    self.count_attempt(sent, verb, out);
+                }
                 if let Some(i) = &self.incident {
                     out.push(Effect::Recovery {
                         trigger: i.trigger,
                         result: RecoveryResult::Success,
-                        verb: *verb,
+                        verb,
                     });
                 }
             }
@@ -367,6 +378,7 @@ impl Supervisor {
             verb: Verb::Recreate { .. },
             sent_at: Some(_),
             removed,
+            ..
         }) = &mut self.order
         {
             // A recreate removes the old container as its last step: its `destroy` may come

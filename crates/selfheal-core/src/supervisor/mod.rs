@@ -241,6 +241,9 @@ struct InFlight {
     /// Destroyed while a recreate was under way (its last step removes the old container):
     /// the executor's report says how it ended.
     removed: bool,
+    /// Counted already (budget, backoff, the incident's attempts and steps): its `start` came
+    /// before Docker's answer, and proves Docker carried it out.
+    counted: bool,
 }
 
 /// Restarts since backoff was last forgotten.

@@ -67,6 +67,7 @@ impl Supervisor {
             verb,
             sent_at: None,
             removed: false,
+            counted: false,
         });
         self.phase = Phase::Ordered { of };
     }
@@ -99,6 +100,7 @@ impl Supervisor {
             verb: Verb::Stop,
             sent_at: None,
             removed: false,
+            counted: false,
         });
         self.phase = Phase::Ordered { of: Some(run) };
     }
@@ -219,10 +221,16 @@ impl Supervisor {
             .as_ref()
             .map_or(Trigger::Unhealthy, |i| i.trigger);
         let sent_at = order.sent_at.unwrap_or(now);
+        let counted = order.counted;
+        let count = |sup: &mut Self, at: Instant, out: &mut Vec<Effect>| {
+            if !counted {
+                sup.count_attempt(at, verb, out);
+            }
+        };
         let gone = outcome == OrderOutcome::Gone;
         match outcome {
             OrderOutcome::Done => {
-                self.count_attempt(sent_at, verb, out);
+                count(self, sent_at, out);
                 if self.swarm().is_some() {
                     // The task is ending; its `die` hands the slot over.
                     out.push(Effect::Recovery {
@@ -238,7 +246,7 @@ impl Supervisor {
                 }
             }
             OrderOutcome::Failed(why) => {
-                self.count_attempt(sent_at, verb, out);
+                count(self, sent_at, out);
                 self.order_failed(trigger, verb, why, out);
                 self.look_again(None, out);
             }
@@ -257,7 +265,7 @@ impl Supervisor {
             }
             OrderOutcome::Skipped => {
                 // A dry run paces itself like real restarts, so its log reads like one.
-                self.count_attempt(now, verb, out);
+                count(self, now, out);
                 out.push(Effect::Recovery {
                     trigger,
                     result: RecoveryResult::DryRun,
@@ -270,7 +278,7 @@ impl Supervisor {
             OrderOutcome::Replaced { new_id } => {
                 // This container is gone; its replacement, watched on its own, takes over the
                 // incident (closed once it is healthy), the budget and the backoff.
-                self.count_attempt(sent_at, verb, out);
+                count(self, sent_at, out);
                 out.push(Effect::Recovery {
                     trigger,
                     result: RecoveryResult::Success,

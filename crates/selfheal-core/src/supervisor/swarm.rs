@@ -108,11 +108,14 @@ impl Supervisor {
         if let Some(InFlight {
             sent_at: Some(sent),
             verb,
+            counted,
             ..
         }) = self.order.take()
         {
             let verb = verb.kind();
-            self.count_attempt(sent, verb, out);
+            if !counted {
+                self.count_attempt(sent, verb, out);
+            }
             if let Some(i) = &self.incident {
                 out.push(Effect::Recovery {
                     trigger: i.trigger,

@@ -149,6 +149,9 @@ pub(super) struct Model {
     state: State,
     /// The order held is quarantine's stop, not a restart or recreate.
     quarantine_stop: bool,
+    /// The order held was counted at its start (which proves Docker carried it out), before
+    /// Docker's answer.
+    order_counted: bool,
     /// Quarantined when it runs next (its quarantine's stop was ordered).
     carried_quarantine: bool,
     /// How many times the backoff was forgotten (healthy `reset_after` without a break).
@@ -176,6 +179,7 @@ impl Model {
             healthy_since: None,
             state: State::Starting,
             quarantine_stop: false,
+            order_counted: false,
             carried_quarantine: false,
             backoff_resets: 0,
         }
@@ -421,6 +425,17 @@ impl Model {
             Known::Restarting {
                 sent: Some(sent), ..
             } if at + SAME_START < sent => return,
+            // The restart's own start: Docker carried it out, so it counts now.
+            Known::Restarting {
+                sent: Some(sent), ..
+            } => {
+                if self.order.is_some()
+                    && !self.quarantine_stop
+                    && !std::mem::replace(&mut self.order_counted, true)
+                {
+                    self.count(sent);
+                }
+            }
             // Docker's restart policy brought it back: counted for the incident, not repeated.
             Known::Down {
                 docker_restarts: true,
@@ -614,7 +629,9 @@ impl Model {
             }
             return;
         }
+        let counted = std::mem::take(&mut self.order_counted);
         match outcome {
+            OrderOutcome::Done if counted => {}
             OrderOutcome::Done => self.count(sent.unwrap_or(now)),
             OrderOutcome::Replaced { .. } => {
                 // The container is gone; its replacement goes on (see `replaced`).
@@ -624,7 +641,9 @@ impl Model {
                 out.push(Decision::Unwatch);
             }
             OrderOutcome::Failed(_) => {
-                self.count(sent.unwrap_or(now));
+                if !counted {
+                    self.count(sent.unwrap_or(now));
+                }
                 out.push(Decision::OrderFailed);
                 self.look_again(None, out);
             }

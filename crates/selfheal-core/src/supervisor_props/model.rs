@@ -428,13 +428,9 @@ impl Model {
             // The restart's own start: Docker carried it out, so it counts now.
             Known::Restarting {
                 sent: Some(sent), ..
-            } => {
-                if self.order.is_some()
-                    && !self.quarantine_stop
-                    && !std::mem::replace(&mut self.order_counted, true)
-                {
-                    self.count(sent);
-                }
+            } if self.order.is_some() && !self.quarantine_stop && !self.order_counted => {
+                self.order_counted = true;
+                self.count(sent);
             }
             // Docker's restart policy brought it back: counted for the incident, not repeated.
             Known::Down {

@@ -76,6 +76,7 @@ export VAGRANT_DEFAULT_PROVIDER=libvirt LIBVIRT_DEFAULT_URI=qemu:///system
 started_daemons=()
 network_made=0
 pool_made=0
+kvm_saved=""
 
 virsh_q() { virsh -q "$@" 2>/dev/null; }
 
@@ -113,6 +114,9 @@ cleanup() {
         virsh_q list --all --name | grep -q "^$run_id" && left+=("domain")
         virsh_q pool-list --all --name | grep -qx "$run_id" && left+=("pool $run_id")
         virsh_q net-list --all --name | grep -qx "$run_id" && left+=("network $run_id")
+    fi
+    if [[ -n $kvm_saved ]]; then
+        chgrp "${kvm_saved% *}" /dev/kvm && chmod "${kvm_saved#* }" /dev/kvm
     fi
     for pid in "${started_daemons[@]}"; do
         kill "$pid" 2>/dev/null
@@ -165,7 +169,7 @@ box_dir=$(find "$cache/boxes/$box" -name metadata.json -printf '%h\n' | head -n 
 kvm_works=0
 if [[ ${SELFHEAL_VM_ACCEL:-auto} != emulation && -w /dev/kvm ]]; then
     # (In a subshell, whose stderr also takes bash's note when QEMU aborts.)
-    if (timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -display none -no-reboot \
+    if (timeout 10 qemu-system-x86_64 -accel kvm -cpu host -m 256 -smp 1 -display none -no-reboot \
         -nodefaults -serial stdio -kernel "$box_dir/vmlinuz" \
         -append "console=ttyS0 root=/dev/nonexistent panic=-1" >"$work/kvm-probe.log" 2>&1 </dev/null) 2>/dev/null &&
         grep -q 'Kernel panic' "$work/kvm-probe.log"; then
@@ -178,13 +182,24 @@ if [[ $accel == kvm ]]; then
 else
     why="SELFHEAL_VM_ACCEL=emulation"
     [[ ${SELFHEAL_VM_ACCEL:-auto} == emulation ]] ||
-        why="a KVM guest did not boot its kernel within 20s ($(tail -n 1 "$work/kvm-probe.log" 2>/dev/null | cut -c1-120 || echo no /dev/kvm))"
+        why="a KVM guest did not boot its kernel within 10s ($(tail -n 1 "$work/kvm-probe.log" 2>/dev/null | cut -c1-120 || echo no /dev/kvm))"
     log "accelerator: emulation (QEMU TCG, libvirt driver qemu): $why"
 fi
 export SELFHEAL_VM_ACCEL=$accel SELFHEAL_VM_MEMORY=$memory SELFHEAL_VM_CPUS=$cpus
 
 # --- 3. libvirt ----------------------------------------------------------------------------------------
 
+# libvirt caches what each QEMU binary can do, and drops the cache when it says KVM was usable
+# at probing time but the QEMU user (libvirt-qemu, group kvm) cannot open /dev/kvm now. Where
+# /dev/kvm is root's alone (0600, no udev rule applied, as on the machine this was built on),
+# every libvirt call then probes QEMU again: 2 to 4 s each, about 100 s of one `vagrant up`.
+# For the run, /dev/kvm gets what Debian's udev rule gives it (root:kvm 0660); cleanup puts the
+# old owner and mode back.
+if [[ -c /dev/kvm ]] && getent group kvm >/dev/null && [[ $(stat -c '%G %a' /dev/kvm) != "kvm 660" ]]; then
+    kvm_saved=$(stat -c '%g %a' /dev/kvm)
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+    log "/dev/kvm: root:kvm 0660 for the run, as udev sets it (was gid/mode $kvm_saved), so libvirt keeps its QEMU probe"
+fi
 if virsh_q version >/dev/null; then
     log "libvirtd answers already: using it"
 else

@@ -123,8 +123,9 @@ test-podman: ## selfheal on a real rootful Podman (own socket and storage; root)
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh
 
-test-vm: images ## the Vagrantfile booted with vagrant-libvirt (KVM, else QEMU emulation): provisioned, healed, re-provisioned, destroyed (root; not yet in make test)
+test-vm: images ## bad input refused in one line; the Vagrantfile booted with vagrant-libvirt (KVM, else QEMU emulation): provisioned, healed, re-provisioned, destroyed (root; not yet in make test)
 	bash .ci/prerequisites.sh vm
+	bash tests/vagrant/vm-bad-input.sh
 	bash tests/vagrant/vm.sh
 
 bench: images ## benchmarks (about 17 min, not part of test): results in bench/results, method in BENCHMARKS.md

@@ -414,7 +414,7 @@ compose() {
 choose_health_checks() {
   if [[ "$EMULATED_CPU" == 1 ]]; then
     [[ -f "$SELFHEAL_DIR/$EMULATION_OVERRIDE" ]] || die "$SELFHEAL_DIR/$EMULATION_OVERRIDE not found: is the project synced into the VM?"
-    log "health checks: QEMU's software emulation (SELFHEAL_EMULATED_CPU=1): every 30 s with a 20 s timeout ($EMULATION_OVERRIDE over compose.yaml)"
+    log "health checks: QEMU's software emulation (SELFHEAL_EMULATED_CPU=1): every 30 s with a 20 s timeout, CPU quotas of one CPU, the app's stop timeout 60 s ($EMULATION_OVERRIDE over compose.yaml)"
   else
     log "health checks: compose.yaml's own"
   fi

@@ -9,8 +9,8 @@
 # password-less sudo and Vagrant's insecure public key (kept: the box's Vagrantfile sets
 # config.ssh.insert_key = false, for a test box on a host-only network),
 # openssh-server, rsync, DHCP on eth0 (ifupdown). No Docker: provisioning installs it. Its
-# hostname is already the Vagrantfile's (selfheal), so Vagrant does not set it again: on Debian
-# that restarts eth0 and renews its DHCP lease, 23 to 35 s under emulation.
+# hostname is already the Vagrantfile's (selfheal), so Vagrant has nothing to change there (on
+# Debian a change restarts eth0 and renews its DHCP lease).
 #
 #   deploy/vagrant/build-box.sh OUT.box
 # Env: SELFHEAL_VM_MIRROR (http://deb.debian.org/debian), SELFHEAL_VM_SECURITY_MIRROR

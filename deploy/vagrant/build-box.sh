@@ -8,7 +8,9 @@
 # What the box holds is what debian/bookworm64 gives Vagrant: systemd, a `vagrant` user with
 # password-less sudo and Vagrant's insecure public key (kept: the box's Vagrantfile sets
 # config.ssh.insert_key = false, for a test box on a host-only network),
-# openssh-server, rsync, DHCP on eth0 (ifupdown). No Docker: provisioning installs it.
+# openssh-server, rsync, DHCP on eth0 (ifupdown). No Docker: provisioning installs it. Its
+# hostname is already the Vagrantfile's (selfheal), so Vagrant has nothing to change there (on
+# Debian a change restarts eth0 and renews its DHCP lease).
 #
 #   deploy/vagrant/build-box.sh OUT.box
 # Env: SELFHEAL_VM_MIRROR (http://deb.debian.org/debian), SELFHEAL_VM_SECURITY_MIRROR
@@ -24,7 +26,13 @@ packages=(systemd-sysv linux-image-amd64 initramfs-tools openssh-server sudo rsy
     isc-dhcp-client iproute2 netbase ca-certificates procps less)
 # root= is the whole virtio disk; eth0 because ifupdown's config names it; quiet, because every
 # line on an emulated serial console costs boot time under QEMU's software emulation.
-cmd_line="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 biosdevname=0 quiet"
+# tsc=reliable: under QEMU's software emulation the guest sees a CPU (qemu64, vendor AMD) without
+# an invariant TSC, so Linux marks the TSC unstable and falls back to the HPET clocksource; every
+# clock read is then a system call plus an emulated HPET access instead of a vDSO read, and the
+# Go programs inside (dockerd, containerd, runc, Prometheus) read the clock constantly (a
+# `docker exec` took 15-20 s, every health check timed out). All vCPUs read the host's own TSC
+# under TCG, so it is in fact synchronized. Under KVM, kvm-clock still wins over the TSC.
+cmd_line="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 biosdevname=0 quiet tsc=reliable"
 
 die() { echo "build-box: $*" >&2; exit 1; }
 log() { printf '==> %s\n' "$*"; }
@@ -48,12 +56,14 @@ rootfs=$work/rootfs
 mkdir -p "$work/box"
 
 log "mmdebstrap bookworm into $rootfs (${packages[*]})"
-# The hooks run in mmdebstrap's shell, where $1 is the new root.
+# The hooks run in mmdebstrap's shell, where $1 is the new root. dpkg's unsafe-io and apt without
+# translations stay in the box (99mmdebstrap): a throwaway test VM, where an fsync after every
+# unpacked file and the translated package descriptions only cost time.
 # shellcheck disable=SC2016
-mmdebstrap --quiet --variant=minbase --dpkgopt=force-unsafe-io --include="$(IFS=,; echo "${packages[*]}")" \
+mmdebstrap --quiet --variant=minbase --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' --include="$(IFS=,; echo "${packages[*]}")" \
     --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && printf "MODULES=list\n" >"$1/etc/initramfs-tools/conf.d/selfheal-box.conf"' \
     --essential-hook='mkdir -p "$1/etc/initramfs-tools" && printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" >"$1/etc/initramfs-tools/modules"' \
-    --customize-hook='echo selfheal-box >"$1/etc/hostname"' \
+    --customize-hook='echo selfheal >"$1/etc/hostname" && printf "127.0.0.1 localhost\n127.0.1.1 selfheal\n::1 localhost ip6-localhost ip6-loopback\n" >"$1/etc/hosts"' \
     --customize-hook='printf "/dev/vda / ext4 defaults,errors=remount-ro 0 1\n" >"$1/etc/fstab"' \
     --customize-hook='printf "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n" >"$1/etc/network/interfaces"' \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash --user-group vagrant' \

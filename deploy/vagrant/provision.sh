@@ -30,6 +30,10 @@ PROBE_TIMEOUT="${SELFHEAL_PROBE_TIMEOUT:-5}"
 REGISTRY_URL="${SELFHEAL_REGISTRY_URL:-https://registry-1.docker.io/v2/}"
 COMPOSE_INSTALLER="${SELFHEAL_COMPOSE_INSTALLER:-$SELFHEAL_DIR/.ci/install-compose-v2.sh}"
 COMPOSE_PLUGIN_DIR="/usr/local/lib/docker/cli-plugins"
+# 1 when the VM runs under QEMU's software emulation (the Vagrantfile sets it): compose.yaml's
+# health checks are then slowed down by this file, merged over it (see the file for why).
+EMULATED_CPU="${SELFHEAL_EMULATED_CPU:-0}"
+EMULATION_OVERRIDE="deploy/vagrant/compose.emulation.yaml"
 
 DOCKER_APT_URL="https://download.docker.com/linux/debian"
 # Docker's release signing key; a download with any other fingerprint is refused.
@@ -401,8 +405,19 @@ write_env_file() {
 }
 
 compose() {
-  docker compose --project-directory "$SELFHEAL_DIR" -f "$SELFHEAL_DIR/compose.yaml" \
-    --env-file "$ROOT$ENV_FILE" "$@"
+  local -a files=(-f "$SELFHEAL_DIR/compose.yaml")
+  [[ "$EMULATED_CPU" != 1 ]] || files+=(-f "$SELFHEAL_DIR/$EMULATION_OVERRIDE")
+  docker compose --project-directory "$SELFHEAL_DIR" "${files[@]}" --env-file "$ROOT$ENV_FILE" "$@"
+}
+
+# Says which health checks the stack runs with; fails when the emulation file is missing.
+choose_health_checks() {
+  if [[ "$EMULATED_CPU" == 1 ]]; then
+    [[ -f "$SELFHEAL_DIR/$EMULATION_OVERRIDE" ]] || die "$SELFHEAL_DIR/$EMULATION_OVERRIDE not found: is the project synced into the VM?"
+    log "health checks: QEMU's software emulation (SELFHEAL_EMULATED_CPU=1): every 30 s with a 20 s timeout, CPU quotas of one CPU, the app's stop timeout 60 s ($EMULATION_OVERRIDE over compose.yaml)"
+  else
+    log "health checks: compose.yaml's own"
+  fi
 }
 
 build_images() {
@@ -502,20 +517,24 @@ wait_for() {
 
 # Prints every reason the stack is not ready yet; prints nothing when it is.
 stack_problems() {
-  local service cid status health entry name url
+  local service status="" health entry name url
   local -a services=("${STACK_SERVICES[@]}")
   ((${#services[@]} > 0)) || mapfile -t services < <(compose config --services 2>/dev/null)
   if ((${#services[@]} == 0)); then
     echo "compose: docker compose config --services listed no services"
     return 0
   fi
+  # One `docker compose ps` for every service: each Docker CLI call is a process start, which
+  # costs seconds under emulation, and this runs every POLL_INTERVAL.
+  local states
+  states="$(compose ps -a --format '{{.Service}} {{.State}} {{if .Health}}{{.Health}}{{else}}none{{end}}' 2>/dev/null || true)"
   for service in "${services[@]}"; do
-    cid="$(compose ps -a -q "$service" 2>/dev/null | head -n 1 || true)"
-    if [[ -z "$cid" ]]; then
+    status="" health=""
+    read -r _ status health < <(awk -v s="$service" '$1 == s { print; exit }' <<<"$states") || true
+    if [[ -z "$status" ]]; then
       printf '%s: no container\n' "$service"
       continue
     fi
-    read -r status health < <(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$cid" 2>/dev/null || echo "missing none")
     container_verdict "$service" "$status" "$health"
   done
   for entry in "${ENDPOINTS[@]}"; do
@@ -575,6 +594,7 @@ main() {
   ensure_docker_running
   ensure_user_in_docker_group
   choose_image_source
+  choose_health_checks
   write_env_file
   if ((IMAGES_ONLINE)); then
     build_images

@@ -156,6 +156,7 @@ vagrantfile_defaults() {
   expect "no password or chaos token passed when unset" test \
     "$(jq -c '.[0].vm.calls[] | select(.method == "provision") | .options.env | keys' "$cfg")" = '["SELFHEAL_DIR","SELFHEAL_IMAGES_DIR"]'
   expect "KVM by default: no libvirt driver set" test "$(jq -r '.[0].vm.providers.libvirt.driver // "unset"' "$cfg")" = unset
+  expect "libvirt: a virtio RNG from the host" test "$(jq -c '.[0].vm.providers.libvirt.calls[] | select(.method == "random") | .options' "$cfg")" = '{"model":"random"}'
 }
 check "Vagrantfile defaults: box, CPUs/memory, ports on 127.0.0.1, rsync, provisioner" vagrantfile_defaults
 
@@ -179,6 +180,8 @@ vagrantfile_vm_test_settings() {
   expect "box from SELFHEAL_VM_BOX" test "$(jq -r '.[0].vm.box' "$cfg")" = selfheal-bookworm-abc
   expect "emulation: libvirt driver qemu, a TCG CPU model" test \
     "$(jq -c '.[0].vm.providers.libvirt | [.driver, .cpu_mode, .cpu_model]' "$cfg")" = '["qemu","custom","qemu64"]'
+  expect "emulation: the provisioner is told (SELFHEAL_EMULATED_CPU=1)" test \
+    "$(jq -r '.[0].vm.calls[] | select(.method == "provision") | .options.env.SELFHEAL_EMULATED_CPU' "$cfg")" = 1
   expect "host ports moved, guest ports kept" test "$(jq -c '[.[0].vm.calls[] | select(.method == "network") | .options
       | "\(.guest)>\(.host)"] | sort' "$cfg")" = '["3000>13000","8080>18080","9090>9090","9093>9093","9100>9100"]'
   expect "saved images synced to /opt/selfheal-images" test "$(jq -r --arg d "$images" '.[0].vm.calls[]
@@ -268,7 +271,7 @@ vm_lib_functions() {
   local holder=$!
   eventually 5 bash -c "! (source '$here/vm-lib.sh'; port_free $taken)" || { kill "$holder"; echo "expected: a bound port is taken"; return 1; }
   kill "$holder"
-  expect "a missing tool named with its package" bash -c "source '$here/vm-lib.sh'; PATH=/nonexistent missing_tools | /bin/grep -qx 'missing mmdebstrap: apt-get install mmdebstrap (or: bash .ci/prerequisites.sh test)'"
+  expect "a missing tool named with its package" bash -c "source '$here/vm-lib.sh'; PATH=/nonexistent missing_tools | /bin/grep -qx 'missing mmdebstrap: apt-get install mmdebstrap (or: bash .ci/prerequisites.sh vm)'"
   printf '/a 1 t1\n/b 2 t2\n' >"$work/snap1"
   printf '/b 2 t2\n/a 1 t1\n' >"$work/snap2"
   printf '/a 1 t9\n/b 2 t2\n' >"$work/snap3"
@@ -467,6 +470,34 @@ target_down() {
   expect_provision_fails "$m" 'not ready: prometheus target node \(node-exporter:9100\) is down'
 }
 check "provision: fails when a Prometheus scrape target is down" target_down
+
+no_container() {
+  local m
+  m="$(new_machine nocontainer)"
+  # compose ps lists every service but node-exporter.
+  grep -v node-exporter "$m/state/services" >"$m/state/services.tmp"
+  expect_provision_fails "$m" 'not ready: node-exporter: no container' SELFHEAL_STUB_PS_SERVICES="$m/state/services.tmp"
+}
+check "provision: fails naming a service that has no container" no_container
+
+emulated_cpu() {
+  local m
+  m="$(new_machine emulated)"
+  mkdir -p "$m/project/deploy/vagrant"
+  : >"$m/project/deploy/vagrant/compose.emulation.yaml"
+  provision "$m" SELFHEAL_EMULATED_CPU=1 || { cat "$m/out.1"; return 1; }
+  expect_file_has "$m/out.1" 'health checks: QEMU.s software emulation .*every 30 s with a 20 s timeout'
+  # Every compose call, up and ps included, with the emulation file merged over compose.yaml.
+  expect_file_lacks "$m/calls.1" "^docker compose --project-directory $m/project -f $m/project/compose.yaml --env-file"
+  expect_file_has "$m/calls.1" "^docker compose .*-f $m/project/compose.yaml -f $m/project/deploy/vagrant/compose.emulation.yaml .* up -d"
+  expect_file_has "$m/calls.1" "^docker compose .*-f $m/project/deploy/vagrant/compose.emulation.yaml .* ps -a --format"
+  provision "$m" || { cat "$m/out.2"; return 1; }
+  expect_file_has "$m/out.2" "health checks: compose.yaml's own"
+  expect_file_lacks "$m/calls.2" 'compose.emulation.yaml'
+  rm "$m/project/deploy/vagrant/compose.emulation.yaml"
+  expect_provision_fails "$m" 'compose.emulation.yaml not found' SELFHEAL_EMULATED_CPU=1
+}
+check "provision: under emulation the health checks come from compose.emulation.yaml, and it says so" emulated_cpu
 
 wrong_key() {
   local m

@@ -133,12 +133,6 @@ case "$cmd" in
           jq -r '.[] | (.Config | sub("^blobs/sha256/"; "") | "sha256:" + .) as $id | .RepoTags[] | "\($id) \(.)"' |
           while read -r id tag; do echo "$id" >"$state/images/${tag//\//_}"; done
         ;;
-      inspect)
-        service="${*: -1}"
-        service="${service#cid-}"
-        printf '%s %s\n' "$(cat "$state/status.$service" 2>/dev/null || echo running)" \
-          "$(cat "$state/health.$service" 2>/dev/null || echo healthy)"
-        ;;
       compose)
         shift
         # Skips the global options, whose values come right after them.
@@ -153,8 +147,14 @@ case "$cmd" in
           build) ;;
           up) touch "$state/stack.up" ;;
           ps)
-            if has_arg -q "$@"; then
-              if [[ -e "$state/stack.up" ]]; then echo "cid-${*: -1}"; fi
+            if has_arg --format "$@"; then
+              # ps -a --format '{{.Service}} {{.State}} {{.Health}}': one line per service.
+              if [[ -e "$state/stack.up" ]]; then
+                while read -r service; do
+                  printf '%s %s %s\n' "$service" "$(cat "$state/status.$service" 2>/dev/null || echo running)" \
+                    "$(cat "$state/health.$service" 2>/dev/null || echo healthy)"
+                done <"${SELFHEAL_STUB_PS_SERVICES:-$state/services}"
+              fi
             else
               echo "NAME STATUS (stub)"
             fi

@@ -25,7 +25,7 @@ missing_tools() {
     local entry
     for entry in "${VM_TOOLS[@]}"; do
         command -v "${entry%%|*}" >/dev/null 2>&1 ||
-            printf 'missing %s: apt-get install %s (or: bash .ci/prerequisites.sh test)\n' "${entry%%|*}" "${entry#*|}"
+            printf 'missing %s: apt-get install %s (or: bash .ci/prerequisites.sh vm)\n' "${entry%%|*}" "${entry#*|}"
     done
 }
 

@@ -3,11 +3,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = selfheal::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // One worker: the daemon only waits on I/O, and a second worker measured no faster
-        // while adding cross-thread wake-ups (BENCHMARKS.md, footprint). Journal writes and
-        // fsyncs happen on the journal's own thread, never on this worker.
-        .worker_threads(1)
+    // One thread for every task: the daemon only waits on I/O. A multi-thread runtime with one
+    // worker ran the watch loop on this thread and the tasks on the worker, so two threads and
+    // two malloc arenas held memory for the same work (BENCHMARKS.md, footprint). Journal
+    // writes and fsyncs happen on the journal's own thread, never on this one.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -1,7 +1,9 @@
 //! 5: the watchdog's RSS and CPU while it watches 0 (the floor), 10, 100 and 200 real
 //! containers, each probed over HTTP every second, for a fixed window.
 
-use crate::harness::{cpu_seconds, env_num, memory_mib, Run, Watchdog};
+use crate::harness::{
+    binary_info, cpu_seconds, env_num, load_average, memory_parts, round1, Run, Watchdog,
+};
 use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -61,13 +63,22 @@ pub async fn run() -> Result<serde_json::Value, String> {
         let cpu1 = cpu_seconds(pid).ok_or("cannot read the watchdog's CPU time")?;
         let probes1 = probe_count(&wd, &run.http).await;
         let elapsed = t0.elapsed().as_secs_f64();
-        let (rss, hwm) = memory_mib(pid).ok_or("cannot read the watchdog's memory")?;
+        let mem = memory_parts(pid).ok_or("cannot read the watchdog's memory")?;
         let cpu_pct = (cpu1 - cpu0) / elapsed * 100.0;
-        eprintln!("footprint: {level} containers: RSS {rss:.1} MiB, CPU {cpu_pct:.2}%");
+        let load = load_average();
+        eprintln!(
+            "footprint: {level} containers: RSS {:.1} MiB (anon {:.1}, file {:.1}, {} threads), \
+             CPU {cpu_pct:.2}%, load {load:?}",
+            mem.rss, mem.anon, mem.file, mem.threads
+        );
         results.push(json!({
             "containers": level,
-            "rss_mib": (rss * 10.0).round() / 10.0,
-            "peak_rss_mib": (hwm * 10.0).round() / 10.0,
+            "rss_mib": round1(mem.rss),
+            "peak_rss_mib": round1(mem.hwm),
+            "anon_mib": round1(mem.anon),
+            "file_mib": round1(mem.file),
+            "threads": mem.threads,
+            "load_average": load,
             "cpu_pct_of_one_core": (cpu_pct * 100.0).round() / 100.0,
             "probes_per_s": ((probes1 - probes0) / elapsed * 10.0).round() / 10.0,
             "window_s": elapsed.round(),
@@ -75,6 +86,7 @@ pub async fn run() -> Result<serde_json::Value, String> {
     }
     Ok(json!({
         "levels": results,
+        "binary": binary_info(),
         "containers_created_in_s": create_s.round(),
         "notes": "containers without a Docker HEALTHCHECK, probed by the watchdog every 1 s; level 0 is the floor (the idle watchdog)",
         "goal": "at 100: RSS <= 20 MB, CPU <= 2% of one core",

@@ -6,7 +6,7 @@ use bollard::query_parameters::{EventsOptionsBuilder, InspectContainerOptions};
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -272,7 +272,11 @@ fn forward_stderr_until_bound(
 pub struct Watchdog {
     child: Child,
     pub api: String,
-    _state: tempfile::TempDir,
+    /// From the spawn to its `listening on` line (the journal is read before the admin
+    /// server binds) and to its first `/healthz` answer.
+    pub listening_after: Duration,
+    pub healthy_after: Duration,
+    _state: Option<tempfile::TempDir>,
 }
 
 pub fn watchdog_binary() -> PathBuf {
@@ -291,11 +295,19 @@ impl Watchdog {
     /// free beforehand can be taken meanwhile) and learns it from the `listening on` log line.
     pub async fn start(filter: &str, extra: &[&str]) -> Result<Self, String> {
         let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut w = Self::start_in(state.path(), filter, extra).await?;
+        w._state = Some(state);
+        Ok(w)
+    }
+
+    /// As [`Watchdog::start`], on a state directory the caller keeps (and may fill).
+    pub async fn start_in(state: &Path, filter: &str, extra: &[&str]) -> Result<Self, String> {
         let bin = watchdog_binary();
+        let spawned = Instant::now();
         let mut child = Command::new(&bin)
             .args(["watch", "--listen", "127.0.0.1:0"])
             .arg("--state-dir")
-            .arg(state.path())
+            .arg(state)
             .args(["--filter-label", filter])
             .args(extra)
             // Errors only, as before, plus the one info line that names the bound address.
@@ -309,12 +321,15 @@ impl Watchdog {
         let mut w = Self {
             child,
             api: String::new(),
-            _state: state,
+            listening_after: Duration::ZERO,
+            healthy_after: Duration::ZERO,
+            _state: None,
         };
         let addr = tokio::time::timeout(Duration::from_secs(30), bound)
             .await
             .map_err(|_| "the watchdog logged no `listening on` address within 30s".to_string())?
             .map_err(|_| "the watchdog exited before it was listening".to_string())?;
+        w.listening_after = spawned.elapsed();
         w.api = format!("http://{addr}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -325,6 +340,7 @@ impl Watchdog {
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if ok {
+                w.healthy_after = spawned.elapsed();
                 return Ok(w);
             }
             if Instant::now() >= deadline {
@@ -616,15 +632,54 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// VmRSS and VmHWM of a process, in MiB.
-pub fn memory_mib(pid: u32) -> Option<(f64, f64)> {
+/// A process's memory as `/proc/PID/status` splits it, in MiB, and its thread count: what
+/// RSS is made of (heap and other anonymous pages against the binary's and libraries' file
+/// pages, which are clean and shared with the page cache).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryParts {
+    pub rss: f64,
+    pub hwm: f64,
+    pub anon: f64,
+    pub file: f64,
+    pub threads: u32,
+}
+
+pub fn memory_parts(pid: u32) -> Option<MemoryParts> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = |key: &str| {
+    let field = |key: &str| {
         status
             .lines()
             .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<f64>().ok())
     };
-    Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
+    Some(MemoryParts {
+        rss: field("VmRSS:")? / 1024.0,
+        hwm: field("VmHWM:")? / 1024.0,
+        anon: field("RssAnon:")? / 1024.0,
+        file: field("RssFile:")? / 1024.0,
+        threads: field("Threads:")? as u32,
+    })
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`): the machine is shared, so every
+/// figure is reported next to the load it was measured under.
+pub fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(f64::NAN));
+    [(); 3].map(|_| it.next().unwrap_or(f64::NAN))
+}
+
+/// The watchdog binary the run uses and its size in bytes (code pages follow the size).
+pub fn binary_info() -> serde_json::Value {
+    let bin = watchdog_binary();
+    let bytes = std::fs::metadata(&bin).map(|m| m.len()).ok();
+    serde_json::json!({ "path": bin.display().to_string(), "bytes": bytes })
+}
+
+/// Rounds to one decimal (MiB, seconds in reports).
+pub fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }

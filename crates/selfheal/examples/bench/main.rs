@@ -4,25 +4,28 @@
 //! (`--all-targets`), calls the library's real code (`probe::schedule`, the Docker edge), and is
 //! never shipped in the watchdog's image or installed with it.
 //!
-//! `bench [all|reaction|reaction-soon|hang|hang-soon|refault|crash|footprint|probe-scale|mass]
+//! `bench [all|reaction|reaction-soon|hang|hang-soon|refault|crash|footprint|probe-scale|mass|
+//! journal-start]
 //! [--out DIR]`. Each benchmark measures its figure and its floor in the same run and writes
 //! `DIR/<name>.json`. Every container carries a label unique to the run and is removed at the
 //! end, even on failure or Ctrl+C.
 //!
 //! Environment: `BENCH_SOON_ROUNDS` (rounds per image of reaction-soon and hang-soon, 8),
 //! `BENCH_REFAULT_CYCLES` (6), `BENCH_IMAGES` (images of those three: `demo-app,busybox`),
-//! `BENCH_FOOTPRINT_MAX` (200), `BENCH_FOOTPRINT_SECONDS` (60).
+//! `BENCH_FOOTPRINT_MAX` (200), `BENCH_FOOTPRINT_SECONDS` (60), `BENCH_JOURNAL_MIB` (1024),
+//! `BENCH_JOURNAL_ROUNDS` (3).
 
 mod after_start;
 mod docker_benches;
 mod footprint;
 mod harness;
+mod journal_start;
 mod probe_scale;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const BENCHES: [&str; 9] = [
+const BENCHES: [&str; 10] = [
     "reaction",
     "reaction-soon",
     "hang",
@@ -32,6 +35,7 @@ const BENCHES: [&str; 9] = [
     "mass",
     "probe-scale",
     "footprint",
+    "journal-start",
 ];
 
 fn main() -> ExitCode {
@@ -119,6 +123,7 @@ async fn run_one(name: &str) -> Result<serde_json::Value, String> {
         "mass" => docker_benches::mass().await,
         "footprint" => footprint::run().await,
         "probe-scale" => probe_scale::run().await,
+        "journal-start" => journal_start::run().await,
         _ => Err(format!("unknown benchmark {name}")),
     }
 }
@@ -128,7 +133,8 @@ fn usage() -> ExitCode {
     eprintln!(
         "env: BENCH_SOON_ROUNDS (8, per image: reaction-soon, hang-soon), BENCH_REFAULT_CYCLES \
          (6), BENCH_IMAGES (demo-app,busybox: reaction-soon, hang-soon, refault), \
-         BENCH_FOOTPRINT_MAX (200), BENCH_FOOTPRINT_SECONDS (60)"
+         BENCH_FOOTPRINT_MAX (200), BENCH_FOOTPRINT_SECONDS (60), BENCH_JOURNAL_MIB (1024), \
+         BENCH_JOURNAL_ROUNDS (3)"
     );
     ExitCode::from(2)
 }

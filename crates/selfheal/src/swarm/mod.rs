@@ -1,19 +1,19 @@
 //! Swarm in the daemon (see `selfheal_core::swarm` for Swarm's semantics). By job:
 //! - this module: which tasks are watched ([`SwarmBinding`]) and which restart condition
 //!   applies to a task's service;
-//! - `ledger`: the slots whose task ended here, waiting for their replacement;
+//! - the ledger: the slots whose task ended here, waiting for their replacement (kept in
+//!   [`crate::shared::ledger`], since the shared state holds it; re-exported here);
 //! - `peers`: the other nodes' watchdogs, which tell where a slot's replacement went, what a
 //!   slot spent there, and (to a worker) a service's restart condition;
 //! - `handover`: a slot kept for its replacement, followed through the peers, and closed;
 //! - `stuck`: the stuck-service check the leader manager's watchdog runs.
 
 mod handover;
-mod ledger;
 mod peers;
 mod stuck;
 
+pub use crate::shared::ledger::{Handed, SlotLedger, MAX_HANDED};
 pub use handover::{close_handed, follow_handovers, keep_for_replacement};
-pub use ledger::{Handed, SlotLedger, MAX_HANDED};
 pub use peers::{
     condition_from_peers, slot_spent_elsewhere, Peers, ServiceReply, SlotReply, SlotSpent,
     TasksReply,

@@ -1,4 +1,10 @@
 //! State shared between the watch loop, the container tasks and the admin server.
+//!
+//! The Swarm slot ledger lives here ([`ledger`]), not in `swarm/`: [`Shared`] holds it for
+//! the admin API and the container tasks, and `swarm/` builds on this module, never the other
+//! way round (no import cycle).
+
+pub mod ledger;
 
 use crate::dependents::DependencyView;
 use crate::journal::{Incident, IncidentJournal};
@@ -213,7 +219,7 @@ pub struct Shared {
     swarm_services: RwLock<std::collections::HashMap<String, String>>,
     /// Swarm slots handed over by an ended task on this node, for its replacement (here, or
     /// on another node, whose watchdog asks: `GET /api/v1/swarm/slots/{service}/{slot}`).
-    pub slots: Arc<crate::swarm::SlotLedger>,
+    pub slots: Arc<ledger::SlotLedger>,
 }
 
 impl Shared {

@@ -95,9 +95,6 @@ pub async fn reaction() -> Result<serde_json::Value, String> {
         "--label",
         "selfheal.recreate-after=never",
         "--label",
-        // The restart path is what is measured: the ladder never recreates here.
-        "selfheal.recreate-after=never",
-        "--label",
         &wg,
     ]));
     let mut fargs = health.clone();

@@ -145,25 +145,36 @@ log "a and c recovered from a probe fault ($((SECONDS)) s so far)"
 
 # --- the dashboard's node-aware queries -----------------------------------------
 # run_queries LABEL --set...: every query that uses $node, as a range query since the start;
-# each must return a series.
+# each must return a series. A recovery's samples may reach Prometheus a scrape or two after
+# the watchdogs report it, so the queries are asked again for up to 20 s before it fails.
 run_queries() {
     local label=$1
     shift
     python3 "$checker" --print-exprs --tsv --only-using node \
         --set __rate_interval=5s --set __interval=1s --set __range=5m "$@" >"$tmp/queries.tsv" ||
         fail "could not extract the dashboard queries"
-    local end total=0 empty=0 n where expr
-    end=$(date +%s)
-    while IFS=$'\t' read -r where expr; do
-        total=$((total + 1))
-        n=$(python3 "$promq" series "$expr" "$started" "$end" 1) || fail "query failed: $where: $expr"
-        if ((n < 1)); then
-            empty=$((empty + 1))
-            printf '[dashboard-nodes] no series (%s): %s\n        %s\n' "$label" "$where" "$expr" >&2
-        fi
-    done <"$tmp/queries.tsv"
-    ((total > 0)) || fail "no dashboard query uses \$node"
-    ((empty == 0)) || fail "$label: $empty of $total queries returned no series (listed above)"
+    local deadline=$((SECONDS + 20)) end total empty n where expr
+    while :; do
+        end=$(date +%s)
+        total=0
+        empty=0
+        : >"$tmp/empty.txt"
+        while IFS=$'\t' read -r where expr; do
+            total=$((total + 1))
+            n=$(python3 "$promq" series "$expr" "$started" "$end" 1) || fail "query failed: $where: $expr"
+            if ((n < 1)); then
+                empty=$((empty + 1))
+                printf '[dashboard-nodes] no series (%s): %s\n        %s\n' "$label" "$where" "$expr" >>"$tmp/empty.txt"
+            fi
+        done <"$tmp/queries.tsv"
+        ((total > 0)) || fail "no dashboard query uses \$node"
+        ((empty == 0 || SECONDS >= deadline)) && break
+        sleep 1
+    done
+    if ((empty > 0)); then
+        cat "$tmp/empty.txt" >&2
+        fail "$label: $empty of $total queries returned no series after 20 s (listed above)"
+    fi
     log "ok: $label: all $total node-aware queries return data"
 }
 

@@ -264,11 +264,15 @@ vm_lib_functions() {
   printf 'b\n' >"$work/k2"
   expect "box key: 12 hex digits, changes with the script" test "$(box_key "$work/k1" | grep -cxE '[0-9a-f]{12}')" = 1 -a "$(box_key "$work/k1")" != "$(box_key "$work/k2")"
   expect "free subnet skips used ones" test "$(free_subnet $'192.168.200.0/24 dev virbr1\n    inet 192.168.201.1/24')" = 192.168.202.0/24
-  local taken
-  taken="$(bash "$repo/docker/stack.sh" free-ports 1)"
-  expect "a free port is free" port_free "$taken"
-  python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(5)' "$taken" &
+  local free taken
+  free="$(bash "$repo/docker/stack.sh" free-ports 1)"
+  expect "a free port is free" port_free "$free"
+  # A port the kernel picks and a holder keeps bound (no race with another process over a
+  # port chosen first and bound later).
+  python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); open(sys.argv[1], "w").write(str(s.getsockname()[1])); time.sleep(5)' "$work/held-port" &
   local holder=$!
+  eventually 5 test -s "$work/held-port" || { kill "$holder"; echo "the port holder did not start"; return 1; }
+  taken="$(cat "$work/held-port")"
   eventually 5 bash -c "! (source '$here/vm-lib.sh'; port_free $taken)" || { kill "$holder"; echo "expected: a bound port is taken"; return 1; }
   kill "$holder"
   expect "a missing tool named with its package" bash -c "source '$here/vm-lib.sh'; PATH=/nonexistent missing_tools | /bin/grep -qx 'missing mmdebstrap: apt-get install mmdebstrap (or: bash .ci/prerequisites.sh vm)'"

@@ -122,13 +122,7 @@ impl Supervisor {
                     o.counted = true;
                     self.count_attempt(sent, verb, out);
                 }
-                if let Some(i) = &self.incident {
-                    out.push(Effect::Recovery {
-                        trigger: i.trigger,
-                        result: RecoveryResult::Success,
-                        verb,
-                    });
-                }
+                self.record_success(verb, out);
             }
             Phase::Exited {
                 docker_restarts: true,

@@ -331,6 +331,17 @@ impl Supervisor {
         }
     }
 
+    /// One `success` recovery, by `verb`, for the open incident's trigger, if one is open.
+    pub(super) fn record_success(&self, verb: VerbKind, out: &mut Vec<Effect>) {
+        if let Some(i) = &self.incident {
+            out.push(Effect::Recovery {
+                trigger: i.trigger,
+                result: RecoveryResult::Success,
+                verb,
+            });
+        }
+    }
+
     pub(super) fn order_failed(
         &mut self,
         trigger: Trigger,

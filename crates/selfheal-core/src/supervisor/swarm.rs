@@ -116,13 +116,7 @@ impl Supervisor {
             if !counted {
                 self.count_attempt(sent, verb, out);
             }
-            if let Some(i) = &self.incident {
-                out.push(Effect::Recovery {
-                    trigger: i.trigger,
-                    result: RecoveryResult::Success,
-                    verb,
-                });
-            }
+            self.record_success(verb, out);
         }
         let hold = self.hold().max_with(self.carried_hold);
         if self.incident.is_none() && is_crash(&exit) && hold != Hold::Quarantine {

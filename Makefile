@@ -58,9 +58,9 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	shellcheck -x docker/offline/build.sh docker/stack.sh tests/docker/smoke.sh tests/docker/readme_images.sh tests/docker/image_switch.sh tests/e2e/with-stack.sh .ci/run .ci/install-compose-v2.sh .ci/prerequisites.sh tests/setup/check_prerequisites.sh tests/swarm/run.sh tests/dependents/compose.sh tests/lib/poll.sh tests/e2e/run.sh tests/e2e/storm-rules.sh tests/deploy/check.sh tests/deploy/dashboard_nodes.sh tests/podman/run.sh tests/vagrant/vm.sh tests/vagrant/vm-lib.sh tests/vagrant/vm-bad-input.sh tests/vagrant/check.sh deploy/vagrant/provision.sh deploy/vagrant/build-box.sh deploy/vagrant/save-images.sh
 
-# test-vm is not in this list: it passed here, but took 27 min on the shared 2-core machine,
-# more than the ~15 min CI can give it (docs/vm.md, BENCHMARKS.md).
-test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-image-switch test-vagrant test-swarm test-podman ## everything CI runs
+# test-vm last: the longest (about 13 min under QEMU's emulation on 2 cores; docs/vm.md,
+# BENCHMARKS.md), and everything before it tells more, sooner.
+test: prerequisites-test lint test-setup test-rust test-images test-deploy test-compose-v1 test-compose-v2 test-dependents-compose test-image-switch test-vagrant test-swarm test-podman test-vm ## everything CI runs
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
@@ -124,7 +124,7 @@ test-podman: ## selfheal on a real rootful Podman (own socket and storage; root)
 test-vagrant: ## vagrant validate and shellcheck
 	bash tests/vagrant/check.sh
 
-test-vm: images ## bad input refused in one line; the Vagrantfile booted with vagrant-libvirt (KVM, else QEMU emulation): provisioned, healed, re-provisioned, destroyed (root; not yet in make test)
+test-vm: images ## bad input refused in one line; the Vagrantfile booted with vagrant-libvirt (KVM, else QEMU emulation): provisioned, healed, re-provisioned, destroyed (root)
 	bash .ci/prerequisites.sh vm
 	bash tests/vagrant/vm-bad-input.sh
 	bash tests/vagrant/vm.sh

@@ -181,8 +181,14 @@ if [[ $accel == kvm ]]; then
     log "accelerator: KVM (a KVM guest booted its kernel)"
 else
     why="SELFHEAL_VM_ACCEL=emulation"
-    [[ ${SELFHEAL_VM_ACCEL:-auto} == emulation ]] ||
+    if [[ ${SELFHEAL_VM_ACCEL:-auto} != emulation ]]; then
         why="a KVM guest did not boot its kernel within 10s ($(tail -n 1 "$work/kvm-probe.log" 2>/dev/null | cut -c1-120 || echo no /dev/kvm))"
+        # A host that is itself a PVM guest (the machine this was built on: a Firecracker VM
+        # booted with nested_pvm=1) offers /dev/kvm through kvm_pvm, which runs only guest
+        # kernels built for PVM; Debian's kernel is not one, and hangs right after it loads.
+        [[ ! -d /sys/module/kvm_pvm ]] ||
+            why+="; this host's /dev/kvm is kvm_pvm (PVM), which runs only guest kernels built for PVM, not Debian's"
+    fi
     log "accelerator: emulation (QEMU TCG, libvirt driver qemu): $why"
 fi
 export SELFHEAL_VM_ACCEL=$accel SELFHEAL_VM_MEMORY=$memory SELFHEAL_VM_CPUS=$cpus

@@ -34,7 +34,7 @@ fn recoveries(w: &World, result: RecoveryResult) -> u64 {
         .metrics
         .recovery_events
         .get_or_create(&crate::metrics::RecoveryLabels {
-            container: w.info.name.clone(),
+            container: w.info.name.as_str().into(),
             trigger: crate::metrics::Label(Trigger::Dependency),
             result: crate::metrics::Label(result),
             verb: crate::metrics::Label(selfheal_core::VerbKind::Recreate),
@@ -267,7 +267,7 @@ async fn a_refused_recreate_is_a_failed_recovery_with_its_reason() {
         .metrics
         .recovery_events
         .get_or_create(&crate::metrics::RecoveryLabels {
-            container: w.info.name.clone(),
+            container: w.info.name.as_str().into(),
             trigger: crate::metrics::Label(Trigger::Dependency),
             result: crate::metrics::Label(RecoveryResult::Failed),
             verb: crate::metrics::Label(selfheal_core::VerbKind::Recreate),

@@ -155,14 +155,14 @@ impl ProbeSeries {
         match outcome {
             ProbeOutcome::Failed(f) => {
                 let labels = crate::metrics::FailureLabels {
-                    container: name.clone(),
+                    container: name.as_str().into(),
                     reason: crate::metrics::Label(f),
                 };
                 metrics.probe_failures.get_or_create(&labels).inc();
             }
             ProbeOutcome::Unobservable(u) => {
                 let labels = crate::metrics::UnobservableLabels {
-                    container: name.clone(),
+                    container: name.as_str().into(),
                     reason: crate::metrics::Label(u),
                 };
                 metrics.probe_unobservable.get_or_create(&labels).inc();

@@ -237,7 +237,7 @@ impl Shared {
         dry_run: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
-            metrics,
+            metrics: metrics.dry_run(dry_run),
             registry,
             journal,
             containers: RwLock::new(BTreeMap::new()),

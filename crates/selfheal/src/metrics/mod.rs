@@ -1,7 +1,6 @@
 //! The watchdog's Prometheus metrics. Names are a contract with the dashboards, the alert rules
 //! and users' queries (see ARCHITECTURE.md); `app_recovery_events_total` keeps its original name.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,127 +10,8 @@ use selfheal_core::{
     ProbeFailure, ProbeKind, RecoveryResult, State, Trigger, Unobservable, VerbKind,
 };
 
-/// A bounded label value: one of the healing core's enums, encoded by its contract name
-/// (`unhealthy`, `dry_run`, `backing_off`, ...). No string is parsed back into a decision.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct Label<T>(pub T);
-
-/// The core's enums that are label values.
-pub trait LabelName: Copy {
-    fn name(self) -> &'static str;
-}
-
-macro_rules! label_names {
-    ($($t:ty),+) => {$(
-        impl LabelName for $t {
-            fn name(self) -> &'static str {
-                self.as_str()
-            }
-        }
-    )+};
-}
-label_names!(
-    Trigger,
-    RecoveryResult,
-    VerbKind,
-    State,
-    ProbeFailure,
-    Unobservable,
-    Degraded
-);
-
-impl<T: LabelName> EncodeLabelValue for Label<T> {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, self.0.name())
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RecoveryLabels {
-    pub container: String,
-    pub trigger: Label<Trigger>,
-    pub result: Label<RecoveryResult>,
-    /// What the watchdog did: restart, recreate, stop or kill (a Swarm task), or none
-    /// (observed only).
-    pub verb: Label<VerbKind>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TriggerLabels {
-    pub container: String,
-    pub trigger: Label<Trigger>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub container: String,
-    pub state: Label<State>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProbeLabels {
-    pub container: String,
-    pub kind: KindLabel,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum KindLabel {
-    Http,
-    Tcp,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailureLabels {
-    pub container: String,
-    pub reason: Label<ProbeFailure>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UnobservableLabels {
-    pub container: String,
-    pub reason: Label<Unobservable>,
-}
-
-/// Why the watchdog reports itself degraded: its own trouble, never a container's.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Degraded {
-    DockerUnreachable,
-    /// Incidents in memory that could not be written to the journal yet.
-    JournalUnpersisted,
-    /// Containers its own probes cannot reach (DNS, no address, no descriptors).
-    CannotObserve,
-}
-
-impl Degraded {
-    pub const ALL: [Degraded; 3] = [
-        Degraded::DockerUnreachable,
-        Degraded::JournalUnpersisted,
-        Degraded::CannotObserve,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Degraded::DockerUnreachable => "docker_unreachable",
-            Degraded::JournalUnpersisted => "journal_unpersisted",
-            Degraded::CannotObserve => "cannot_observe",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DegradedLabels {
-    pub reason: Label<Degraded>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LabelErrorLabels {
-    pub container: String,
-    pub label: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VersionLabels {
-    pub version: String,
-}
+mod labels;
+pub use labels::*;
 
 fn recovery_buckets() -> impl Iterator<Item = f64> {
     [
@@ -161,6 +41,9 @@ pub struct Metrics {
     pub journal_write_failures: Counter,
     pub incidents_unpersisted: Gauge,
     pub degraded: Family<DegradedLabels, Gauge>,
+    /// Whether this watchdog runs dry ([`Metrics::dry_run`]): which recovery results its
+    /// containers can have, so which series [`Metrics::add_container`] makes.
+    dry_run: bool,
 }
 
 impl Metrics {
@@ -190,6 +73,7 @@ impl Metrics {
             journal_write_failures: Counter::default(),
             incidents_unpersisted: Gauge::default(),
             degraded: Family::default(),
+            dry_run: false,
         };
         // Counters are registered without `_total`: the library appends it.
         registry.register(
@@ -296,9 +180,17 @@ impl Metrics {
         m
     }
 
-    /// Creates the label combinations of a new container so `rate()` works from its first event.
+    /// For a watchdog that runs dry (`--dry-run`): its containers' recoveries are `dry_run`,
+    /// never `success` or `failed`.
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+
+    /// Creates the label combinations a new container can produce, so `rate()` works from its
+    /// first event: `dry_run` results in a dry run, `success` and `failed` otherwise.
     pub fn add_container(&self, container: &str, probe: Option<ProbeKind>) {
-        let keys = SeriesKeys::of(container);
+        let keys = SeriesKeys::of(container, self.dry_run);
         for k in keys.recovery() {
             let _ = self.recovery_events.get_or_create(&k);
         }
@@ -323,7 +215,7 @@ impl Metrics {
 
     /// Drops every series of a container that is gone.
     pub fn remove_container(&self, container: &str) {
-        let keys = SeriesKeys::of(container);
+        let keys = SeriesKeys::of(container, self.dry_run);
         for k in keys.every_recovery() {
             self.recovery_events.remove(&k);
         }
@@ -382,30 +274,41 @@ impl Metrics {
 }
 
 /// Every per-container label set of the bounded families, for creating or removing them.
-struct SeriesKeys<'a> {
-    container: &'a str,
+struct SeriesKeys {
+    container: ContainerLabel,
+    /// A dry run records `dry_run` where a real one records `success` or `failed`.
+    dry_run: bool,
 }
 
-impl<'a> SeriesKeys<'a> {
-    fn of(container: &'a str) -> Self {
-        Self { container }
+impl SeriesKeys {
+    fn of(container: &str, dry_run: bool) -> Self {
+        Self {
+            container: container.into(),
+            dry_run,
+        }
     }
-    /// The combinations a plain container can produce: its restarts and recreates with every
-    /// result but `observed`, and `observed` with verb `none`. A Swarm task's stop or kill
-    /// series are made when they first happen (and removed with the container's others).
+    /// The combinations a plain container can produce: its restarts and recreates with the
+    /// results of this watchdog's mode (`dry_run`, or `success` and `failed`), and `observed`
+    /// with verb `none`. A Swarm task's stop or kill series are made when they first happen
+    /// (and removed with the container's others).
     fn recovery(&self) -> impl Iterator<Item = RecoveryLabels> + '_ {
+        let acted: &'static [RecoveryResult] = if self.dry_run {
+            &[RecoveryResult::DryRun]
+        } else {
+            &[RecoveryResult::Success, RecoveryResult::Failed]
+        };
         Trigger::ALL.iter().flat_map(move |t| {
-            RecoveryResult::ALL.iter().flat_map(move |r| {
-                let verbs: &[VerbKind] = match r {
-                    RecoveryResult::Observed => &[VerbKind::None],
-                    _ => &[VerbKind::Restart, VerbKind::Recreate],
-                };
-                verbs.iter().map(move |v| RecoveryLabels {
-                    container: self.container.into(),
-                    trigger: Label(*t),
-                    result: Label(*r),
-                    verb: Label(*v),
-                })
+            let observed = std::iter::once((RecoveryResult::Observed, VerbKind::None));
+            let acted = acted.iter().flat_map(|r| {
+                [VerbKind::Restart, VerbKind::Recreate]
+                    .into_iter()
+                    .map(move |v| (*r, v))
+            });
+            acted.chain(observed).map(move |(r, v)| RecoveryLabels {
+                container: self.container.clone(),
+                trigger: Label(*t),
+                result: Label(r),
+                verb: Label(v),
             })
         })
     }
@@ -415,7 +318,7 @@ impl<'a> SeriesKeys<'a> {
         Trigger::ALL.iter().flat_map(move |t| {
             RecoveryResult::ALL.iter().flat_map(move |r| {
                 VerbKind::ALL.iter().map(move |v| RecoveryLabels {
-                    container: self.container.into(),
+                    container: self.container.clone(),
                     trigger: Label(*t),
                     result: Label(*r),
                     verb: Label(*v),
@@ -425,25 +328,25 @@ impl<'a> SeriesKeys<'a> {
     }
     fn trigger(&self) -> impl Iterator<Item = TriggerLabels> + '_ {
         Trigger::ALL.iter().map(move |t| TriggerLabels {
-            container: self.container.into(),
+            container: self.container.clone(),
             trigger: Label(*t),
         })
     }
     fn state(&self) -> impl Iterator<Item = StateLabels> + '_ {
         State::ALL.iter().map(move |s| StateLabels {
-            container: self.container.into(),
+            container: self.container.clone(),
             state: Label(*s),
         })
     }
     fn unobservable(&self) -> impl Iterator<Item = UnobservableLabels> + '_ {
         Unobservable::ALL.iter().map(move |r| UnobservableLabels {
-            container: self.container.into(),
+            container: self.container.clone(),
             reason: Label(*r),
         })
     }
     fn reason(&self) -> impl Iterator<Item = FailureLabels> + '_ {
         ProbeFailure::ALL.iter().map(move |r| FailureLabels {
-            container: self.container.into(),
+            container: self.container.clone(),
             reason: Label(*r),
         })
     }
@@ -456,5 +359,65 @@ pub fn probe_labels(container: &str, kind: ProbeKind) -> ProbeLabels {
             ProbeKind::Http => KindLabel::Http,
             ProbeKind::Tcp => KindLabel::Tcp,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exposition of a registry with one container added, in a dry run or not.
+    fn exposition(dry_run: bool) -> String {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry).dry_run(dry_run);
+        m.add_container("web", Some(ProbeKind::Http));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    fn recovery_series(text: &str, result: &str) -> usize {
+        text.lines()
+            .filter(|l| l.starts_with("app_recovery_events_total{"))
+            .filter(|l| l.contains(&format!("result=\"{result}\"")))
+            .count()
+    }
+
+    #[test]
+    fn a_container_gets_the_series_of_the_watchdogs_mode_only() {
+        let real = exposition(false);
+        let triggers = Trigger::ALL.len();
+        // Restart and recreate for each acting result, `none` for observed, per trigger.
+        assert_eq!(recovery_series(&real, "success"), 2 * triggers);
+        assert_eq!(recovery_series(&real, "failed"), 2 * triggers);
+        assert_eq!(recovery_series(&real, "observed"), triggers);
+        assert_eq!(recovery_series(&real, "dry_run"), 0);
+        let dry = exposition(true);
+        assert_eq!(recovery_series(&dry, "dry_run"), 2 * triggers);
+        assert_eq!(
+            recovery_series(&dry, "success") + recovery_series(&dry, "failed"),
+            0
+        );
+        assert!(real.contains(r#"selfheal_container_state{container="web",state="healthy"} 0"#));
+    }
+
+    #[test]
+    fn removing_a_container_drops_every_series_it_had() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.add_container("web", Some(ProbeKind::Tcp));
+        // One made later, outside the pre-made set (a Swarm task's stop).
+        m.recovery_events
+            .get_or_create(&RecoveryLabels {
+                container: "web".into(),
+                trigger: Label(Trigger::Died),
+                result: Label(RecoveryResult::Success),
+                verb: Label(VerbKind::Stop),
+            })
+            .inc();
+        m.remove_container("web");
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(!out.contains("container=\"web\""), "{out}");
     }
 }

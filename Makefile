@@ -64,8 +64,9 @@ test: prerequisites-test lint test-setup test-rust test-images test-deploy test-
 
 # The test binaries that need no Docker engine: every crate's lib and bin tests (the healing
 # core, the journal, the container task loop with a fake runtime, ...), the CLI's journal and
-# error tests, the demo app's routes.
-UNIT_TESTS := --lib --bins --test journal_cli --test cli_errors --test routes
+# error tests, the check that the daemon's modules import each other without a cycle, the demo
+# app's routes.
+UNIT_TESTS := --lib --bins --test journal_cli --test cli_errors --test routes --test module_graph
 
 test-unit: ## fast tier: the tests that need no Docker (no images either), seconds after a build
 	cargo nextest run --workspace --locked --no-fail-fast $(UNIT_TESTS)

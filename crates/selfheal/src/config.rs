@@ -1,7 +1,8 @@
 //! Configuration of `selfheal watch`: flags, their environment variables, and an optional TOML
 //! file, merged in that order of precedence and validated before anything runs.
 
-use crate::http::auth::{AdminGuard, Token};
+use crate::auth_token::Token;
+use crate::http::auth::AdminGuard;
 use clap::{ArgAction, Args};
 use selfheal_core::{parse_duration, Backoff, WatchDefaults};
 use serde::Deserialize;

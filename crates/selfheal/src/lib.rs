@@ -4,6 +4,7 @@
 //! (`selfheal-core`) what to do, and restarts what is broken; every recovery becomes an incident
 //! in the journal and a sample in the metrics.
 
+pub mod auth_token;
 pub mod cli;
 pub mod config;
 pub mod container;

@@ -39,7 +39,12 @@ impl Engine {
             IncidentJournal::open(state.path(), JournalMetrics::default()).expect("journal");
         let shared = Shared::new(Arc::new(journal), false);
         Self {
-            executor: Executor::new(Arc::new(RwLock::new(Some(docker))), 4, shared),
+            executor: Executor::new(
+                Arc::new(RwLock::new(Some(docker))),
+                4,
+                shared.dry_run,
+                shared.metrics.restarts_in_flight.clone(),
+            ),
             _state: state,
         }
     }

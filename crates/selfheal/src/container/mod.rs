@@ -27,7 +27,7 @@ pub use task::spawn;
 use crate::dependents::GateReport;
 use crate::docker::executor::ContainerRuntime;
 use crate::docker::ContainerInfo;
-use crate::evidence::capture::Captured;
+use crate::evidence::Captured;
 use crate::journal::Incident;
 use crate::notify::Notifier;
 use crate::probe::Prober;

@@ -2,7 +2,7 @@
 //! notifications. Nothing here decides anything.
 
 use crate::docker::ContainerInfo;
-use crate::evidence::capture::Captured;
+use crate::evidence::Captured;
 use crate::evidence::Evidence;
 use crate::incident::{notice, Closing};
 use crate::journal::{Incident, IncidentOutcome};

@@ -5,7 +5,7 @@
 use super::probe::{move_series, ProbeSeries};
 use super::*;
 use crate::docker::executor::{BoxFuture, Turn};
-use crate::evidence::capture::Captured;
+use crate::evidence::Captured;
 use crate::journal::{IncidentJournal, IncidentOutcome, JournalMetrics};
 use crate::shared::ContainerView;
 use selfheal_core::labels::parse_labels;

@@ -8,9 +8,8 @@
 
 use crate::docker::recreate::{image_for, own_replacement, parked_name, replacement, Replacement};
 use crate::docker::{ContainerInfo, DockerError};
-use crate::evidence::capture::Captured;
+use crate::evidence::Captured;
 use crate::evidence::Logs;
-use crate::shared::Shared;
 use bollard::models::NetworkConnectRequest;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
@@ -18,6 +17,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use prometheus_client::metrics::gauge::Gauge;
 use selfheal_core::{EndMode, Order, OrderOutcome, Verb, Verdict};
 use std::future::Future;
 use std::pin::Pin;
@@ -49,7 +49,7 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
         turn: Turn<'a>,
     ) -> BoxFuture<'a, Option<OrderOutcome>>;
     /// Reads back what Docker holds of a fault detected at `detected`: the container's last
-    /// log lines and its HEALTHCHECK log ([`crate::evidence::capture`]). Called off the
+    /// log lines and its HEALTHCHECK log ([`super::capture`]). Called off the
     /// restart path, after the restart is issued.
     fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured>;
 }
@@ -59,19 +59,25 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
 pub struct Executor {
     docker: Arc<RwLock<Option<Docker>>>,
     limit: Arc<Semaphore>,
-    shared: Arc<Shared>,
+    /// `--dry-run`: every order is skipped.
+    dry_run: bool,
+    /// `selfheal_restarts_in_flight`. Given by the caller rather than the whole shared state,
+    /// so the Docker edge needs nothing from the modules built on it.
+    in_flight: Gauge,
 }
 
 impl Executor {
     pub fn new(
         docker: Arc<RwLock<Option<Docker>>>,
         max_in_flight: usize,
-        shared: Arc<Shared>,
+        dry_run: bool,
+        in_flight: Gauge,
     ) -> Self {
         Self {
             docker,
             limit: Arc::new(Semaphore::new(max_in_flight)),
-            shared,
+            dry_run,
+            in_flight,
         }
     }
 
@@ -87,7 +93,7 @@ impl Executor {
     /// Carries out one order: waits for its turn behind the global bound, then acts by its
     /// verb.
     async fn execute_now(&self, id: &str, order: &Order, turn: Turn<'_>) -> Option<OrderOutcome> {
-        if self.shared.dry_run {
+        if self.dry_run {
             return Some(OrderOutcome::Skipped);
         }
         let (_permit, waited) = match self.limit.clone().try_acquire_owned() {
@@ -123,7 +129,7 @@ impl Executor {
     /// `POST /containers/{id}/stop?t=<stop timeout>` or `POST /containers/{id}/kill`
     /// (SIGKILL); for quarantine's [`Verb::Stop`], the same stop.
     async fn restart_now(&self, docker: Docker, id: &str, order: &Order) -> OrderOutcome {
-        self.shared.metrics.restarts_in_flight.inc();
+        self.in_flight.inc();
         let stop_timeout = order.stop_timeout;
         let budget = Duration::from_secs(u64::from(stop_timeout)) + RESTART_MARGIN;
         let docker = docker.with_timeout(budget);
@@ -147,7 +153,7 @@ impl Executor {
             }
         };
         let result = tokio::time::timeout(budget, call).await;
-        self.shared.metrics.restarts_in_flight.dec();
+        self.in_flight.dec();
         match result {
             Ok(Ok(())) => OrderOutcome::Done,
             Ok(Err(e)) => match DockerError::from_api(e) {
@@ -218,7 +224,7 @@ impl Executor {
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_string();
-        self.shared.metrics.restarts_in_flight.inc();
+        self.in_flight.inc();
         // Each call is bounded by the client's timeout, not the whole: a deadline that cut the
         // steps short would leave the old container parked instead of given back.
         let budget = Duration::from_secs(u64::from(order.stop_timeout)) + RESTART_MARGIN;
@@ -231,7 +237,7 @@ impl Executor {
             start_again: network_parent.is_none() && running == Some(true),
         };
         let result = steps.replace(plan).await;
-        self.shared.metrics.restarts_in_flight.dec();
+        self.in_flight.dec();
         Some(match result {
             Ok(new_id) => {
                 match network_parent {
@@ -395,7 +401,7 @@ impl ContainerRuntime for Executor {
     fn capture<'a>(&'a self, id: &'a str, detected: SystemTime) -> BoxFuture<'a, Captured> {
         Box::pin(async move {
             match self.docker.read().await.clone() {
-                Some(docker) => crate::evidence::capture::capture(&docker, id, detected).await,
+                Some(docker) => super::capture::capture(&docker, id, detected).await,
                 None => Captured {
                     health_log: Vec::new(),
                     logs: Some(Logs::note("no logs: Docker was not reachable to read them")),

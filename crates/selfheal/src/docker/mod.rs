@@ -1,7 +1,7 @@
 //! The Docker Engine API edge: connecting, and turning inspect results into what the watchdog
 //! needs. docs/reference.md lists the calls made, for users who put a socket proxy in front:
 //! GET /version, GET /_ping, GET /events, GET /containers/json, GET /containers/{id}/json,
-//! GET /containers/{id}/logs (evidence, [`crate::evidence::capture`]),
+//! GET /containers/{id}/logs (evidence, [`capture`]),
 //! POST /containers/{id}/restart; to recreate a container ([`recreate`]) also
 //! POST /containers/{id}/stop, POST /containers/{id}/rename, POST /containers/create,
 //! POST /containers/{id}/start, DELETE /containers/{id}, and, in its own networks,
@@ -11,8 +11,10 @@
 //!
 //! Its parts: [`events`] types the engine's events (Docker's and Podman's dialects) at the edge;
 //! [`executor`] is the only code that changes containers; [`recreate`] builds a replacement
-//! from a container's own configuration.
+//! from a container's own configuration; [`capture`] reads a fault's evidence back (the
+//! types are `crate::evidence`'s, which needs nothing from here).
 
+pub mod capture;
 pub mod events;
 pub mod executor;
 pub mod recreate;

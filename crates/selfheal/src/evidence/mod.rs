@@ -1,12 +1,10 @@
 //! The evidence an incident carries: what the container and its checks said around the fault.
 //! Captured at detection ([`crate::container`]), read back from Docker off the restart path
-//! ([`capture`]), bounded here, stored in the journal with the incident.
+//! ([`crate::docker::capture`]), bounded here, stored in the journal with the incident.
 //!
 //! Every part is bounded on its JSON form (what the journal stores), so the evidence of one
 //! incident serializes to at most [`MAX_EVIDENCE_BYTES`] however the container misbehaves:
 //! huge lines, binary output, control characters.
-
-pub mod capture;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::VecDeque;
@@ -142,6 +140,13 @@ pub fn signal_of(exit_code: i64) -> Option<String> {
         None if n <= 64 => Some(format!("signal {n}")),
         None => None,
     }
+}
+
+/// What is read back from Docker after detection ([`crate::docker::capture`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Captured {
+    pub health_log: Vec<HealthCheck>,
+    pub logs: Option<Logs>,
 }
 
 /// The container's last log lines, or a note saying why they cannot be read.
@@ -308,7 +313,7 @@ impl Evidence {
     }
 
     /// Adds what was read back from Docker after detection.
-    pub fn merge(&mut self, captured: capture::Captured) {
+    pub fn merge(&mut self, captured: Captured) {
         if !captured.health_log.is_empty() {
             self.health_log = captured.health_log;
         }

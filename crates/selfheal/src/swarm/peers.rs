@@ -20,7 +20,7 @@ pub struct Peers {
     target: String,
     client: reqwest::Client,
     /// `--admin-token`: the peers' `/api/` wants the same one.
-    token: Option<crate::http::auth::Token>,
+    token: Option<crate::auth_token::Token>,
 }
 
 /// How long one peer, or the DNS lookup, may take.
@@ -61,7 +61,7 @@ pub struct ServiceReply {
 impl Peers {
     /// `target`: `host:port`, the host a DNS name (checked when it is used, since the name
     /// exists only on the overlay network).
-    pub fn new(target: &str, token: Option<crate::http::auth::Token>) -> anyhow::Result<Self> {
+    pub fn new(target: &str, token: Option<crate::auth_token::Token>) -> anyhow::Result<Self> {
         let (host, port) = target
             .rsplit_once(':')
             .ok_or_else(|| anyhow::anyhow!("--swarm-peers {target:?}: expected HOST:PORT"))?;

@@ -105,7 +105,12 @@ impl std::fmt::Debug for Watcher {
 impl Watcher {
     pub fn new(cfg: WatchConfig, shared: Arc<Shared>, notifier: Notifier) -> anyhow::Result<Self> {
         let docker = Arc::new(RwLock::new(None));
-        let executor = Executor::new(docker.clone(), cfg.max_concurrent_restarts, shared.clone());
+        let executor = Executor::new(
+            docker.clone(),
+            cfg.max_concurrent_restarts,
+            shared.dry_run,
+            shared.metrics.restarts_in_flight.clone(),
+        );
         let (gates_tx, gates) = mpsc::channel(EVENT_QUEUE);
         let (successors_tx, successors) = mpsc::channel(EVENT_QUEUE);
         let peers = match &cfg.swarm_peers {

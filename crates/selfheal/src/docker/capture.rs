@@ -4,9 +4,11 @@
 //! health log survive `docker restart`, and whatever the container's next run wrote is cut off
 //! by time (Docker's `State.FinishedAt` of the faulted run, else `StartedAt` of the next).
 
-use super::LOG_LINE_BYTES;
-use super::{text_of, HealthCheck, LogLine, LogStream, Logs, HEALTH_RESULTS, LOG_LINES};
-use crate::docker::{bounded, API_TIMEOUT};
+use super::{bounded, API_TIMEOUT};
+use crate::evidence::{
+    text_of, Captured, HealthCheck, LogLine, LogStream, Logs, HEALTH_RESULTS, LOG_LINES,
+    LOG_LINE_BYTES,
+};
 use bollard::container::LogOutput;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, LogsOptionsBuilder};
@@ -17,13 +19,6 @@ use std::time::SystemTime;
 /// Log entries asked of Docker: twice what is kept, so lines of a run that started meanwhile
 /// (cut off afterwards) leave room for the lines before the fault.
 const TAIL: usize = 2 * LOG_LINES;
-
-/// What is read back from Docker after detection.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Captured {
-    pub health_log: Vec<HealthCheck>,
-    pub logs: Option<Logs>,
-}
 
 /// Reads the evidence of a fault detected at `detected` from container `id`.
 pub async fn capture(docker: &Docker, id: &str, detected: SystemTime) -> Captured {
@@ -193,8 +188,8 @@ fn push_entry(out: &mut RawLines, stream: LogStream, message: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::LOG_BYTES;
     use super::*;
+    use crate::evidence::LOG_BYTES;
     use bollard::models::HostConfigLogConfig;
     use bollard::models::{ContainerState, Health, HealthcheckResult, HostConfig};
 
@@ -389,7 +384,7 @@ mod tests {
         );
         assert!(logs.truncated);
         assert!(
-            super::super::json_len(
+            crate::evidence::json_len(
                 &logs
                     .lines
                     .iter()

@@ -3,7 +3,8 @@
 //! observations, and carries the supervisor's effects out through the [`ContainerRuntime`]
 //! (the executor's orders, inspects) and the incident recorder (journal, metrics,
 //! notifications). It decides nothing itself. By job:
-//! - `task`: the loop: messages in, observations to the core in order, effects out;
+//! - `task`: the loop: messages in, observations to the core in order; within it, `spawn`
+//!   sets a task up and `effects` carries the core's effects out;
 //! - `dispatch`: work handed off the task's path (orders, inspects), answered in its inbox;
 //! - `probe`: the probe loop and its metric series;
 //! - `evidence`: what an incident's evidence gathers, at detection and read back after;

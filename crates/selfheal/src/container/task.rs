@@ -1,5 +1,12 @@
-//! The container task's loop: messages in, observations to the core in order, the core's
-//! effects carried out (the order first, before anything is written down).
+//! The container task's loop: messages in, observations to the core in order. Its parts:
+//! `spawn` sets a task up (what it resumes or takes over, its probe, its supervisor), and
+//! `effects` carries the core's effects out (the order first, before anything is written
+//! down).
+
+mod effects;
+mod spawn;
+
+pub use spawn::spawn;
 
 use super::dispatch::Dispatcher;
 use super::evidence::EvidenceCollector;
@@ -7,15 +14,14 @@ use super::link::DependentsLink;
 use super::probe::ProbeLink;
 use super::record::IncidentRecorder;
 use super::view::{Shown, ViewPublisher};
-use super::{slot, ContainerHandle, Context, Msg, INBOX};
+use super::{Context, Msg};
 use crate::docker::ContainerInfo;
-use crate::journal::Incident;
 use crate::swarm::SwarmBinding;
 use selfheal_core::{
-    Backoff, DockerHealth, Effect, Observation, OrderOutcome, PolicySpec, RecoveryResult,
-    RestartCondition, State, Supervisor, Verdict, WatchSpec,
+    DockerHealth, Effect, Observation, OrderOutcome, RestartCondition, Supervisor, Verdict,
+    WatchSpec,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -74,133 +80,6 @@ struct Fed {
     /// The core's answer to the executor's turn.
     verdict: Option<Verdict>,
     watching: Watching,
-}
-
-/// The healing core's settings for a container.
-fn policy_spec(spec: &WatchSpec, info: &ContainerInfo, backoff: Backoff) -> PolicySpec {
-    PolicySpec {
-        failures: spec.failures,
-        start_period: spec.start_period,
-        stop_timeout: spec.stop_timeout,
-        container_stop_timeout: info.stop_timeout,
-        restart_max: spec.restart_max,
-        restart_window: spec.restart_window,
-        backoff,
-        restart_policy: info.restart_policy(),
-        has_probe: spec.probe.is_some(),
-        has_docker_health: info.has_healthcheck,
-        swarm: None,
-        ladder: spec.ladder,
-    }
-}
-
-/// Starts watching one container. `resumed` is an incident left open by a previous run. The
-/// first message the task handles is a [`Msg::Snapshot`] of `info`.
-pub fn spawn(
-    ctx: Context,
-    info: ContainerInfo,
-    spec: WatchSpec,
-    resumed: Option<Incident>,
-    swarm: Option<SwarmBinding>,
-    takes_over: bool,
-    parent: &CancellationToken,
-) -> ContainerHandle {
-    let (tx, rx) = mpsc::channel(INBOX);
-    let cancel = parent.child_token();
-    // A Swarm task takes over what the task it replaces left in its slot.
-    let handed = swarm
-        .as_ref()
-        .and_then(|b| ctx.slots.take(&b.task.slot_key()));
-    let resumed = match &handed {
-        // The journal's copy: evidence read back after the hand-over was added there.
-        Some(h) => h.incident.as_ref().map(|i| {
-            ctx.shared
-                .journal
-                .get(i.id)
-                .filter(Incident::is_open)
-                .unwrap_or_else(|| i.clone())
-        }),
-        None => resumed,
-    };
-    let times = resumed
-        .as_ref()
-        .and_then(|i| crate::incident::times_of(&ctx.shared, i));
-    if let Some(i) = &resumed {
-        tracing::info!(container = %info.name, incident = i.id, "resuming open incident");
-    }
-    ctx.shared
-        .metrics
-        .add_container(&info.name, spec.probe.as_ref().map(|p| p.kind));
-    ctx.shared.metrics.set_state(&info.name, State::Starting);
-    let evidence = EvidenceCollector::new(ctx.evidence);
-    let (probe, probe_task) = ProbeLink::start(
-        &ctx,
-        &info,
-        &spec,
-        evidence.probe_log(),
-        tx.clone(),
-        &cancel,
-    );
-    if let Some(b) = &swarm {
-        slot::ask_peers(&ctx, b, handed.is_some(), &tx, &cancel);
-    }
-    let now = Instant::now();
-    let mut policy = policy_spec(&spec, &info, ctx.backoff);
-    policy.swarm = swarm.as_ref().map(|b| b.condition);
-    let resumed_since = times.as_ref().map(|t| t.first_failure);
-    let sup = match handed {
-        Some(h) => {
-            tracing::info!(container = %info.name, incident = ?h.incident.as_ref().map(|i| i.id),
-                "Swarm task replaces an ended one in its slot; taking over the slot");
-            Supervisor::replacement(policy, h.carry, now)
-        }
-        None => Supervisor::new(policy, times, now),
-    };
-    let mut incidents = IncidentRecorder::new(
-        ctx.shared.clone(),
-        ctx.notifier.clone(),
-        resumed,
-        ctx.backoff.reset_after,
-        (
-            !spec.notify || spec.ladder.action == selfheal_core::Action::None,
-            spec.ladder,
-        ),
-    );
-    if let Some(since) = resumed_since {
-        incidents.resume_story(since);
-    }
-    let mut task = ContainerTask {
-        core: Core { sup, last_now: now },
-        swarm,
-        incidents,
-        dispatch: Dispatcher::new(ctx.runtime.clone(), tx.clone()),
-        ctx,
-        target: Target {
-            info: info.clone(),
-            spec,
-            probe,
-        },
-        evidence,
-        link: DependentsLink::default(),
-        view: ViewPublisher::default(),
-    };
-    let token = cancel.clone();
-    let handle = tokio::spawn(async move {
-        task.publish();
-        task.run(rx, token.clone(), takes_over).await;
-        // Ended (removed, or stopped): whatever else works for it (the probe, a question to
-        // the peers) ends too.
-        token.cancel();
-        if let Some(p) = probe_task {
-            p.abort();
-        }
-    });
-    let _ = tx.try_send(Msg::Snapshot(Box::new(info)));
-    ContainerHandle {
-        tx,
-        cancel,
-        task: handle,
-    }
 }
 
 impl ContainerTask {
@@ -425,13 +304,6 @@ impl ContainerTask {
         self.target.probe.retarget(&self.ctx, &self.target.info);
     }
 
-    /// Feeds one observation to the core and carries out what it returns.
-    fn feed(&mut self, obs: Observation, at: Instant) -> Fed {
-        let open_before = self.incidents.open.as_ref().map(|i| i.id);
-        let (effects, now) = self.core.handle(obs, at);
-        self.carry_out_all(effects, now, open_before)
-    }
-
     /// This container replaced another by a recreate: its supervisor takes over what the
     /// other one carried, and the incident's record comes along (under this container's id,
     /// so that a restarted watchdog resumes it). If this container opened an incident of its
@@ -459,140 +331,6 @@ impl ContainerTask {
         self.core.last_now = now;
         let effects = self.core.sup.take_over(s.carry, now);
         self.carry_out_all(effects, now, open_before).watching
-    }
-
-    /// Carries out the core's effects: an order first, before anything is written down.
-    fn carry_out_all(
-        &mut self,
-        effects: Vec<Effect>,
-        now: Instant,
-        open_before: Option<u64>,
-    ) -> Fed {
-        // Fires once the order is sent (or dropped): evidence is read from Docker only after.
-        let mut sent = None;
-        for e in &effects {
-            if let Effect::Order(order) = e {
-                let order = order.clone();
-                sent = Some(
-                    self.dispatch
-                        .order(&self.ctx.shared, &self.target.info, order),
-                );
-            }
-        }
-        let mut fed = Fed {
-            verdict: None,
-            watching: Watching::On,
-        };
-        for e in effects {
-            match e {
-                Effect::Turn(v) => fed.verdict = Some(v),
-                Effect::Unwatch if fed.watching == Watching::On => fed.watching = Watching::Done,
-                Effect::Unwatch => {}
-                e @ Effect::Recreated { .. } => {
-                    fed.watching = Watching::HandedOver;
-                    self.carry_out(e, now, &mut sent);
-                }
-                e => self.carry_out(e, now, &mut sent),
-            }
-        }
-        self.target.probe.count(self.core.sup.wants_probes());
-        let open_now = self.incidents.open.as_ref().map(|i| i.id);
-        self.link.report_gate(
-            &self.core.sup,
-            &self.target.info,
-            (open_before, open_now),
-            &self.ctx.shared.clock,
-            &self.ctx.gates,
-        );
-        fed
-    }
-
-    fn carry_out(
-        &mut self,
-        effect: Effect,
-        now: Instant,
-        sent: &mut Option<oneshot::Receiver<()>>,
-    ) {
-        let name = self.target.info.name.clone();
-        let shared = self.ctx.shared.clone();
-        match effect {
-            Effect::StateChanged { from, to } => {
-                tracing::info!(container = %name, %from, %to, "state");
-                shared.metrics.set_state(&name, to);
-            }
-            Effect::IncidentOpened(t) => {
-                let info = &self.target.info;
-                let evidence = self.evidence.at_detection(t.trigger, info);
-                let parent = self.link.take_parent(t.trigger);
-                self.incidents.opened(&t, info, evidence, parent);
-                if let Some(id) = self.incidents.open.as_ref().map(|i| i.id) {
-                    let runtime = self.dispatch.runtime();
-                    let tx = self.dispatch.inbox();
-                    self.evidence
-                        .read_back(id, runtime, info.id.clone(), sent.take(), tx);
-                }
-            }
-            Effect::IncidentUpdated(t) => self.incidents.updated(&t),
-            Effect::IncidentClosed {
-                incident,
-                outcome,
-                time_to_recover,
-            } => self
-                .incidents
-                .closed(&incident, outcome, time_to_recover, &name, now),
-            // Dispatched before anything else; answered or ended by the caller.
-            Effect::Order(_) | Effect::Turn(_) | Effect::Unwatch => {}
-            Effect::OrderFailed { why } => self.incidents.restart_failed(now, Some(why)),
-            Effect::BackoffReset => {
-                tracing::debug!(container = %name, "healthy long enough: backoff forgotten")
-            }
-            Effect::Recovery {
-                trigger,
-                result,
-                verb,
-            } => {
-                shared.metrics.recovery(&name, trigger, result, verb);
-                match result {
-                    RecoveryResult::Observed if self.swarm.is_some() => tracing::info!(
-                        container = %name, %trigger,
-                        "Swarm task failed; Swarm replaces it, recorded, not acted on"),
-                    RecoveryResult::Observed => tracing::info!(container = %name, %trigger,
-                        "restarted by Docker's restart policy; recorded, not repeated"),
-                    _ => {}
-                }
-            }
-            Effect::Quarantined { restarts_in_window } => tracing::error!(
-                container = %name, restarts_in_window,
-                "restart budget spent: quarantined, left alone until it is healthy again"
-            ),
-            Effect::Released => {
-                tracing::info!(container = %name, "healthy again by itself: released from quarantine");
-                self.incidents.released(now);
-            }
-            Effect::Recreated { new_id, carry } => {
-                let successor = super::Successor {
-                    new_id,
-                    carry: *carry,
-                    incident: self.incidents.open.take(),
-                    container: name,
-                };
-                let tx = self.ctx.successors.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(successor).await;
-                });
-            }
-            Effect::HandOver(carry) => {
-                let Some(b) = &self.swarm else { return };
-                let incident = self.incidents.open.take();
-                let muted = !self.target.spec.notify;
-                slot::hand_over(&self.ctx, b, *carry, incident, (&name, muted), now);
-            }
-            // Behind whatever is already in the inbox: looked at in order.
-            Effect::Inspect => self.dispatch.send_self(Msg::Look { started: false }),
-            Effect::ReadHealthLog => self.dispatch.look(&self.target.info.id, |info| {
-                info.health_failing_since.map(Msg::HealthFailingSince)
-            }),
-        }
     }
 
     fn publish(&mut self) {

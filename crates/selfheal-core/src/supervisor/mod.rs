@@ -88,6 +88,8 @@ mod orders;
 mod state;
 mod swarm;
 
+pub use swarm::{Carried, Unadopted};
+
 /// Does a `kill` event with this signal announce a stop? Only signals that end a process do
 /// (INT, QUIT, KILL, TERM; a `kill` naming none is taken as one). HUP, USR1 and the like are
 /// reloads, and SIGSTOP freezes the process without ending it: a frozen container is the

@@ -26,7 +26,7 @@ pub use policy::{
     Verdict, DEFAULT_RECREATE_AFTER, DEFAULT_STOP_TIMEOUT,
 };
 pub use restart_policy::RestartPolicy;
-pub use supervisor::{Phase, Supervisor};
+pub use supervisor::{Carried, Phase, Supervisor, Unadopted};
 pub use swarm::{
     EndMode, Followed, Handover, PeerTask, RestartCondition, Shortfall, SlotCarry, SwarmSlot,
     SwarmTask,

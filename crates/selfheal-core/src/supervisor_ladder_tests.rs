@@ -113,6 +113,7 @@ fn recreate_done(sup: &mut Supervisor, ladder: Ladder) -> (Supervisor, Vec<Effec
         .expect("handed over");
     let now = Instant::now();
     let mut new = Supervisor::new(spec(ladder), None, now);
+    assert_eq!(Supervisor::carried_incident(Some(&new)), Carried::TakenOver);
     let mut e = new.take_over(carry, now);
     e.extend(new.handle(running(now), now));
     (new, e)
@@ -404,8 +405,8 @@ async fn a_quarantine_stop_that_does_not_happen_keeps_the_quarantine() {
 }
 
 /// The replacement may have seen its own failure before the hand-over reaches it: its own
-/// incident stays, the carried one is left for the caller to close; budget and backoff are
-/// merged either way.
+/// incident stays, the carried one is closed `abandoned` (as is one whose replacement is not
+/// watched); budget and backoff are merged either way.
 #[tokio::test(start_paused = true)]
 async fn a_replacement_that_failed_first_keeps_its_own_incident() {
     let ladder = Ladder {
@@ -439,6 +440,18 @@ async fn a_replacement_that_failed_first_keeps_its_own_incident() {
             _ => None,
         })
         .unwrap();
+    let closed = |why| Carried::Closed {
+        outcome: Outcome::Abandoned,
+        why,
+    };
+    assert_eq!(
+        Supervisor::carried_incident(Some(&new)),
+        closed(Unadopted::OwnIncidentFirst)
+    );
+    assert_eq!(
+        Supervisor::carried_incident(None),
+        closed(Unadopted::NotWatched)
+    );
     new.take_over(carry, now);
     assert_eq!(new.incident().map(|i| i.detected), Some(own.detected));
     assert_eq!(new.recent_restarts(), 1);

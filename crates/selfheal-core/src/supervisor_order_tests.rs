@@ -403,3 +403,39 @@ async fn a_destroy_during_a_recreate_waits_for_the_executors_report() {
         }
     )));
 }
+
+/// A restart is dated when it was sent, even when Docker answers after the phase moved on: its
+/// events did not come in time, a look found the old run still going, and then Docker's answer
+/// came. This is why the order in flight keeps its own send time next to the phase's.
+#[tokio::test(start_paused = true)]
+async fn a_restart_answered_after_a_look_is_dated_when_it_was_sent() {
+    let mut sup = healthy(spec());
+    let began = Instant::now() - secs(60);
+    unhealthy(&mut sup);
+    let sent = Instant::now();
+    let e = feed(&mut sup, Observation::Turn { running: None });
+    assert!(e.contains(&Effect::Turn(Verdict::Send)));
+    // Past the wait for its events (stop timeout + 60 s): looked at, the old run goes on.
+    advance(secs(5) + RESTART_EVENTS_WITHIN + secs(1)).await;
+    let e = feed(&mut sup, Observation::Tick);
+    assert!(e.contains(&Effect::Inspect), "{e:?}");
+    feed(
+        &mut sup,
+        Observation::Snapshot(Snapshot {
+            status: RunStatus::Running {
+                started_at: began,
+                paused: false,
+            },
+            health: None,
+        }),
+    );
+    assert!(
+        matches!(sup.phase(), Phase::Running { .. }),
+        "{:?}",
+        sup.phase()
+    );
+    advance(secs(10)).await;
+    feed(&mut sup, Observation::OrderEnded(OrderOutcome::Done));
+    let steps = &sup.incident().expect("still open").steps;
+    assert_eq!(steps.iter().map(|s| s.at).collect::<Vec<_>>(), [sent]);
+}

@@ -79,7 +79,9 @@ enum Step {
     /// The executor could not reach Docker with its order (before its turn or after).
     Unreachable,
     /// Docker carries out the order sent: restarted (start event before or after the
-    /// answer), or refused with the container left running or left down.
+    /// answer), or refused with the container left running or left down. Before its turn, the
+    /// executor may refuse a recreate (the configuration cannot be copied). Now and then a
+    /// user removed the container meanwhile, and the executor finds it gone.
     Finish(u8),
 }
 
@@ -213,6 +215,21 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
     )
 }
 
+/// Plays `steps` in `sim` (every observation checked against the model), then liveness. The
+/// order in flight ends (a recreate's own removal of the old container is the executor's to
+/// report), then removal closes whatever is open: every incident ends exactly once.
+fn play(mut sim: Sim, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    for s in steps {
+        sim.step(s)?;
+    }
+    sim.restarted_in_bounded_time()?;
+    sim.step(Step::Turn { looks: true })?;
+    sim.step(Step::Finish(3))?;
+    sim.feed(Observation::Removed)?;
+    prop_assert!(!sim.incident_open());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -236,9 +253,16 @@ proptest! {
     ///   at again.
     /// - Only a restart Docker received spends budget and counts for backoff; an order dropped
     ///   or never delivered (Docker unreachable) spends nothing and is looked at again.
-    /// - The ladder: the order is a recreate when the action is `recreate`, or when it is
-    ///   `restart` and `recreate-after` restarts (counted since the backoff was last forgotten)
-    ///   have been sent, unless the failure is a parent's start; otherwise a restart. A
+    /// - An order the executor refused (a recreate whose configuration cannot be copied) spends
+    ///   nothing either: no budget, no backoff step, no attempt in the incident. It is told as
+    ///   a failed order and looked at again, and this container is never ordered a recreate
+    ///   again: its ladder restarts it instead (its replacement, if any, starts afresh).
+    /// - An order that finds the container removed spends nothing; the incident is abandoned
+    ///   and the container no longer watched, whether Docker's `destroy` came first or not.
+    /// - The ladder: unless a recreate of this container was refused, the order is a recreate
+    ///   when the action is `recreate`, or when it is `restart` and `recreate-after` restarts
+    ///   (counted since the backoff was last forgotten) have been sent, unless the failure is
+    ///   a parent's start; otherwise a restart. A
     ///   recreate's replacement goes on with the same incident, budget and backoff. `notify`
     ///   and `none` open and close incidents and never order anything (so never quarantine).
     ///   With `on-quarantine=stop`, quarantining a running container orders its stop (spending
@@ -253,18 +277,20 @@ proptest! {
         spec in policy_spec(),
         steps in prop::collection::vec(step(), 1..200),
     ) {
-        let mut sim = Sim::new(spec)?;
-        for s in steps {
-            sim.step(s)?;
-        }
-        sim.restarted_in_bounded_time()?;
-        // The order in flight ends (a recreate's own removal of the old container is the
-        // executor's to report), then removal closes whatever is open: every incident ends
-        // exactly once.
-        sim.step(Step::Turn { looks: true })?;
-        sim.step(Step::Finish(3))?;
-        sim.feed(Observation::Removed)?;
-        prop_assert!(!sim.incident_open());
+        play(Sim::new(spec)?, steps)?;
+    }
+
+    /// The same rules with the daemon in `--dry-run`: the executor answers every order
+    /// `Skipped` at once. A skipped order is never sent, yet spends budget and counts for
+    /// backoff and as an attempt (dated when skipped), so that a dry run's log paces itself
+    /// like real restarts; the container is then looked at again. Quarantine (and its stop,
+    /// skipped too) follows as it would.
+    #[test]
+    fn a_dry_run_follows_the_reference_model(
+        spec in policy_spec(),
+        steps in prop::collection::vec(step(), 1..200),
+    ) {
+        play(Sim::dry_run(spec)?, steps)?;
     }
 
     /// Liveness after each kind of failure (a death, probe failures, Docker's `unhealthy`, a

@@ -88,6 +88,8 @@ mod orders;
 mod state;
 mod swarm;
 
+pub use swarm::{Carried, Unadopted};
+
 /// Does a `kill` event with this signal announce a stop? Only signals that end a process do
 /// (INT, QUIT, KILL, TERM; a `kill` naming none is taken as one). HUP, USR1 and the like are
 /// reloads, and SIGSTOP freezes the process without ending it: a frozen container is the
@@ -236,7 +238,11 @@ enum Streak {
 #[derive(Debug, Clone)]
 struct InFlight {
     verb: Verb,
-    /// Set when the core answered the executor's turn with [`Verdict::Send`].
+    /// Set when the core answered the executor's turn with [`Verdict::Send`]. Equal to
+    /// [`Phase::Restarting`]'s `sent_at` while both exist, but neither outlives the other: the
+    /// phase may move on before Docker answers (its events were late and a look found the old
+    /// run, or the container down), and goes on after the answer (awaiting the `start`), or
+    /// without an order (a restart a previous run of the watchdog sent).
     sent_at: Option<Instant>,
     /// Destroyed while a recreate was under way (its last step removes the old container):
     /// the executor's report says how it ended.

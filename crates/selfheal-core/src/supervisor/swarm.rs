@@ -4,9 +4,41 @@
 //! replaces it.
 
 use super::{death_trigger, is_crash, Hold, InFlight, Phase, Supervisor};
-use crate::policy::{Effect, Exit, PolicySpec, RecoveryResult, Trigger, Verb, VerbKind};
+use crate::policy::{Effect, Exit, Outcome, PolicySpec, RecoveryResult, Trigger, Verb, VerbKind};
 use crate::swarm::{RestartCondition, SlotCarry};
 use tokio::time::Instant;
+
+/// What becomes of the open incident a recreate hands to its replacement
+/// ([`Effect::Recreated`]), as [`Supervisor::carried_incident`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// The replacement's supervisor takes it over ([`Supervisor::take_over`]): it closes once
+    /// the replacement is healthy.
+    TakenOver,
+    /// It cannot go on: closed now with `outcome`, for the reason `why`.
+    Closed { outcome: Outcome, why: Unadopted },
+}
+
+/// Why a recreate's replacement does not take the carried incident over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unadopted {
+    /// The replacement failed by itself and opened an incident of its own first.
+    OwnIncidentFirst,
+    /// The replacement is not watched (its labels no longer opt it in).
+    NotWatched,
+}
+
+/// The reason as the journal records it (the incident's `failure`).
+impl std::fmt::Display for Unadopted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::OwnIncidentFirst => {
+                "its replacement failed by itself before it took the incident over"
+            }
+            Self::NotWatched => "recreated, and the new container is not watched",
+        })
+    }
+}
 
 impl Supervisor {
     /// The supervisor of a Swarm task that replaces another in the same slot: it takes over
@@ -27,7 +59,8 @@ impl Supervisor {
     /// what the container it replaces carried: the open incident (closed once this one is
     /// healthy, its time to recover counted from the first failure), the budget and the
     /// backoff. What it saw of its own run meanwhile stands. An incident it opened itself
-    /// meanwhile stays its own: the carried one is then the caller's to close.
+    /// meanwhile stays its own: the carried one is then closed as
+    /// [`Supervisor::carried_incident`] says (ask it before this).
     pub fn take_over(&mut self, carry: SlotCarry, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
         let sent: Vec<Instant> = carry.budget.sent().collect();
@@ -42,6 +75,21 @@ impl Supervisor {
         }
         self.settle(now, &mut out);
         out
+    }
+
+    /// What becomes of the incident a recreate hands to its replacement, whose supervisor is
+    /// `successor` (`None`: the replacement is not watched). One the replacement cannot go on
+    /// with is abandoned: the fault it was about ended with the old container.
+    pub fn carried_incident(successor: Option<&Supervisor>) -> Carried {
+        let why = match successor {
+            Some(sup) if sup.incident.is_none() => return Carried::TakenOver,
+            Some(_) => Unadopted::OwnIncidentFirst,
+            None => Unadopted::NotWatched,
+        };
+        Carried::Closed {
+            outcome: Outcome::Abandoned,
+            why,
+        }
     }
 
     /// What a Swarm slot spent on another node, told by that node's watchdog after this task,

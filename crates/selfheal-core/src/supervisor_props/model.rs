@@ -149,6 +149,11 @@ pub(super) struct Model {
     state: State,
     /// The order held is quarantine's stop, not a restart or recreate.
     quarantine_stop: bool,
+    /// The order held is a recreate.
+    recreating: bool,
+    /// The executor refused to recreate this container (its configuration cannot be copied,
+    /// which does not change while it exists): its ladder restarts instead.
+    recreate_refused: bool,
     /// The order held was counted at its start (which proves Docker carried it out), before
     /// Docker's answer.
     order_counted: bool,
@@ -179,6 +184,8 @@ impl Model {
             healthy_since: None,
             state: State::Starting,
             quarantine_stop: false,
+            recreating: false,
+            recreate_refused: false,
             order_counted: false,
             carried_quarantine: false,
             backoff_resets: 0,
@@ -266,6 +273,8 @@ impl Model {
         self.hold = Hold::Free;
         self.quarantine_stop = false;
         self.carried_quarantine = false;
+        // A new container: whether it can be recreated is its own question.
+        self.recreate_refused = false;
         self.publish(now);
         Vec::new()
     }
@@ -339,12 +348,7 @@ impl Model {
                 }
             }
             Observation::Snapshot(s) => self.snapshot(*s, now, out),
-            Observation::Removed => {
-                self.close(Outcome::Abandoned, out);
-                self.forget_signals();
-                self.enter(Known::Gone);
-                out.push(Decision::Unwatch);
-            }
+            Observation::Removed => self.removed(out),
             Observation::Turn { running } => self.turn(*running, now, out),
             Observation::OrderEnded(outcome) => self.finished(outcome, now, out),
             Observation::Tick => self.tick(now, out),
@@ -604,8 +608,18 @@ impl Model {
         }
     }
 
+    /// The container was removed: its incident is abandoned and it is no longer watched.
+    fn removed(&mut self, out: &mut Vec<Decision>) {
+        self.close(Outcome::Abandoned, out);
+        self.forget_signals();
+        self.enter(Known::Gone);
+        out.push(Decision::Unwatch);
+    }
+
     /// The executor's report. Only an order Docker received spends budget and counts for
-    /// backoff; one Docker could not be reached with is looked at again a second later.
+    /// backoff (and a dry run's, which paces itself like real ones); one Docker could not be
+    /// reached with is looked at again a second later; one the executor refused spends
+    /// nothing, and a refused recreate is not asked for again for this container.
     fn finished(&mut self, outcome: &OrderOutcome, now: Instant, out: &mut Vec<Decision>) {
         let Some(sent) = self.order.take() else {
             return;
@@ -614,14 +628,15 @@ impl Model {
             // Quarantine's stop spends nothing. Stopped: left stopped; otherwise looked at.
             match outcome {
                 OrderOutcome::Done => self.enter(Known::UserStopped),
-                OrderOutcome::Failed(_) => {
+                OrderOutcome::Gone => self.removed(out),
+                OrderOutcome::Failed(_) | OrderOutcome::Refused(_) => {
                     out.push(Decision::OrderFailed);
                     self.look_again(None, out);
                 }
                 OrderOutcome::Unreachable => {
                     self.look_again(Some(now + RECHECK_AFTER_UNREACHABLE), out)
                 }
-                _ => unreachable!("not generated: {outcome:?}"),
+                OrderOutcome::Skipped | OrderOutcome::Replaced { .. } => self.look_again(None, out),
             }
             return;
         }
@@ -646,7 +661,19 @@ impl Model {
             OrderOutcome::Unreachable => {
                 self.look_again(Some(now + RECHECK_AFTER_UNREACHABLE), out)
             }
-            _ => unreachable!("not generated: {outcome:?}"),
+            OrderOutcome::Refused(_) => {
+                if self.recreating {
+                    self.recreate_refused = true;
+                }
+                out.push(Decision::OrderFailed);
+                self.look_again(None, out);
+            }
+            // Never sent; dated when the executor said so.
+            OrderOutcome::Skipped => {
+                self.count(now);
+                self.look_again(None, out);
+            }
+            OrderOutcome::Gone => self.removed(out),
         }
     }
 
@@ -796,9 +823,10 @@ impl Model {
         let incident = self.incident.expect("opened above");
         // The ladder: a recreate once `recreate_after` restarts since the backoff was last
         // forgotten did not hold (always, for action `recreate`); a dependent's restart is
-        // never escalated.
+        // never escalated; a container whose recreate was refused is restarted.
         let ladder = self.spec.ladder;
         let recreate = match ladder.action {
+            _ if self.recreate_refused => false,
             Action::Recreate => true,
             _ if trigger == Trigger::Dependency => false,
             _ => ladder.recreate_after.is_some_and(|n| self.recent >= n),
@@ -813,6 +841,7 @@ impl Model {
             attempt: incident.attempts + 1,
         });
         self.order = Some(None);
+        self.recreating = recreate;
         self.enter(Known::Restarting { sent: None, of });
     }
 

@@ -53,10 +53,24 @@ pub(super) struct Sim {
     order: Option<Order>,
     /// The service inside works (a new run mends it).
     service_works: bool,
+    /// The daemon runs with `--dry-run`: the executor answers every order `Skipped` at once,
+    /// before its turn.
+    dry_run: bool,
+    /// A user removed the container: nothing happens to it any more.
+    removed: bool,
 }
 
 impl Sim {
     pub(super) fn new(spec: PolicySpec) -> Result<Self, TestCaseError> {
+        Self::with(spec, false)
+    }
+
+    /// A world whose executor runs dry (`--dry-run`).
+    pub(super) fn dry_run(spec: PolicySpec) -> Result<Self, TestCaseError> {
+        Self::with(spec, true)
+    }
+
+    fn with(spec: PolicySpec, dry_run: bool) -> Result<Self, TestCaseError> {
         let now = Instant::now();
         let mut sim = Self {
             sup: Supervisor::new(spec.clone(), None, now),
@@ -71,6 +85,8 @@ impl Sim {
             restart_count: 0,
             order: None,
             service_works: true,
+            dry_run,
+            removed: false,
         };
         // Watching begins with an inspect.
         sim.feed(Observation::Snapshot(sim.snapshot()))?;
@@ -322,6 +338,9 @@ impl Sim {
         // While Docker carries out a restart, the user and the process leave it alone (their
         // events would be the restart's own), and it takes a bounded time.
         let in_restart = self.sent();
+        if self.removed && !matches!(step, Step::Wait(_) | Step::LongWait(_)) {
+            return Ok(());
+        }
         match step {
             Step::Wait(ms) => self.wait(Duration::from_millis(ms)),
             Step::LongWait(s) => self.wait(Duration::from_secs(s)),
@@ -427,6 +446,13 @@ impl Sim {
                 })?;
             }
             Step::Resync if !in_restart => self.feed(Observation::Snapshot(self.snapshot()))?,
+            // A dry run's executor answers at once, without asking for its turn.
+            Step::Turn { .. } if self.dry_run => {
+                if let Some(Order::Queued(_)) = self.order {
+                    self.order = None;
+                    self.feed(Observation::OrderEnded(OrderOutcome::Skipped))?;
+                }
+            }
             Step::Turn { looks } => {
                 if let Some(Order::Queued(_)) = self.order {
                     // A restart is sent seconds after any start it could be taken for.
@@ -437,7 +463,7 @@ impl Sim {
                     })?;
                 }
             }
-            Step::Unreachable if self.order.is_some() => {
+            Step::Unreachable if self.order.is_some() && !self.dry_run => {
                 self.order = None;
                 self.feed(Observation::OrderEnded(OrderOutcome::Unreachable))?;
             }
@@ -457,9 +483,30 @@ impl Sim {
         self.now += d;
     }
 
+    /// What the executor reports on its order. A queued recreate may be refused before its
+    /// turn (the configuration cannot be copied, as the executor finds before it asks), or
+    /// find the container removed; a sent order may find it removed (Docker answers 404).
+    /// Anything else is Docker's doing with an order sent.
     fn finish(&mut self, pick: u8) -> Result<(), TestCaseError> {
-        let Some(Order::Sent { verb, .. }) = self.order.clone() else {
+        // A dry run's executor answers before anything else (see `Step::Turn`).
+        if self.dry_run {
             return Ok(());
+        }
+        // A user's `docker rm -f` meanwhile, now and then.
+        let removal = pick >= 248;
+        let verb = match self.order.clone() {
+            Some(Order::Queued(Verb::Recreate { .. })) if removal => return self.gone(pick),
+            Some(Order::Queued(Verb::Recreate { .. })) if pick.is_multiple_of(2) => {
+                self.order = None;
+                let refused = OrderOutcome::Refused("not recreated: --rm".into());
+                return self.feed(Observation::OrderEnded(refused));
+            }
+            // A recreate's steps answer a failure, never a 404, once under way.
+            Some(Order::Sent { verb, .. }) if removal && !matches!(verb, Verb::Recreate { .. }) => {
+                return self.gone(pick)
+            }
+            Some(Order::Sent { verb, .. }) => verb,
+            _ => return Ok(()),
         };
         self.order = None;
         let failed = OrderOutcome::Failed("Docker said no".into());
@@ -475,7 +522,8 @@ impl Sim {
             _ => {}
         }
         match pick % 5 {
-            // Refused before it touched the container.
+            // Docker answered an error before it touched the container: `Failed` (Docker was
+            // asked, unlike an order the executor itself refuses).
             0 => self.feed(Observation::OrderEnded(failed))?,
             // Stopped it, then failed to start it.
             1 => {
@@ -496,6 +544,20 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// The container was removed while the executor held its order: the executor reports it
+    /// `Gone`, and Docker's `destroy` event comes before or after that report.
+    fn gone(&mut self, pick: u8) -> Result<(), TestCaseError> {
+        self.order = None;
+        self.removed = true;
+        let reports = [
+            Observation::OrderEnded(OrderOutcome::Gone),
+            Observation::Removed,
+        ];
+        let first = usize::from(pick % 2);
+        self.feed(reports[first].clone())?;
+        self.feed(reports[1 - first].clone())
     }
 
     /// A recreate: the old container is stopped and removed, a new one from its configuration

@@ -112,17 +112,22 @@ impl Supervisor {
                     return;
                 }
                 let (sent, verb) = (*sent, *verb);
-                // The restart's start proves Docker carried it out: counted now, before the
-                // run can close the incident (Docker's answer may come after).
-                if let Some(o) = self
-                    .order
-                    .as_mut()
-                    .filter(|o| !o.counted && o.verb != Verb::Stop)
-                {
-                    o.counted = true;
-                    self.count_attempt(sent, verb, out);
+                // A recreate starts a new container, whose `start` comes under its own id: a
+                // start of this one meanwhile is Docker's restart policy or a user's, not the
+                // order's (counted, and its success recorded, when Docker answers `Replaced`).
+                if verb != VerbKind::Recreate {
+                    // The restart's start proves Docker carried it out: counted now, before
+                    // the run can close the incident (Docker's answer may come after).
+                    if let Some(o) = self
+                        .order
+                        .as_mut()
+                        .filter(|o| !o.counted && o.verb != Verb::Stop)
+                    {
+                        o.counted = true;
+                        self.count_attempt(sent, verb, out);
+                    }
+                    self.record_success(verb, out);
                 }
-                self.record_success(verb, out);
             }
             Phase::Exited {
                 docker_restarts: true,

@@ -429,10 +429,15 @@ impl Model {
             Known::Restarting {
                 sent: Some(sent), ..
             } if at + SAME_START < sent => return,
-            // The restart's own start: Docker carried it out, so it counts now.
+            // The restart's own start: Docker carried it out, so it counts now. A recreate's
+            // start is its new container's: this one's start meanwhile is not the order's.
             Known::Restarting {
                 sent: Some(sent), ..
-            } if self.order.is_some() && !self.quarantine_stop && !self.order_counted => {
+            } if self.order.is_some()
+                && !self.quarantine_stop
+                && !self.recreating
+                && !self.order_counted =>
+            {
                 self.order_counted = true;
                 self.count(sent);
             }

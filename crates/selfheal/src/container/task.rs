@@ -18,8 +18,8 @@ use super::{Context, Msg};
 use crate::docker::ContainerInfo;
 use crate::swarm::SwarmBinding;
 use selfheal_core::{
-    DockerHealth, Effect, Observation, OrderOutcome, RestartCondition, Supervisor, Verdict,
-    WatchSpec,
+    Carried, DockerHealth, Effect, Observation, OrderOutcome, RestartCondition, Supervisor,
+    Verdict, WatchSpec,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -313,21 +313,21 @@ impl ContainerTask {
         tracing::info!(container = %self.target.info.name, replaced = %s.container,
             incident = ?s.incident.as_ref().map(|i| i.id),
             "a recreate's replacement: taking over the incident, budget and backoff");
-        match (s.incident, open_before) {
-            (Some(mut record), None) => {
+        let now = Instant::now().max(self.core.last_now);
+        match (
+            s.incident,
+            Supervisor::carried_incident(Some(&self.core.sup)),
+        ) {
+            (Some(mut record), Carried::TakenOver) => {
                 record.container_id.clone_from(&self.target.info.id);
                 self.incidents.adopt(record, s.carry.incident.as_ref());
             }
-            (Some(mut record), Some(_)) => {
-                let why = "its replacement failed by itself before it took the incident over";
-                let closing = crate::incident::Closing::Abandoned {
-                    why: Some(why.into()),
-                };
+            (Some(mut record), Carried::Closed { outcome, why }) => {
+                let closing = crate::incident::Closing::carried(outcome, why, now);
                 crate::incident::close(&self.ctx.shared, &mut record, &closing, &s.container);
             }
             (None, _) => {}
         }
-        let now = Instant::now().max(self.core.last_now);
         self.core.last_now = now;
         let effects = self.core.sup.take_over(s.carry, now);
         self.carry_out_all(effects, now, open_before).watching

@@ -30,6 +30,17 @@ impl Closing {
         }
     }
 
+    /// How the core says a recreate's carried incident ends when the replacement cannot take
+    /// it over ([`selfheal_core::Carried::Closed`]), with the core's reason.
+    pub fn carried(outcome: Outcome, why: selfheal_core::Unadopted, now: Instant) -> Self {
+        match Self::of(outcome, None, now) {
+            Self::Abandoned { .. } => Self::Abandoned {
+                why: Some(why.to_string()),
+            },
+            other => other,
+        }
+    }
+
     /// The core's closing effect in the journal's terms.
     pub fn of(outcome: Outcome, time_to_recover: Option<Duration>, now: Instant) -> Self {
         match (outcome, time_to_recover) {

@@ -162,11 +162,12 @@ impl Watcher {
                     container,
                     ..
                 } = s;
-                if let Some(mut record) = incident {
-                    let why = "recreated, and the new container is not watched";
-                    let closing = crate::incident::Closing::Abandoned {
-                        why: Some(why.into()),
-                    };
+                let verdict = selfheal_core::Supervisor::carried_incident(None);
+                if let (Some(mut record), selfheal_core::Carried::Closed { outcome, why }) =
+                    (incident, verdict)
+                {
+                    let now = tokio::time::Instant::now();
+                    let closing = crate::incident::Closing::carried(outcome, why, now);
                     crate::incident::close(&self.shared, &mut record, &closing, &container);
                 }
             }

@@ -1,6 +1,6 @@
 //! The status page's HTML, from typed values through `maud`: every value is escaped where
-//! it is written, so a container name or a label value is text, never markup. The one piece
-//! inserted as it is, the timeline, is SVG that [`crate::timeline`] escapes itself.
+//! it is written, so a container name or a label value is text, never markup. The timeline's
+//! SVG is `maud` markup too ([`crate::timeline`]), inserted as such.
 
 use super::{Snapshot, Window, PAGE_SIZE};
 use crate::evidence::{Evidence, LogStream};
@@ -10,7 +10,7 @@ use crate::timeline::{
     Phase, Theme, TimelineChart, TimelineRow, DETECTED_TO_RESTART_BEGUN, FAULT_TO_DETECTED,
     HEALTHY_COLOR,
 };
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 use selfheal_core::{format_duration, State};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -160,7 +160,7 @@ pub(super) fn index(snap: &Snapshot, window: &Window) -> Markup {
                 " " button type="submit" { "show" } " "
                 span .muted { "a duration back from now (30m, 24h, 7d) or an RFC 3339 time" }
             }
-            div #timeline { (PreEscaped(timeline(&snap.incidents.incidents, &what(window, snap)))) }
+            div #timeline { (timeline_chart(&snap.incidents.incidents, &what(window, snap))) }
             table #incidents {
                 thead { tr {
                     th { "incident" } th { "container" } th { "trigger" } th { "detected" }
@@ -259,9 +259,14 @@ fn wall(time: Option<Timestamp>) -> Option<SystemTime> {
     time.map(Timestamp::system_time)
 }
 
+/// The incidents' timeline as a file of its own (`/status/timeline.svg`).
+pub(super) fn timeline(incidents: &[Incident], what: &str) -> String {
+    timeline_chart(incidents, what).svg()
+}
+
 /// The incidents as a timeline (SVG): grouped by container, oldest first within one, each bar
 /// from its first failure. `what` heads it.
-pub(super) fn timeline(incidents: &[Incident], what: &str) -> String {
+fn timeline_chart(incidents: &[Incident], what: &str) -> TimelineChart<'static> {
     let mut shown: Vec<&Incident> = incidents.iter().collect();
     shown.sort_by(|a, b| (a.container.as_str(), a.id).cmp(&(b.container.as_str(), b.id)));
     let rows = shown
@@ -292,7 +297,6 @@ pub(super) fn timeline(incidents: &[Incident], what: &str) -> String {
         theme: Theme::Inherit,
         unfinished: "not healthy again",
     }
-    .svg()
 }
 
 /// One incident's page, with its evidence when the journal has it.
@@ -336,7 +340,7 @@ pub(super) fn incident(i: &Incident) -> Markup {
                     dt { "journal" } dd { "not yet written to disk (retrying)" }
                 }
             }
-            div #timeline { (PreEscaped(timeline(std::slice::from_ref(i), &title))) }
+            div #timeline { (timeline_chart(std::slice::from_ref(i), &title)) }
             (evidence(i.evidence.as_deref()))
         }
     };

@@ -199,6 +199,23 @@ fn timeline_bars_run_from_the_first_failure() {
     assert!(!svg.contains("not healthy again"));
 }
 
+/// A container name in the timeline is text in the SVG, in its label and tooltip alike.
+#[test]
+fn timeline_escapes_container_names() {
+    let mut i = recovered(5, Duration::from_secs(60));
+    i.container = "<script>alert(\"x\")</script>&'".into();
+    let svg = render::timeline(&[i], "incidents since <1h> & \"more\"");
+    assert!(!svg.contains("<script"), "{svg}");
+    assert!(
+        svg.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;' #5</text>"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("aria-label=\"incidents since &lt;1h&gt; &amp; &quot;more&quot; - seconds"),
+        "{svg}"
+    );
+}
+
 async fn get(app: &Router, uri: &str) -> (StatusCode, HeaderMap, String) {
     let req = Request::get(uri)
         .header(header::ACCEPT, "text/html")

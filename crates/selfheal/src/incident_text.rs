@@ -59,7 +59,7 @@ fn evidence(w: &mut String, e: &Evidence) {
         let _ = writeln!(w, "\nDocker health checks (oldest first):");
         for h in &e.health_log {
             let code = h.exit_code.map_or("?".into(), |c| c.to_string());
-            let start = h.start.as_deref().unwrap_or("-");
+            let start = h.start.map_or("-".into(), |t| t.to_string());
             block(w, &format!("  {start}  exit {code}  "), &h.output);
         }
     }
@@ -72,7 +72,9 @@ fn evidence(w: &mut String, e: &Evidence) {
             let _ = writeln!(
                 w,
                 "  {}  {}{status}  {:.0} ms",
-                p.at, p.reason, p.duration_ms
+                p.at.map_or("-".into(), |t| t.to_string()),
+                p.reason,
+                p.duration_ms
             );
             if let Some(body) = p.body_excerpt.as_deref().filter(|b| !b.is_empty()) {
                 block(w, "    body: ", body);
@@ -108,7 +110,7 @@ fn log_lines(w: &mut String, logs: &Logs) {
         logs.lines.len()
     );
     for l in &logs.lines {
-        let time = l.time.as_deref().unwrap_or("-");
+        let time = l.time.map_or("-".into(), |t| t.to_string());
         let _ = writeln!(w, "  {time} {:<6} {}", l.stream.as_str(), l.text);
     }
 }
@@ -134,14 +136,14 @@ mod tests {
             health_log: vec![HealthCheck::new(
                 Some(1),
                 "line one\nline two\n",
-                Some("2026-01-01T00:00:00Z".into()),
+                crate::timestamp::Timestamp::parse("2026-01-01T00:00:00Z"),
                 None,
             )],
             exit: Some(ExitRecord::new(137, true)),
             logs: Some(Logs::bounded(
                 vec![LogLine {
                     stream: LogStream::Stderr,
-                    time: Some("2026-01-01T00:00:00.5Z".into()),
+                    time: crate::timestamp::Timestamp::parse("2026-01-01T00:00:00.5Z"),
                     text: "boom".into(),
                 }],
                 false,
@@ -150,7 +152,7 @@ mod tests {
         }));
         let text = render(&i);
         assert!(
-            text.contains("  2026-01-01T00:00:00Z  exit 1  line one\n                                line two\n"),
+            text.contains("  2026-01-01T00:00:00.000Z  exit 1  line one\n                                    line two\n"),
             "{text}"
         );
         assert!(
@@ -159,7 +161,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "Last log lines before the fault (1):\n  2026-01-01T00:00:00.5Z stderr boom\n"
+                "Last log lines before the fault (1):\n  2026-01-01T00:00:00.500Z stderr boom\n"
             ),
             "{text}"
         );

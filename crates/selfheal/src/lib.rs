@@ -24,4 +24,5 @@ pub mod probe;
 pub mod shared;
 pub mod swarm;
 pub mod timeline;
+pub mod timestamp;
 pub mod watch;

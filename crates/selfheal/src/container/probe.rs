@@ -7,6 +7,7 @@ use crate::docker::ContainerInfo;
 use crate::evidence::{ProbeFailureLog, ProbeFailureRecord};
 use crate::metrics::{probe_labels, Metrics};
 use crate::shared::Shared;
+use crate::timestamp::Timestamp;
 use prometheus_client::metrics::histogram::Histogram;
 use selfheal_core::{Observation, ProbeKind, ProbeOutcome, WatchSpec};
 use std::net::IpAddr;
@@ -69,8 +70,8 @@ impl ProbeLink {
                     if let Some(log) = &failures {
                         match outcome {
                             ProbeOutcome::Failed(f) => log.push(ProbeFailureRecord {
-                                at: clock.rfc3339(Instant::now()),
-                                reason: f.as_str().into(),
+                                at: Some(Timestamp::millis(clock.wall(Instant::now()))),
+                                reason: f,
                                 duration_ms: took.as_secs_f64() * 1000.0,
                                 http_status: detail.http_status,
                                 body_excerpt: detail.body_excerpt,

@@ -6,6 +6,7 @@ use crate::docker::ContainerInfo;
 use crate::journal::Incident;
 use crate::shared::{ContainerView, Shared, SwarmView};
 use crate::swarm::SwarmBinding;
+use crate::timestamp::Timestamp;
 use selfheal_core::{DockerHealth, State, Supervisor, WatchSpec};
 use tokio::time::Instant;
 
@@ -55,6 +56,10 @@ impl ViewPublisher {
         if self.published.as_ref() == Some(&key) {
             return;
         }
+        // To the millisecond, as the API has always shown it.
+        let healthy_since = key
+            .healthy_since
+            .map(|t| Timestamp::millis(shared.clock.wall(t)));
         let view = ContainerView {
             id: info.id.clone(),
             name: info.name.clone(),
@@ -76,11 +81,11 @@ impl ViewPublisher {
                 slot: b.task.slot_key(),
                 task: b.task.task_id.clone(),
                 restart_condition: b.condition,
-                healthy_since: key.healthy_since.map(|t| shared.clock.rfc3339(t)),
+                healthy_since,
             }),
             backoff: Some(crate::shared::BackoffView {
                 reset_after: selfheal_core::format_duration(reset_after),
-                healthy_since: key.healthy_since.map(|t| shared.clock.rfc3339(t)),
+                healthy_since,
             }),
         };
         self.published = Some(key);

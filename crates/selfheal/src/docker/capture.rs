@@ -9,6 +9,7 @@ use crate::evidence::{
     text_of, Captured, HealthCheck, LogLine, LogStream, Logs, HEALTH_RESULTS, LOG_LINES,
     LOG_LINE_BYTES,
 };
+use crate::timestamp::Timestamp;
 use bollard::container::LogOutput;
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, LogsOptionsBuilder};
@@ -33,7 +34,7 @@ pub async fn capture(docker: &Docker, id: &str, detected: SystemTime) -> Capture
 
 /// Raw log entries as read: (stream, Docker's timestamp, text already cut to a line's bound,
 /// whether it was cut).
-type RawLines = Vec<(LogStream, Option<String>, String, bool)>;
+type RawLines = Vec<(LogStream, Option<Timestamp>, String, bool)>;
 
 /// Turns what was read into bounded evidence (no I/O: tested on its own).
 fn from_parts(
@@ -42,14 +43,16 @@ fn from_parts(
     detected: SystemTime,
 ) -> Captured {
     let state = inspect.and_then(|c| c.state.as_ref());
-    let time = |t: Option<&str>| t.and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    // Docker's times are read once, here; an unreadable one is `None` (kept as evidence).
+    let time = |t: Option<&String>| t.and_then(|t| Timestamp::parse(t));
     // The run after the fault, if it began after detection: nothing of it is evidence. Its
     // first lines can be logged a moment before Docker records its `StartedAt`, so the cut is
     // the faulted run's end (`FinishedAt`, set once its output is drained) when Docker has it.
-    let next_run = time(state.and_then(|s| s.started_at.as_deref())).filter(|s| *s > detected);
-    let finished = time(state.and_then(|s| s.finished_at.as_deref()))
+    let detected = Timestamp::new(detected);
+    let next_run = time(state.and_then(|s| s.started_at.as_ref())).filter(|s| *s > detected);
+    let finished = time(state.and_then(|s| s.finished_at.as_ref()))
         .filter(|f| next_run.is_some_and(|n| *f <= n));
-    let before_next_run = |t: Option<&str>| match (next_run, finished, time(t)) {
+    let before_next_run = |t: Option<Timestamp>| match (next_run, finished, t) {
         (None, _, _) | (_, _, None) => true,
         (Some(_), Some(end), Some(t)) => t <= end,
         (Some(start), None, Some(t)) => t < start,
@@ -60,15 +63,15 @@ fn from_parts(
         .map(|log| {
             let kept: Vec<HealthCheck> = log
                 .iter()
-                .filter(|r| before_next_run(r.start.as_deref()))
                 .map(|r| {
                     HealthCheck::new(
                         r.exit_code,
                         r.output.as_deref().unwrap_or_default(),
-                        r.start.clone(),
-                        r.end.clone(),
+                        time(r.start.as_ref()),
+                        time(r.end.as_ref()),
                     )
                 })
+                .filter(|h| before_next_run(h.start))
                 .collect();
             let from = kept.len().saturating_sub(HEALTH_RESULTS);
             kept[from..].to_vec()
@@ -80,7 +83,7 @@ fn from_parts(
             let mut cut = false;
             let lines: Vec<LogLine> = raw
                 .into_iter()
-                .filter(|(_, time, _, _)| before_next_run(time.as_deref()))
+                .filter(|(_, time, _, _)| before_next_run(*time))
                 .map(|(stream, time, text, was_cut)| {
                     cut |= was_cut;
                     LogLine { stream, time, text }
@@ -165,9 +168,9 @@ fn push_entry(out: &mut RawLines, stream: LogStream, message: &[u8]) {
     let (time, rest) = match message.iter().position(|&b| b == b' ') {
         Some(i) => match std::str::from_utf8(&message[..i])
             .ok()
-            .filter(|t| humantime::parse_rfc3339_weak(t).is_ok())
+            .and_then(Timestamp::parse)
         {
-            Some(t) => (Some(t.to_string()), &message[i + 1..]),
+            Some(t) => (Some(t), &message[i + 1..]),
             None => (None, message),
         },
         None => (None, message),
@@ -177,12 +180,7 @@ fn push_entry(out: &mut RawLines, stream: LogStream, message: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let more = line.len() > LOG_LINE_BYTES;
         let head = &line[..line.len().min(LOG_LINE_BYTES)];
-        out.push((
-            stream,
-            time.clone(),
-            text_of(head, LOG_LINE_BYTES, more),
-            more,
-        ));
+        out.push((stream, time, text_of(head, LOG_LINE_BYTES, more), more));
     }
 }
 
@@ -231,7 +229,7 @@ mod tests {
         );
         push_entry(&mut out, LogStream::Stdout, b"2026-01-01T00:00:02Z a\nb\n");
         push_entry(&mut out, LogStream::Console, b"no time here\n");
-        let t = |s: &str| Some(s.to_string());
+        let t = |s: &str| Timestamp::parse(s);
         assert_eq!(
             out,
             vec![
@@ -275,7 +273,7 @@ mod tests {
         let raw = |time: &str, text: &str| {
             (
                 LogStream::Stdout,
-                Some(time.to_string()),
+                Timestamp::parse(time),
                 text.to_string(),
                 false,
             )
@@ -333,6 +331,26 @@ mod tests {
         let got = from_parts(Ok(logs), Some(&c), detected);
         assert_eq!(got.logs.unwrap().lines.len(), 3);
         assert!(got.health_log.is_empty());
+    }
+
+    /// Docker's health log is in the daemon's local time, to the nanosecond: the offset is
+    /// applied and every digit kept; a time that cannot be read is `None`, the result kept.
+    #[test]
+    fn docker_times_are_read_with_their_offset_and_nanoseconds() {
+        let mut odd = check("no time at all", 1, "odd");
+        odd.end = None;
+        let c = inspect(
+            "2026-01-01T00:00:00Z",
+            vec![check("2026-01-01T02:00:08.123456789+02:00", 1, "bad"), odd],
+        );
+        let got = from_parts(Ok(RawLines::new()), Some(&c), at("2026-01-01T00:00:10Z"));
+        let times: Vec<_> = got
+            .health_log
+            .iter()
+            .map(|h| (h.start.map(|t| t.to_string()), h.end.map(|t| t.to_string())))
+            .collect();
+        let nanos = Some("2026-01-01T00:00:08.123456789Z".to_string());
+        assert_eq!(times, vec![(nanos.clone(), nanos), (None, None)]);
     }
 
     #[test]

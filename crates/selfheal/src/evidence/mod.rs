@@ -6,6 +6,8 @@
 //! incident serializes to at most [`MAX_EVIDENCE_BYTES`] however the container misbehaves:
 //! huge lines, binary output, control characters.
 
+use crate::timestamp::{lenient, Timestamp};
+use selfheal_core::ProbeFailure;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -55,21 +57,26 @@ pub struct HealthCheck {
     pub exit_code: Option<i64>,
     #[serde(default)]
     pub output: String,
-    /// RFC 3339, as Docker gives it.
-    #[serde(default)]
-    pub start: Option<String>,
-    #[serde(default)]
-    pub end: Option<String>,
+    /// Docker's times, to the nanosecond (RFC 3339 in JSON); a time Docker sent that cannot
+    /// be read is `None`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub start: Option<Timestamp>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub end: Option<Timestamp>,
 }
 
 /// One failed probe of the watchdog's own.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeFailureRecord {
-    /// When it ended (RFC 3339).
-    #[serde(default)]
-    pub at: String,
+    /// When it ended; `None` only in a record that has no readable time.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub at: Option<Timestamp>,
     /// `timeout`, `connect`, `status` or `body` (the `reason` of the probe failure metric).
-    pub reason: String,
+    pub reason: ProbeFailure,
     pub duration_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
@@ -188,9 +195,14 @@ impl LogStream {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub stream: LogStream,
-    /// Docker's timestamp of the line (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    /// Docker's timestamp of the line, to the nanosecond; `None` when Docker sent none that
+    /// can be read.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub time: Option<Timestamp>,
     pub text: String,
 }
 
@@ -292,8 +304,8 @@ impl HealthCheck {
     pub fn new(
         exit_code: Option<i64>,
         output: &str,
-        start: Option<String>,
-        end: Option<String>,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
     ) -> Self {
         Self {
             exit_code,

@@ -3,10 +3,15 @@
 
 use super::*;
 
+/// Docker's log times have nine digits; the longest a time serializes to.
+fn nanos() -> Timestamp {
+    Timestamp::parse("2026-01-01T00:00:00.000000001Z").unwrap()
+}
+
 fn line(stream: LogStream, text: &str) -> LogLine {
     LogLine {
         stream,
-        time: Some("2026-01-01T00:00:00.000000001Z".into()),
+        time: Some(nanos()),
         text: text.into(),
     }
 }
@@ -105,19 +110,12 @@ fn logs_keep_the_newest_lines_within_lines_and_bytes() {
 fn the_worst_case_evidence_stays_within_its_bound() {
     let nasty = "\u{1}".repeat(100_000);
     let health_log = (0..HEALTH_RESULTS)
-        .map(|_| {
-            HealthCheck::new(
-                Some(1),
-                &nasty,
-                Some("2026-01-01T00:00:00.000000001Z".into()),
-                Some("2026-01-01T00:00:00.000000001Z".into()),
-            )
-        })
+        .map(|_| HealthCheck::new(Some(1), &nasty, Some(nanos()), Some(nanos())))
         .collect();
     let probe_failures = (0..PROBE_FAILURES)
         .map(|_| ProbeFailureRecord {
-            at: "2026-01-01T00:00:00.000000001Z".into(),
-            reason: "status".into(),
+            at: Some(nanos()),
+            reason: ProbeFailure::Status,
             duration_ms: 123.456_789,
             http_status: Some(503),
             body_excerpt: Some(text_of(nasty.as_bytes(), BODY_EXCERPT_BYTES, true)),
@@ -183,8 +181,8 @@ fn the_summary_has_the_last_output_reason_exit_and_log_tail_each_cut_short() {
             ),
         ],
         probe_failures: vec![ProbeFailureRecord {
-            at: String::new(),
-            reason: "status".into(),
+            at: None,
+            reason: ProbeFailure::Status,
             duration_ms: 12.4,
             http_status: Some(503),
             body_excerpt: Some("maintenance".into()),
@@ -243,4 +241,94 @@ fn incidents_without_or_with_unreadable_evidence_still_parse() {
     assert_eq!(logs.lines[0].stream, LogStream::Other);
     // Without evidence, the record is written exactly as before.
     assert!(!serde_json::to_string(&old).unwrap().contains("evidence"));
+}
+
+/// Evidence as the previous version wrote it (times as Docker sent them, reasons as words)
+/// loads with typed times, odd times as `None`, and is written back in the same shape.
+#[test]
+fn evidence_of_the_previous_version_loads_with_typed_times() {
+    let old = r#"{
+        "health_log": [
+            {"exit_code": 1, "output": "down", "start": "2026-01-01T10:00:00.123456789+02:00", "end": "2026-01-01T08:00:00.2234567Z"},
+            {"exit_code": 1, "output": "odd", "start": "0001-01-01T00:00:00Z", "end": "not a time"},
+            {"exit_code": 0, "output": "null and missing", "start": null}
+        ],
+        "probe_failures": [
+            {"at": "2026-01-01T08:00:01.500Z", "reason": "timeout", "duration_ms": 2000.0},
+            {"at": "", "reason": "body", "duration_ms": 3.0, "http_status": 200, "body_excerpt": "no"},
+            {"reason": "connect", "duration_ms": 1.0}
+        ],
+        "logs": {"lines": [
+            {"stream": "stderr", "time": "2026-01-01T08:00:00.000000001Z", "text": "a"},
+            {"stream": "stdout", "time": 12, "text": "b"},
+            {"stream": "stdout", "text": "c"}
+        ], "truncated": false, "note": null}
+    }"#;
+    let e: Evidence = serde_json::from_str(old).unwrap();
+    let t = |s: &str| Some(Timestamp::parse(s).unwrap());
+    let h = &e.health_log;
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[0].start, t("2026-01-01T08:00:00.123456789Z"));
+    assert_eq!(h[0].end, t("2026-01-01T08:00:00.2234567Z"));
+    assert_eq!((h[1].start, h[1].end), (None, None));
+    assert_eq!((h[2].start, h[2].end), (None, None));
+    let p = &e.probe_failures;
+    assert_eq!(p[0].at, t("2026-01-01T08:00:01.5Z"));
+    assert_eq!(
+        p.iter().map(|p| p.reason).collect::<Vec<_>>(),
+        [
+            ProbeFailure::Timeout,
+            ProbeFailure::Body,
+            ProbeFailure::Connect
+        ]
+    );
+    assert_eq!((p[1].at, p[2].at), (None, None));
+    let lines = &e.logs.as_ref().unwrap().lines;
+    assert_eq!(lines[0].time, t("2026-01-01T08:00:00.000000001Z"));
+    assert_eq!((lines[1].time, lines[2].time), (None, None));
+
+    // Written back: RFC 3339 strings under the same names, to the nanosecond.
+    let json: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(
+        json["health_log"][0]["start"],
+        "2026-01-01T08:00:00.123456789Z"
+    );
+    assert_eq!(
+        json["health_log"][0]["end"],
+        "2026-01-01T08:00:00.223456700Z"
+    );
+    assert_eq!(json["health_log"][1]["start"], serde_json::Value::Null);
+    assert_eq!(json["probe_failures"][0]["at"], "2026-01-01T08:00:01.500Z");
+    assert_eq!(json["probe_failures"][0]["reason"], "timeout");
+    assert!(json["probe_failures"][1].get("at").is_none());
+    assert_eq!(
+        json["logs"]["lines"][0]["time"],
+        "2026-01-01T08:00:00.000000001Z"
+    );
+    assert!(json["logs"]["lines"][1].get("time").is_none());
+    // And what is written reads back the same.
+    let again: Evidence = serde_json::from_value(json).unwrap();
+    assert_eq!(again, e);
+}
+
+/// A whole journal line of the previous version, evidence and all, loads.
+#[test]
+fn a_journal_line_of_the_previous_version_loads() {
+    use crate::journal::Incident;
+    let line = r#"{"id":7,"container":"web","container_id":"abc","trigger":"probe_failed","first_failure":"2026-01-01T00:00:01.000Z","detected":"2026-01-01T00:00:02.000Z","action_begun":null,"healthy_again":null,"time_to_detect_seconds":1.0,"time_to_recover_seconds":null,"attempts":0,"outcome":"open","dry_run":false,"evidence":{"health_log":[{"exit_code":null,"output":"","start":"garbage","end":null}],"probe_failures":[{"at":"2026-01-01T00:00:01.000Z","reason":"status","duration_ms":5.0,"http_status":503}],"logs":{"lines":[{"stream":"stdout","time":"2026-01-01T00:00:00.999999999Z","text":"x"}],"truncated":false,"note":null}}}"#;
+    let i: Incident = serde_json::from_str(line).unwrap();
+    let e = i.evidence.expect("the evidence is kept");
+    assert_eq!(e.health_log[0].start, None);
+    assert_eq!(e.probe_failures[0].reason, ProbeFailure::Status);
+    assert_eq!(
+        e.probe_failures[0].at.map(|t| t.to_string()).as_deref(),
+        Some("2026-01-01T00:00:01.000Z")
+    );
+    assert_eq!(
+        e.logs.as_ref().unwrap().lines[0]
+            .time
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("2026-01-01T00:00:00.999999999Z")
+    );
 }

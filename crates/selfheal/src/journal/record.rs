@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::IncidentQuery;
+pub use crate::timestamp::Timestamp;
 
 /// How an incident stands or ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,58 +44,6 @@ impl From<Outcome> for IncidentOutcome {
             Outcome::Quarantined => Self::Quarantined,
             Outcome::Abandoned => Self::Abandoned,
         }
-    }
-}
-
-/// A wall-clock time in a record: compared and sorted as time, RFC 3339 only in JSON. Written
-/// with milliseconds, as the journal always has, or with nanoseconds when the time has a finer
-/// part, so whatever time is read is written back the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(SystemTime);
-
-impl Timestamp {
-    pub const fn new(at: SystemTime) -> Self {
-        Self(at)
-    }
-
-    pub const fn system_time(self) -> SystemTime {
-        self.0
-    }
-}
-
-impl From<SystemTime> for Timestamp {
-    fn from(at: SystemTime) -> Self {
-        Self(at)
-    }
-}
-
-impl std::fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let nanos = self
-            .0
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // `pad`: the CLI's table aligns this column with a width.
-        if nanos.is_multiple_of(1_000_000) {
-            f.pad(&humantime::format_rfc3339_millis(self.0).to_string())
-        } else {
-            f.pad(&humantime::format_rfc3339_nanos(self.0).to_string())
-        }
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        humantime::parse_rfc3339_weak(&text)
-            .map(Self)
-            .map_err(serde::de::Error::custom)
     }
 }
 

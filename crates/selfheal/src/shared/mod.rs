@@ -9,6 +9,7 @@ pub mod ledger;
 use crate::dependents::DependencyView;
 use crate::journal::{Incident, IncidentJournal};
 use crate::metrics::{Degraded, Metrics};
+use crate::timestamp::Timestamp;
 use prometheus_client::registry::Registry;
 use selfheal_core::{DockerHealth, LabelError, RestartCondition, State, Unobservable, WatchSpec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -60,8 +61,8 @@ pub struct ContainerView {
 pub struct BackoffView {
     /// Healthy this long without a break and the restarts before no longer count (`60s`).
     pub reset_after: String,
-    /// RFC 3339: healthy without a break since; `null` when it is not healthy now.
-    pub healthy_since: Option<String>,
+    /// Healthy without a break since (RFC 3339 in JSON); `null` when it is not healthy now.
+    pub healthy_since: Option<Timestamp>,
 }
 
 #[cfg(test)]
@@ -139,9 +140,10 @@ pub struct SwarmView {
     /// no manager's watchdog has told yet, and no label).
     #[serde(default = "unknown_condition", with = "restart_condition_text")]
     pub restart_condition: RestartCondition,
-    /// RFC 3339: since when the watchdog has seen it healthy without a break; absent when it is
-    /// not healthy now.
-    pub healthy_since: Option<String>,
+    /// Since when the watchdog has seen it healthy without a break (RFC 3339 in JSON); `null`
+    /// when it is not healthy now. Read back tolerantly: a peer's unreadable time is `None`.
+    #[serde(default, deserialize_with = "crate::timestamp::lenient")]
+    pub healthy_since: Option<Timestamp>,
 }
 
 fn unknown_condition() -> RestartCondition {
@@ -427,6 +429,40 @@ mod tests {
         assert_eq!(read(Some("")), RestartCondition::Any);
         assert_eq!(read(Some("on-tuesdays")), RestartCondition::Unknown);
         assert_eq!(read(None), RestartCondition::Unknown);
+    }
+
+    /// `healthy_since` is served as before: RFC 3339 to the millisecond (what `Clock::rfc3339`
+    /// wrote), `null` when not healthy; a peer's time reads back, an unreadable one as `None`.
+    #[test]
+    fn healthy_since_is_rfc_3339_in_json_and_read_back_tolerantly() {
+        let clock = Clock::new();
+        let at = Instant::now();
+        let since = Timestamp::millis(clock.wall(at));
+        let mut v = view(State::Healthy.into());
+        v.backoff = Some(BackoffView {
+            reset_after: "60s".into(),
+            healthy_since: Some(since),
+        });
+        if let Some(s) = v.swarm.as_mut() {
+            s.healthy_since = Some(since);
+        }
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["backoff"]["healthy_since"], clock.rfc3339(at));
+        assert_eq!(json["swarm"]["healthy_since"], clock.rfc3339(at));
+        let swarm: SwarmView = serde_json::from_value(json["swarm"].clone()).unwrap();
+        assert_eq!(swarm.healthy_since, Some(since));
+        v.backoff = Some(BackoffView {
+            reset_after: "60s".into(),
+            healthy_since: None,
+        });
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["backoff"]["healthy_since"], serde_json::Value::Null);
+        for odd in [serde_json::json!("soon"), serde_json::json!(3)] {
+            let peer = serde_json::json!({"service": "s", "slot": "x/1", "task": "t",
+                "restart_condition": "any", "healthy_since": odd});
+            let read: SwarmView = serde_json::from_value(peer).unwrap();
+            assert_eq!(read.healthy_since, None);
+        }
     }
 
     /// The gauges count by the typed state: `ignored` is not watched, `quarantined` is.

@@ -64,9 +64,7 @@ pub async fn follow_handovers(
                     task_id: v.task,
                     healthy_since: v
                         .healthy_since
-                        .as_deref()
-                        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-                        .map(|t| shared.clock.instant(t)),
+                        .map(|t| shared.clock.instant(t.system_time())),
                 })
                 .collect(),
             _ => Vec::new(),

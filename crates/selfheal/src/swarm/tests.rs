@@ -4,6 +4,7 @@
 use super::*;
 use crate::journal::{Incident, IncidentJournal, IncidentOutcome, JournalMetrics};
 use crate::shared::{ContainerView, Shared, SwarmView};
+use crate::timestamp::Timestamp;
 use selfheal_core::{Handover, RestartBudget, RestartCondition, SlotCarry, State, Trigger};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +34,7 @@ async fn serve(shared: Arc<Shared>, cancel: CancellationToken) -> String {
     addr.to_string()
 }
 
-fn view(slot: &str, task: &str, healthy_since: Option<String>) -> ContainerView {
+fn view(slot: &str, task: &str, healthy_since: Option<Timestamp>) -> ContainerView {
     let name = format!("stack_web.1.{task}");
     let mut v = ContainerView::bare(&format!("c-{task}"), &name, State::Healthy.into());
     v.swarm = Some(SwarmView {
@@ -126,12 +127,12 @@ async fn a_replacement_healthy_on_another_node_closes_the_incident_with_its_time
     there.put_view(view(
         "svc/1",
         "old",
-        Some(here.clock.rfc3339(first_failure)),
+        Some(Timestamp::millis(here.clock.wall(first_failure))),
     ));
     there.put_view(view(
         "svc/2",
         "other",
-        Some(here.clock.rfc3339(Instant::now())),
+        Some(Timestamp::millis(here.clock.wall(Instant::now()))),
     ));
     there.put_view(view("svc/1", "new", None));
     let peer = serve(there.clone(), cancel.clone()).await;
@@ -153,7 +154,11 @@ async fn a_replacement_healthy_on_another_node_closes_the_incident_with_its_time
     assert_eq!(ledger.len(), 1);
     // Healthy 10 s after the first failure, on the other node.
     let healthy = first_failure + Duration::from_secs(10);
-    there.put_view(view("svc/1", "new", Some(here.clock.rfc3339(healthy))));
+    there.put_view(view(
+        "svc/1",
+        "new",
+        Some(Timestamp::millis(here.clock.wall(healthy))),
+    ));
     let i = closed(&here, id).await;
     assert_eq!(i.outcome, IncidentOutcome::Recovered);
     let ttr = i.time_to_recover_seconds.unwrap();

@@ -47,7 +47,9 @@ enum Step {
         oom: bool,
         named: bool,
     },
-    /// A `kill` with a signal that does not end the process (a reload, a freeze).
+    /// A `kill` with a signal that does not end the process (a reload, a freeze). On Podman,
+    /// now and then a TERM whose process dies at the end of the window for a stop, or just
+    /// inside it.
     Signal(u8),
     /// Docker's restart policy starts it again.
     PolicyStart,

@@ -20,7 +20,7 @@ const SAME_START: Duration = Duration::from_millis(50);
 pub(super) const RECHECK_AFTER_UNREACHABLE: Duration = Duration::from_secs(1);
 /// A user's stop is awaited this long: a death this soon after a `kill` that named no signal is
 /// that kill's doing.
-const USER_STOP: Duration = Duration::from_secs(120);
+pub(super) const USER_STOP: Duration = Duration::from_secs(120);
 /// Exit codes of a stop or kill (0, SIGINT, SIGKILL, SIGTERM); any other, or OOM, is a crash.
 const STOP_CODES: [i64; 4] = [0, 130, 137, 143];
 

@@ -3,7 +3,7 @@
 //! truthful: what it reports happened, in Docker's order. Every observation goes to the
 //! supervisor and to the reference model, and their answers are compared.
 
-use super::model::{docker_restarts, Decision, Model, RECHECK_AFTER_UNREACHABLE};
+use super::model::{docker_restarts, Decision, Model, RECHECK_AFTER_UNREACHABLE, USER_STOP};
 use super::{Fault, Step};
 use crate::policy::{
     DockerHealth, Effect, Exit, Observation, OrderOutcome, PolicySpec, ProbeFailure, ProbeOutcome,
@@ -393,6 +393,14 @@ impl Sim {
                     code: exit.code.filter(|_| named),
                     ..exit
                 }))?;
+            }
+            // On Podman, now and then a `podman kill` (a TERM) the process takes its time with:
+            // it dies at the end of the window for a stop, or just inside it.
+            Step::Signal(pick) if self.podman && pick >= 192 && self.running() && !in_restart => {
+                self.feed(self.killed(Signal::Term))?;
+                self.now += USER_STOP - Duration::from_millis(250 * u64::from(pick % 2));
+                let exit = self.die(143, false);
+                self.feed(Observation::Died(exit))?;
             }
             Step::Signal(pick) if self.running() && !in_restart => {
                 let signal = [Signal::Hup, Signal::Usr1, Signal::Stop][usize::from(pick % 3)];

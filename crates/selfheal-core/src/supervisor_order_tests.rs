@@ -252,7 +252,7 @@ async fn kill_signals_the_core_reads_as_a_stop_and_those_it_does_not() {
     assert_eq!(Signal::parse("hup"), Signal::Hup);
     assert_eq!(Signal::parse("64"), Signal::Other(64));
     assert_eq!(Signal::parse("SIGWHAT"), Signal::Unrecognized);
-    assert!(!stops_process(Some(Signal::Unrecognized)));
+    assert!(!stops_process(Signal::Unrecognized));
 }
 
 fn died_unknown() -> Observation {

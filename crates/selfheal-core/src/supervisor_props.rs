@@ -47,7 +47,9 @@ enum Step {
         oom: bool,
         named: bool,
     },
-    /// A `kill` with a signal that does not end the process (a reload, a freeze).
+    /// A `kill` with a signal that does not end the process (a reload, a freeze). On Podman,
+    /// now and then a TERM whose process dies at the end of the window for a stop, or just
+    /// inside it.
     Signal(u8),
     /// Docker's restart policy starts it again.
     PolicyStart,
@@ -291,6 +293,19 @@ proptest! {
         steps in prop::collection::vec(step(), 1..200),
     ) {
         play(Sim::dry_run(spec)?, steps)?;
+    }
+
+    /// The same rules on Podman, whose `kill` events name no signal (a stop, a freeze and a
+    /// reload look alike) and whose `podman stop` sends no `stop` event: such a kill is a
+    /// user's stop only if the process dies less than 120 s later, before it starts again (one
+    /// kill, one death); a freeze's or a reload's kill changes nothing, so a frozen container
+    /// is healed as on Docker, and a crash long after it is a crash.
+    #[test]
+    fn on_podman_the_supervisor_follows_the_reference_model(
+        spec in policy_spec(),
+        steps in prop::collection::vec(step(), 1..200),
+    ) {
+        play(Sim::podman(spec)?, steps)?;
     }
 
     /// Liveness after each kind of failure (a death, probe failures, Docker's `unhealthy`, a

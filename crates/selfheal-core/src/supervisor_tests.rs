@@ -7,7 +7,7 @@ use crate::policy::{Order, ProbeFailure};
 use crate::restart_policy::RestartPolicy;
 use tokio::time::advance;
 
-fn spec() -> PolicySpec {
+pub(super) fn spec() -> PolicySpec {
     PolicySpec {
         failures: 3,
         start_period: Duration::from_secs(10),

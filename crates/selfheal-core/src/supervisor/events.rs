@@ -20,25 +20,29 @@ impl Supervisor {
             Observation::HealthFailingSince(at) => self.on_health_failing_since(at, out),
             // A Swarm task's end is the task's end, whoever caused it: seen at its `die`.
             Observation::Killed { .. } | Observation::Stopped if self.swarm().is_some() => {}
-            // A reload or a freeze: the process goes on.
-            Observation::Killed { signal } if !stops_process(signal) => {}
-            Observation::Killed { .. } => match self.phase {
-                Phase::Restarting { .. } | Phase::Stopped | Phase::Gone => {}
-                _ => {
-                    let of = match &self.phase {
-                        Phase::Running { run, .. } | Phase::Paused { run, .. } => Some(*run),
-                        Phase::Ordered { of }
-                        | Phase::Stopping { of, .. }
-                        | Phase::Unknown { last: of, .. } => *of,
-                        _ => None,
-                    };
-                    self.phase = Phase::Stopping {
-                        until: now + USER_STOP_WITHIN,
-                        of,
-                    }
+            // A stop or a freeze (Podman names no signal): its process's death tells which.
+            Observation::Killed { signal: None } => self.unstated_kill = Some(now),
+            Observation::Killed {
+                signal: Some(signal),
+            } => {
+                // A reload or a freeze: the process goes on.
+                if stops_process(signal) {
+                    self.user_stopping(now);
                 }
-            },
-            Observation::Died(exit) => self.on_died(exit, now, out),
+            }
+            Observation::Died(exit) => {
+                // Dead soon after a kill that named no signal: that kill was a user's stop,
+                // read as one that named its signal would have been, just before this death.
+                // A death long after it is the process's own.
+                if self
+                    .unstated_kill
+                    .take()
+                    .is_some_and(|at| now.duration_since(at) < USER_STOP_WITHIN)
+                {
+                    self.user_stopping(now);
+                }
+                self.on_died(exit, now, out)
+            }
             Observation::Stopped => match self.phase {
                 Phase::Restarting { .. } | Phase::Stopped | Phase::Gone => {}
                 _ => self.stopped_by_user(now, out),
@@ -86,6 +90,22 @@ impl Supervisor {
                     stale.recreated = Some(r);
                 }
             }
+        }
+    }
+
+    /// A stopping signal was sent: the process is awaited to end, for [`USER_STOP_WITHIN`].
+    fn user_stopping(&mut self, now: Instant) {
+        let of = match &self.phase {
+            Phase::Restarting { .. } | Phase::Stopped | Phase::Gone => return,
+            Phase::Running { run, .. } | Phase::Paused { run, .. } => Some(*run),
+            Phase::Ordered { of }
+            | Phase::Stopping { of, .. }
+            | Phase::Unknown { last: of, .. } => *of,
+            Phase::Exited { .. } => None,
+        };
+        self.phase = Phase::Stopping {
+            until: now + USER_STOP_WITHIN,
+            of,
         }
     }
 
@@ -173,6 +193,8 @@ impl Supervisor {
             .max_with(std::mem::replace(&mut self.carried_hold, Hold::Free));
         self.reset_signals();
         self.parent_waiting = false;
+        // A new run: a kill that named no signal was not a stop of it.
+        self.unstated_kill = None;
         self.phase = Phase::Running {
             run: Run::new(at, self.spec.start_period, now),
             hold,
@@ -387,6 +409,7 @@ impl Supervisor {
         }
         self.close_incident(Outcome::Abandoned, now, out);
         self.reset_signals();
+        self.unstated_kill = None;
         self.phase = Phase::Gone;
         out.push(Effect::Unwatch);
     }

@@ -44,7 +44,9 @@
 //!   its verb ([`crate::Verdict::Drop`]).
 //! - **A user's stop** is told by its events: a `kill` whose signal ends a process
 //!   ([`stops_process`]; SIGSTOP only freezes it, and a frozen container is healed), then its
-//!   `die`. A `die` that names no exit code is still a crash; only Docker's `on-failure`
+//!   `die`. A `kill` that names no signal (Podman's) may be either: it is a stop only if its
+//!   process dies within `USER_STOP_WITHIN` (120 s) and before it starts again; until then
+//!   nothing changes. A `die` that names no exit code is still a crash; only Docker's `on-failure`
 //!   policy depends on the code, so the container is looked at before the watchdog acts.
 //! - **A Swarm task** (`spec.swarm`, see [`crate::swarm`] for Swarm's own semantics) is never
 //!   restarted in place. Docker's `unhealthy` is Swarm's to act on: the incident is recorded
@@ -91,14 +93,14 @@ mod swarm;
 pub use swarm::{Carried, Unadopted};
 
 /// Does a `kill` event with this signal announce a stop? Only signals that end a process do
-/// (INT, QUIT, KILL, TERM; a `kill` naming none is taken as one). HUP, USR1 and the like are
-/// reloads, and SIGSTOP freezes the process without ending it: a frozen container is the
-/// watchdog's to heal, not a user's stop (a Podman user's `kill --signal STOP` was once read as
-/// one).
-pub fn stops_process(signal: Option<Signal>) -> bool {
+/// (INT, QUIT, KILL, TERM). HUP, USR1 and the like are reloads, and SIGSTOP freezes the
+/// process without ending it: a frozen container is the watchdog's to heal, not a user's stop
+/// (a Podman user's `kill --signal STOP` was once read as one). A `kill` that names no signal
+/// is told by what follows it (see the module doc).
+pub fn stops_process(signal: Signal) -> bool {
     matches!(
         signal,
-        None | Some(Signal::Int | Signal::Quit | Signal::Kill | Signal::Term)
+        Signal::Int | Signal::Quit | Signal::Kill | Signal::Term
     )
 }
 
@@ -295,6 +297,9 @@ pub struct Supervisor {
     /// The executor refused to recreate this container from its own configuration (it cannot
     /// be copied safely, which does not change while it exists): the ladder restarts instead.
     recreate_refused: bool,
+    /// When a `kill` that named no signal was seen, until the process dies or starts again:
+    /// its death within [`USER_STOP_WITHIN`] makes that kill a user's stop.
+    unstated_kill: Option<Instant>,
 }
 
 impl Supervisor {
@@ -342,6 +347,7 @@ impl Supervisor {
             state: State::Starting,
             carried_hold: Hold::Free,
             recreate_refused: false,
+            unstated_kill: None,
         }
     }
 
@@ -481,3 +487,7 @@ mod order_tests;
 #[cfg(test)]
 #[path = "../supervisor_ladder_tests.rs"]
 mod ladder_tests;
+
+#[cfg(test)]
+#[path = "../supervisor_kill_tests.rs"]
+mod kill_tests;

@@ -18,6 +18,9 @@ use tokio::time::Instant;
 const SAME_START: Duration = Duration::from_millis(50);
 /// A restart Docker could not be asked for (unreachable) is looked at again after this long.
 pub(super) const RECHECK_AFTER_UNREACHABLE: Duration = Duration::from_secs(1);
+/// A user's stop is awaited this long: a death this soon after a `kill` that named no signal is
+/// that kill's doing.
+pub(super) const USER_STOP: Duration = Duration::from_secs(120);
 /// Exit codes of a stop or kill (0, SIGINT, SIGKILL, SIGTERM); any other, or OOM, is a crash.
 const STOP_CODES: [i64; 4] = [0, 130, 137, 143];
 
@@ -161,6 +164,9 @@ pub(super) struct Model {
     carried_quarantine: bool,
     /// How many times the backoff was forgotten (healthy `reset_after` without a break).
     pub(super) backoff_resets: u32,
+    /// A `kill` that named no signal (Podman's) was seen then, since the process last started
+    /// and last died.
+    unstated_kill: Option<Instant>,
 }
 
 impl Model {
@@ -189,6 +195,7 @@ impl Model {
             order_counted: false,
             carried_quarantine: false,
             backoff_resets: 0,
+            unstated_kill: None,
         }
     }
 
@@ -266,6 +273,7 @@ impl Model {
     /// incident, the budget, the backoff) and knows nothing of the new container yet.
     pub(super) fn replaced(&mut self, now: Instant) -> Vec<Decision> {
         self.forget_signals();
+        self.unstated_kill = None;
         self.known = Known::Looking {
             at: None,
             last: None,
@@ -298,43 +306,27 @@ impl Model {
             Observation::Started { at } => self.started((*at).min(now), now),
             Observation::Probe(p) => self.probe(*p, now),
             Observation::Health(h) => self.health(*h),
-            // Only a signal that ends a process announces a stop (a `kill` naming none is taken
-            // as one); a reload (HUP, USR1) or a freeze (STOP) is not a user's stop.
+            // Only a signal that ends a process announces a stop; a reload (HUP, USR1) or a
+            // freeze (STOP) is not a user's stop.
             Observation::Killed {
                 signal:
                     Some(Signal::Hup | Signal::Usr1 | Signal::Usr2 | Signal::Stop | Signal::Cont),
             } => {}
-            Observation::Killed { .. } => match self.known {
-                Known::Restarting { sent: Some(_), .. } | Known::UserStopped | Known::Gone => {}
-                _ => {
-                    let of = self.run_known();
-                    self.enter(Known::UserStopping { of });
+            // Naming none, it may be either: told by a death within the window (below).
+            Observation::Killed { signal: None } => self.unstated_kill = Some(now),
+            Observation::Killed { .. } => self.user_stopping(),
+            Observation::Died(exit) => {
+                // The death of a process killed (no signal named) less than the window ago:
+                // the kill was a stop, as if it had named its signal just before the death.
+                if self
+                    .unstated_kill
+                    .take()
+                    .is_some_and(|k| now < k + USER_STOP)
+                {
+                    self.user_stopping();
                 }
-            },
-            Observation::Died(exit) => match self.known {
-                Known::Restarting { sent: Some(_), .. }
-                | Known::UserStopped
-                | Known::Gone
-                | Known::Down { .. } => {}
-                // A paused process cannot die by itself: a user ended it.
-                Known::UserStopping { .. } | Known::Up { paused: true, .. } => {
-                    self.user_stopped(out)
-                }
-                _ => {
-                    self.crashed(
-                        trigger_of(exit),
-                        docker_restarts(self.spec.restart_policy, exit),
-                        out,
-                    );
-                    // Whether `on-failure` brings it back depends on a code the event did not
-                    // name: look.
-                    if exit.code.is_none()
-                        && matches!(self.spec.restart_policy, RestartPolicy::OnFailure { .. })
-                    {
-                        out.push(Decision::Inspect);
-                    }
-                }
-            },
+                self.died(exit, out);
+            }
             Observation::Stopped => match self.known {
                 Known::Restarting { sent: Some(_), .. } | Known::UserStopped | Known::Gone => {}
                 _ => self.user_stopped(out),
@@ -371,6 +363,43 @@ impl Model {
             | Observation::ParentStarted { .. }
             | Observation::ParentWaiting { .. } => {
                 unreachable!("not generated: {obs:?}")
+            }
+        }
+    }
+
+    /// A death: a crash, unless a user ended it (a stop announced, or a paused process).
+    fn died(&mut self, exit: &Exit, out: &mut Vec<Decision>) {
+        match self.known {
+            Known::Restarting { sent: Some(_), .. }
+            | Known::UserStopped
+            | Known::Gone
+            | Known::Down { .. } => {}
+            // A paused process cannot die by itself: a user ended it.
+            Known::UserStopping { .. } | Known::Up { paused: true, .. } => self.user_stopped(out),
+            _ => {
+                self.crashed(
+                    trigger_of(exit),
+                    docker_restarts(self.spec.restart_policy, exit),
+                    out,
+                );
+                // Whether `on-failure` brings it back depends on a code the event did not
+                // name: look.
+                if exit.code.is_none()
+                    && matches!(self.spec.restart_policy, RestartPolicy::OnFailure { .. })
+                {
+                    out.push(Decision::Inspect);
+                }
+            }
+        }
+    }
+
+    /// A signal that ends the process was sent: its death is awaited as a user's stop.
+    fn user_stopping(&mut self) {
+        match self.known {
+            Known::Restarting { sent: Some(_), .. } | Known::UserStopped | Known::Gone => {}
+            _ => {
+                let of = self.run_known();
+                self.enter(Known::UserStopping { of });
             }
         }
     }
@@ -471,6 +500,8 @@ impl Model {
             _ => {}
         }
         self.forget_signals();
+        // A new run: a kill that named no signal before it stopped nothing of it.
+        self.unstated_kill = None;
         let run = KnownRun::begin(at, self.spec.start_period, now);
         self.enter(Known::Up { run, paused: false });
         self.take_carried_quarantine();
@@ -617,6 +648,7 @@ impl Model {
     fn removed(&mut self, out: &mut Vec<Decision>) {
         self.close(Outcome::Abandoned, out);
         self.forget_signals();
+        self.unstated_kill = None;
         self.enter(Known::Gone);
         out.push(Decision::Unwatch);
     }

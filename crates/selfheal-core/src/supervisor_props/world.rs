@@ -3,7 +3,7 @@
 //! truthful: what it reports happened, in Docker's order. Every observation goes to the
 //! supervisor and to the reference model, and their answers are compared.
 
-use super::model::{docker_restarts, Decision, Model, RECHECK_AFTER_UNREACHABLE};
+use super::model::{docker_restarts, Decision, Model, RECHECK_AFTER_UNREACHABLE, USER_STOP};
 use super::{Fault, Step};
 use crate::policy::{
     DockerHealth, Effect, Exit, Observation, OrderOutcome, PolicySpec, ProbeFailure, ProbeOutcome,
@@ -58,19 +58,27 @@ pub(super) struct Sim {
     dry_run: bool,
     /// A user removed the container: nothing happens to it any more.
     removed: bool,
+    /// The engine is Podman 4.3.1: its `kill` events name no signal, whatever was sent, and
+    /// `podman stop` sends no `stop` event.
+    podman: bool,
 }
 
 impl Sim {
     pub(super) fn new(spec: PolicySpec) -> Result<Self, TestCaseError> {
-        Self::with(spec, false)
+        Self::with(spec, false, false)
     }
 
     /// A world whose executor runs dry (`--dry-run`).
     pub(super) fn dry_run(spec: PolicySpec) -> Result<Self, TestCaseError> {
-        Self::with(spec, true)
+        Self::with(spec, true, false)
     }
 
-    fn with(spec: PolicySpec, dry_run: bool) -> Result<Self, TestCaseError> {
+    /// A world whose engine speaks Podman's dialect.
+    pub(super) fn podman(spec: PolicySpec) -> Result<Self, TestCaseError> {
+        Self::with(spec, false, true)
+    }
+
+    fn with(spec: PolicySpec, dry_run: bool, podman: bool) -> Result<Self, TestCaseError> {
         let now = Instant::now();
         let mut sim = Self {
             sup: Supervisor::new(spec.clone(), None, now),
@@ -87,6 +95,7 @@ impl Sim {
             service_works: true,
             dry_run,
             removed: false,
+            podman,
         };
         // Watching begins with an inspect.
         sim.feed(Observation::Snapshot(sim.snapshot()))?;
@@ -317,6 +326,7 @@ impl Sim {
     }
 
     /// Docker ends the process: `docker stop` (kill, die, stop) or `docker kill` (kill, die).
+    /// Podman's `kill` names no signal, and its stop sends no `stop` event.
     fn end_run(&mut self, signal: Signal, stop_event: bool) -> Result<(), TestCaseError> {
         let code = match signal {
             Signal::Kill => 137,
@@ -324,14 +334,19 @@ impl Sim {
         };
         self.process = Process::Exited(self.exit(code, false));
         self.health = None;
-        self.feed(Observation::Killed {
-            signal: Some(signal),
-        })?;
+        self.feed(self.killed(signal))?;
         self.feed(Observation::Died(self.exit(code, false)))?;
-        if stop_event {
+        if stop_event && !self.podman {
             self.feed(Observation::Stopped)?;
         }
         Ok(())
+    }
+
+    /// The `kill` event of `signal`, as the engine words it.
+    fn killed(&self, signal: Signal) -> Observation {
+        Observation::Killed {
+            signal: (!self.podman).then_some(signal),
+        }
     }
 
     pub(super) fn step(&mut self, step: Step) -> Result<(), TestCaseError> {
@@ -379,15 +394,21 @@ impl Sim {
                     ..exit
                 }))?;
             }
+            // On Podman, now and then a `podman kill` (a TERM) the process takes its time with:
+            // it dies at the end of the window for a stop, or just inside it.
+            Step::Signal(pick) if self.podman && pick >= 192 && self.running() && !in_restart => {
+                self.feed(self.killed(Signal::Term))?;
+                self.now += USER_STOP - Duration::from_millis(250 * u64::from(pick % 2));
+                let exit = self.die(143, false);
+                self.feed(Observation::Died(exit))?;
+            }
             Step::Signal(pick) if self.running() && !in_restart => {
                 let signal = [Signal::Hup, Signal::Usr1, Signal::Stop][usize::from(pick % 3)];
                 if signal == Signal::Stop {
                     // Frozen: it answers nothing.
                     self.service_works = false;
                 }
-                self.feed(Observation::Killed {
-                    signal: Some(signal),
-                })?;
+                self.feed(self.killed(signal))?;
             }
             Step::PolicyStart => {
                 if let Process::PolicyRestarting(_) = self.process {

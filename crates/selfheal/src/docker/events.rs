@@ -12,13 +12,12 @@
 //!   [`EventKind::Died`].
 //! - removal: Docker's `destroy`, Podman's `remove`.
 //! - kill: Docker names the signal by number in `signal`; Podman 4.3.1 sends no signal at all
-//!   (`EventKind::Kill { signal: None }`).
+//!   (`EventKind::Kill { signal: None }`), and the healing core tells a stop from a freeze by
+//!   what follows.
 
 use bollard::models::EventMessage;
 use selfheal_core::{DockerHealth, Signal};
 use std::collections::HashMap;
-use std::time::Duration;
-use tokio::time::Instant;
 
 /// The event names the watch loop subscribes to: every dialect's name for each
 /// [`EventKind`]. Exec and attach chatter is left out by the engine.
@@ -139,17 +138,13 @@ impl ContainerEvent {
 }
 
 /// What the watch loop remembers of the events of each container to read Podman's dialect:
-/// the health last passed on (Podman reports every check; only a change is a change), and a
-/// `kill` that named no signal (a stop only if the process then dies).
+/// the health last passed on (Podman reports every check; only a change is a change). A `kill`
+/// that names no signal goes to the healing core as it comes: what it means is the core's
+/// call.
 #[derive(Debug, Default)]
 pub struct DialectMemory {
     last_health: HashMap<String, DockerHealth>,
-    unstated_kills: HashMap<String, Instant>,
 }
-
-/// How long after a `kill` that names no signal the death of its process is taken as that
-/// kill's doing: the healing core's window for a user's stop to end the process.
-pub const UNSTATED_KILL_ENDS_WITHIN: Duration = Duration::from_secs(120);
 
 impl DialectMemory {
     /// Whether `health` is news for container `id`; remembered either way.
@@ -157,26 +152,10 @@ impl DialectMemory {
         self.last_health.insert(id.to_string(), health) != Some(health)
     }
 
-    /// A lifecycle event of `id` (anything but health) at `at`: a new run, or the end of
-    /// one, makes the next health result news again. Returns whether a `Died` is the doing of
-    /// a kill that named no signal: then it is a stop.
-    pub fn lifecycle(&mut self, id: &str, kind: &EventKind, at: Instant) -> bool {
+    /// A lifecycle event of `id` (anything but health): a new run, or the end of one, makes
+    /// the next health result news again.
+    pub fn lifecycle(&mut self, id: &str) {
         self.last_health.remove(id);
-        match kind {
-            EventKind::Kill { signal: None } => {
-                self.unstated_kills.insert(id.to_string(), at);
-                false
-            }
-            EventKind::Died { .. } => self
-                .unstated_kills
-                .remove(id)
-                .is_some_and(|kill| at.duration_since(kill) < UNSTATED_KILL_ENDS_WITHIN),
-            EventKind::Start | EventKind::Destroy => {
-                self.unstated_kills.remove(id);
-                false
-            }
-            _ => false,
-        }
     }
 }
 
@@ -296,7 +275,6 @@ mod tests {
     #[test]
     fn a_repeated_health_is_passed_on_once_until_the_container_starts_or_ends_again() {
         let mut m = DialectMemory::default();
-        let now = Instant::now();
         assert!(m.health_changed("a", DockerHealth::Healthy));
         assert!(!m.health_changed("a", DockerHealth::Healthy));
         assert!(m.health_changed("a", DockerHealth::Unhealthy));
@@ -305,46 +283,11 @@ mod tests {
             m.health_changed("b", DockerHealth::Unhealthy),
             "per container"
         );
-        m.lifecycle("a", &EventKind::Start, now);
+        m.lifecycle("a");
         assert!(m.health_changed("a", DockerHealth::Unhealthy));
-        m.lifecycle("a", &EventKind::Died { exit_code: Some(1) }, now);
+        m.lifecycle("a");
         assert!(m.health_changed("a", DockerHealth::Unhealthy));
         assert!(!m.health_changed("b", DockerHealth::Unhealthy));
-    }
-
-    /// A kill that names no signal (Podman) is a stop only if its process then dies, within
-    /// the window; a start in between, or a death long after, is not its doing.
-    #[test]
-    fn a_death_after_a_kill_without_a_signal_is_that_kills_doing_within_the_window() {
-        let unstated = EventKind::Kill { signal: None };
-        let died = EventKind::Died {
-            exit_code: Some(137),
-        };
-        let t0 = Instant::now();
-        let mut m = DialectMemory::default();
-        assert!(!m.lifecycle("a", &died, t0), "a death without a kill");
-        assert!(!m.lifecycle("a", &unstated, t0));
-        assert!(m.lifecycle("a", &died, t0 + Duration::from_millis(50)));
-        assert!(
-            !m.lifecycle("a", &died, t0 + Duration::from_millis(60)),
-            "one kill explains one death"
-        );
-        // SIGSTOP from Podman: no death follows; the watchdog's own restart starts it again.
-        m.lifecycle("a", &unstated, t0);
-        m.lifecycle("a", &EventKind::Start, t0 + Duration::from_secs(3));
-        assert!(!m.lifecycle("a", &died, t0 + Duration::from_secs(9)));
-        m.lifecycle("a", &unstated, t0);
-        assert!(!m.lifecycle(
-            "a",
-            &died,
-            t0 + UNSTATED_KILL_ENDS_WITHIN + Duration::from_secs(1)
-        ));
-        // Docker names its signals: nothing is held for them.
-        let term = EventKind::Kill {
-            signal: Some(Signal::Term),
-        };
-        m.lifecycle("b", &term, t0);
-        assert!(!m.lifecycle("b", &died, t0));
     }
 
     #[test]

@@ -13,8 +13,9 @@ impl Watcher {
             return;
         };
         tracing::debug!(container = %id, event = ?kind, "event");
-        let killed_unstated =
-            !matches!(kind, EventKind::Health(_)) && self.dialect.lifecycle(&id, &kind, received);
+        if !matches!(kind, EventKind::Health(_)) {
+            self.dialect.lifecycle(&id);
+        }
         match kind {
             EventKind::Start => {
                 // New containers are picked up here; known ones learn their new start time and
@@ -48,23 +49,11 @@ impl Watcher {
             return;
         }
         let msg = match kind {
-            // Which signals stop a process is the core's call.
-            EventKind::Kill {
-                signal: Some(signal),
-            } => Msg::Observe(Observation::Killed {
-                signal: Some(signal),
-            }),
-            // Podman names no signal: told to the core only when the process then dies (below),
-            // so that a SIGSTOP freeze is not taken for a user's stop.
-            EventKind::Kill { signal: None } => return,
+            // Which kills stop a process, and what one that names no signal (Podman's) means,
+            // is the core's call.
+            EventKind::Kill { signal } => Msg::Observe(Observation::Killed { signal }),
             EventKind::Oom => Msg::Oom,
-            EventKind::Died { exit_code } => {
-                if killed_unstated {
-                    let killed = Observation::Killed { signal: None };
-                    self.send(&id, Msg::Observe(killed)).await;
-                }
-                Msg::Died { exit_code }
-            }
+            EventKind::Died { exit_code } => Msg::Died { exit_code },
             EventKind::Stopped => Msg::Observe(Observation::Stopped),
             EventKind::Paused => Msg::Observe(Observation::Paused),
             EventKind::Unpaused => Msg::Observe(Observation::Unpaused),

@@ -116,7 +116,9 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<
         if avail.is_empty() {
             break;
         }
-        let (chunk, used) = match avail.iter().position(|&b| b == b'\n') {
+        // memchr: a gigabyte journal is mostly long lines, and a byte-by-byte search for their
+        // ends was a good part of a start's CPU time (BENCHMARKS.md, "9").
+        let (chunk, used) = match memchr::memchr(b'\n', avail) {
             Some(i) => {
                 line.terminated = true;
                 (&avail[..i], i + 1)

@@ -8,12 +8,13 @@
 #
 #   docker/offline/build.sh [IMAGE...]    IMAGE: demo-app watchdog prometheus alertmanager
 #                                          node-exporter busybox (default: all)
-# Env: TARGET_DIR (target/release), BUILD_DIR (.build/images), IMAGE_PREFIX (selfheal).
+# Env: TARGET_DIR (target/<host triple>/release, where `make build` puts them), BUILD_DIR (.build/images), IMAGE_PREFIX (selfheal).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-target_dir=${TARGET_DIR:-$root/target/release}
+# `make build` links the release binaries statically for the host's triple (see the Makefile).
+target_dir=${TARGET_DIR:-$root/target/$(rustc -vV | sed -n 's/^host: //p')/release}
 build_dir=${BUILD_DIR:-$root/.build/images}
 prefix=${IMAGE_PREFIX:-selfheal}
 workspace_version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$root/Cargo.toml")

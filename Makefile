@@ -146,4 +146,5 @@ screenshot: images ## regenerate docs/status-page.png and docs/status-page-dark.
 	cargo test --locked -p selfheal --test status_page -- --ignored --exact screenshot --nocapture
 
 drill: ## fault drill against the running stack's app, rounds spaced past the watchdog's backoff (ARGS="--rounds 5 --slo 30s", or "--back-to-back" to test the backoff)
-	cargo run --release --locked -p selfheal --bin selfheal -- drill --report .build/drill/report.md $(ARGS)
+	cargo build --release --locked -p selfheal --bin selfheal $(STATIC)
+	$(RELEASE_DIR)/selfheal drill --report .build/drill/report.md $(ARGS)

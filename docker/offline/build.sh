@@ -13,13 +13,21 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-# `make build` links the release binaries statically for the host's triple (see the Makefile).
-target_dir=${TARGET_DIR:-$root/target/$(rustc -vV | sed -n 's/^host: //p')/release}
 build_dir=${BUILD_DIR:-$root/.build/images}
 prefix=${IMAGE_PREFIX:-selfheal}
 workspace_version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$root/Cargo.toml")
 
 die() { echo "build.sh: $*" >&2; exit 1; }
+
+# `make build` links the release binaries statically for the host's triple (see the Makefile).
+if [[ -n ${TARGET_DIR:-} ]]; then
+    target_dir=$TARGET_DIR
+else
+    # Without rustc (busybox alone needs none of the project's binaries), where a plain
+    # `cargo build --release` puts them; a missing binary is named when it is needed.
+    triple=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p') || true
+    target_dir=$root/target${triple:+/$triple}/release
+fi
 
 # Upstream version of a Debian package: no epoch, no +ds/-N suffix (tags allow no '+').
 deb_version() {

@@ -267,7 +267,8 @@ fn forward_stderr_until_bound(
     rx
 }
 
-/// The real watchdog binary (`target/release/selfheal`) as a child; killed on drop.
+/// The real watchdog binary (`selfheal` beside the harness: `target/<triple>/release`, as
+/// `make bench` builds it) as a child; killed on drop.
 #[derive(Debug)]
 pub struct Watchdog {
     child: Child,

@@ -29,12 +29,17 @@ fn spec(ladder: Ladder) -> PolicySpec {
 }
 
 fn running(at: Instant) -> Observation {
+    running_with(at, Some(DockerHealth::Healthy))
+}
+
+/// A look at a container running since `at`, with what its HEALTHCHECK says.
+fn running_with(at: Instant, health: Option<DockerHealth>) -> Observation {
     Observation::Snapshot(Snapshot {
         status: RunStatus::Running {
             started_at: at,
             paused: false,
         },
-        health: Some(DockerHealth::Healthy),
+        health,
     })
 }
 
@@ -388,16 +393,7 @@ async fn a_quarantine_stop_that_does_not_happen_keeps_the_quarantine() {
     assert!(e.contains(&Effect::Inspect));
     assert_eq!(sup.state(), State::Quarantined);
     // Looked at: the same run, still failing: quarantined, nothing ordered.
-    let e = feed(
-        &mut sup,
-        Observation::Snapshot(Snapshot {
-            status: RunStatus::Running {
-                started_at: began,
-                paused: false,
-            },
-            health: Some(DockerHealth::Unhealthy),
-        }),
-    );
+    let e = feed(&mut sup, running_with(began, Some(DockerHealth::Unhealthy)));
     assert!(orders(&e).is_empty(), "{e:?}");
     assert_eq!(sup.state(), State::Quarantined);
     advance(secs(600)).await;
@@ -477,16 +473,7 @@ async fn a_refused_recreate_falls_back_to_restarts() {
     assert_eq!(sup.restarts_in_window(Instant::now()), 0);
     // Looked at: the same run, still unhealthy: a restart now.
     let began = Instant::now() - secs(60);
-    let e = feed(
-        &mut sup,
-        Observation::Snapshot(Snapshot {
-            status: RunStatus::Running {
-                started_at: began,
-                paused: false,
-            },
-            health: Some(DockerHealth::Unhealthy),
-        }),
-    );
+    let e = feed(&mut sup, running_with(began, Some(DockerHealth::Unhealthy)));
     let o = orders(&e);
     assert_eq!(o.len(), 1, "{e:?}");
     assert_eq!(o[0].verb, Verb::Restart);
@@ -529,16 +516,7 @@ async fn a_restart_is_counted_in_the_incident_its_start_closes() {
         None,
         Instant::now(),
     );
-    feed(
-        &mut sup,
-        Observation::Snapshot(Snapshot {
-            status: RunStatus::Running {
-                started_at: Instant::now() - secs(60),
-                paused: false,
-            },
-            health: None,
-        }),
-    );
+    feed(&mut sup, running_with(Instant::now() - secs(60), None));
     let died = Exit {
         code: Some(2),
         oom_killed: false,

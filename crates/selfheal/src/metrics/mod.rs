@@ -304,12 +304,9 @@ impl SeriesKeys {
                     .into_iter()
                     .map(move |v| (*r, v))
             });
-            acted.chain(observed).map(move |(r, v)| RecoveryLabels {
-                container: self.container.clone(),
-                trigger: Label(*t),
-                result: Label(r),
-                verb: Label(v),
-            })
+            acted
+                .chain(observed)
+                .map(move |(r, v)| self.recovery_labels(*t, r, v))
         })
     }
 
@@ -317,14 +314,20 @@ impl SeriesKeys {
     fn every_recovery(&self) -> impl Iterator<Item = RecoveryLabels> + '_ {
         Trigger::ALL.iter().flat_map(move |t| {
             RecoveryResult::ALL.iter().flat_map(move |r| {
-                VerbKind::ALL.iter().map(move |v| RecoveryLabels {
-                    container: self.container.clone(),
-                    trigger: Label(*t),
-                    result: Label(*r),
-                    verb: Label(*v),
-                })
+                VerbKind::ALL
+                    .iter()
+                    .map(move |v| self.recovery_labels(*t, *r, *v))
             })
         })
+    }
+
+    fn recovery_labels(&self, t: Trigger, r: RecoveryResult, v: VerbKind) -> RecoveryLabels {
+        RecoveryLabels {
+            container: self.container.clone(),
+            trigger: Label(t),
+            result: Label(r),
+            verb: Label(v),
+        }
     }
     fn trigger(&self) -> impl Iterator<Item = TriggerLabels> + '_ {
         Trigger::ALL.iter().map(move |t| TriggerLabels {
